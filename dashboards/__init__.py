@@ -1,0 +1,1 @@
+"""gridlab dashboards layer."""

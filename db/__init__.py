@@ -1,0 +1,1 @@
+"""gridlab db layer."""

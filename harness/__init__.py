@@ -1,0 +1,1 @@
+"""gridlab harness layer."""

@@ -1,0 +1,1 @@
+"""gridlab jobs layer."""

@@ -1,0 +1,1 @@
+"""gridlab slurm layer."""
