@@ -1,0 +1,129 @@
+"""Database URLs and engines.
+
+gridlab speaks to SQLite (the embedded default: a file in the working directory) and
+to PostgreSQL (for clusters). A URL comes from ``--db``, else ``GRIDLAB_DB``, else
+``sqlite:///gridlab.db``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy import create_engine
+
+from db.errors import DatabaseUnavailable
+
+DEFAULT_URL = "sqlite:///gridlab.db"
+ENV_VAR = "GRIDLAB_DB"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+_SUPPORTED = "sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+
+
+def resolve_url(url: str | None = None) -> URL:
+    """The URL to use, normalised: PostgreSQL through psycopg 3, SQLite as a file path."""
+    raw = url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"database URL {redact(raw)!r} is not a URL",
+            f"give --db or {ENV_VAR} as {_SUPPORTED}",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise DatabaseUnavailable(
+                f"database URL {redact(raw)!r} names no file",
+                "workers are separate processes and need a file: use sqlite:///gridlab.db",
+            )
+        return parsed.set(drivername="sqlite")
+    raise DatabaseUnavailable(
+        f"database URL {redact(raw)!r} uses the unsupported scheme {parsed.drivername!r}",
+        f"use {_SUPPORTED}",
+    )
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create(url: str | URL | None = None, *, readonly: bool = False) -> Engine:
+    """An engine for ``url``. ``readonly`` opens the database so that no write can pass."""
+    resolved = url if isinstance(url, URL) else resolve_url(url)
+    if resolved.get_backend_name() == "sqlite":
+        return _sqlite_engine(resolved, readonly=readonly)
+    return _postgresql_engine(resolved, readonly=readonly)
+
+
+def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
+    path = Path(url.database).expanduser()
+    if readonly:
+        if not path.exists():
+            raise DatabaseUnavailable(
+                f"SQLite database {str(path)!r} does not exist",
+                "check --db, or run `gridlab enqueue` first to create it",
+            )
+        target = f"file:{path.resolve()}?mode=ro"
+    else:
+        if not path.parent.exists():
+            raise DatabaseUnavailable(
+                f"folder {str(path.parent)!r} of SQLite database {str(path)!r} does not exist",
+                "create it or point --db elsewhere",
+            )
+        target = f"file:{path.resolve()}?mode=rwc"
+
+    def connect() -> sqlite3.Connection:
+        # isolation_level=None hands transaction control to the 'begin' hook below,
+        # which is how SQLAlchemy documents taking a write lock up front in SQLite.
+        conn = sqlite3.connect(
+            target,
+            uri=True,
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        return conn
+
+    # The real URL (not "sqlite://") so SQLAlchemy pools it as a file, not in memory.
+    engine = create_engine(url, creator=connect)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        if not readonly:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        # A writer takes the write lock at BEGIN: two claimers can never both read
+        # the same pending row, and no lock upgrade can deadlock mid-transaction.
+        write = conn.get_execution_options().get("gridlab_write", True) and not readonly
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgresql_engine(url: URL, *, readonly: bool) -> Engine:
+    connect_args: dict[str, object] = {"connect_timeout": 5}
+    if readonly:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)

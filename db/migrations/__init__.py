@@ -1,0 +1,1 @@
+"""Alembic migrations for the results database (``gridlab db upgrade`` runs them)."""

@@ -1,0 +1,162 @@
+"""The results database's tables, as SQLAlchemy 2.x typed models.
+
+Times are seconds since the Unix epoch (floats), taken from the *database's* clock
+(see :mod:`db.clock`) wherever they decide something (leases, backoff), so workers
+on machines with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# A naming convention keeps constraint names identical on every backend, so
+# Alembic's autogenerate sees no spurious differences.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid; BIGINT there would
+# not autoincrement. Big on PostgreSQL, rowid on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, float: Double}
+
+
+class Grid(Base):
+    """One grid file, by name. Re-enqueueing a grid of the same name adds to it."""
+
+    __tablename__ = "grids"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float]
+
+
+class Job(Base):
+    """One cell of a grid: a resolved experiment spec and its place in the queue."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("grid_id", "spec_hash"),
+        # The claim query's access path: runnable jobs in priority order.
+        Index("ix_jobs_claim", "state", "priority", "id"),
+        Index("ix_jobs_lease", "state", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"))
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]
+    factors: Mapped[dict[str, Any]]
+    experiment: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    backoff_s: Mapped[float] = mapped_column(default=10.0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[float | None]
+    heartbeat_at: Mapped[float | None]
+    not_before: Mapped[float | None]
+    created_at: Mapped[float]
+    updated_at: Mapped[float]
+    started_at: Mapped[float | None]
+    finished_at: Mapped[float | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+
+
+class Attempt(Base):
+    """One try at a job: who ran it, where, and how it ended."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int]
+    slurm_job_id: Mapped[str | None] = mapped_column(String(64))
+    slurm_array_index: Mapped[int | None]
+    node: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[float]
+    ended_at: Mapped[float | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    """Every state change of every job: from, to, who and why."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[float]
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int | None]
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Metric(Base):
+    """One logged value: (job, name, step) is stored once, whatever retries happen."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("job_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    name: Mapped[str] = mapped_column(String(100))
+    step: Mapped[int]
+    value: Mapped[float]
+    wall_time: Mapped[float]
+
+
+class Summary(Base):
+    """A job's final figures: one value per (job, name)."""
+
+    __tablename__ = "summaries"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[float]
+    attempt: Mapped[int]
+
+
+jobs = Job.__table__
+grids = Grid.__table__
+attempts = Attempt.__table__
+events = Event.__table__
+metrics = Metric.__table__
+summaries = Summary.__table__

@@ -1,0 +1,64 @@
+"""The one way gridlab opens a transaction.
+
+``scope(engine)`` yields a connection inside a transaction, commits on success,
+rolls back on any error, and turns a lost or unreachable server into
+:class:`db.errors.DatabaseUnavailable` (after MLflow's ``store/db/utils.py`` and
+Optuna's ``_create_scoped_session``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db.engine import redact
+from db.errors import DatabaseUnavailable
+
+
+@contextmanager
+def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """A transaction. ``write=False`` lets SQLite readers skip the write lock."""
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(gridlab_write=write)
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        if _is_connection_problem(exc):
+            raise DatabaseUnavailable(
+                f"cannot reach database {redact(engine.url)}: {_first_line(exc.orig)}",
+                "check that the server is running and the URL (--db or GRIDLAB_DB) is right",
+            ) from exc
+        raise
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection refused",
+            "could not connect",
+            "connection failed",
+            "server closed the connection",
+            "terminating connection",
+            "could not translate host name",
+            "timeout expired",
+            "password authentication failed",
+            "does not exist",
+            "unable to open database file",
+            "no route to host",
+            "consuming input failed",
+            "the connection is closed",
+        )
+    )
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

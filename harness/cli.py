@@ -1,0 +1,325 @@
+"""The ``gridlab`` command line.
+
+Every command takes ``--db URL`` (or ``GRIDLAB_DB``; default ``sqlite:///gridlab.db``).
+A mistake of the user's (a bad grid file, an unreachable database, ...) prints one
+line, ``gridlab: error: <what>; <how to fix>``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from db import engine as db_engine
+from db import schema
+from db.errors import GridlabError
+from harness import report
+from jobs import states
+
+console = Console()
+err_console = Console(stderr=True)
+
+DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
+
+
+def db_option(f):
+    return click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", help=DB_HELP)(f)
+
+
+def _open_queue(db_url: str | None, *, create: bool, lease_s: float = 30.0):
+    from jobs.queue import Queue
+
+    url = db_engine.resolve_url(db_url)
+    if not create and url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+        raise GridlabError(
+            f"no database at {url.database}",
+            "run `gridlab enqueue GRID.yaml` first, or point --db at an existing database",
+        )
+    engine = db_engine.create(url)
+    schema.ensure(engine, migrate_empty=create)
+    return Queue(engine, lease_s=lease_s)
+
+
+def _parse_where(pairs: tuple[str, ...]) -> dict[str, list[str]]:
+    where: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GridlabError(f"--where {pair!r} is not KEY=VALUE", "write it like --where norm=dyt")
+        where.setdefault(key, []).append(value)
+    return where
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gridlab")
+def cli() -> None:
+    """gridlab: run ablation grids of LM post-training experiments, locally or on Slurm.
+
+    \b
+    Typical session:
+      gridlab enqueue grids/demo.yaml     # grid file -> job records
+      gridlab work --workers 2            # local workers drain the queue
+      gridlab status                      # where the grid stands
+      gridlab results                     # final figures per cell
+    """
+
+
+@cli.command()
+@click.argument("grid_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and count new and existing cells; write nothing.")
+@click.option("--yes", is_flag=True, help=f"Allow grids of more than {1_000_000:,} cells.")
+@db_option
+def enqueue(grid_file: Path, dry_run: bool, yes: bool, db_url: str | None) -> None:
+    """Expand GRID_FILE into jobs and add the new ones to the queue (idempotent)."""
+    from harness import enqueue as enqueue_mod
+    from harness import grid as grid_mod
+
+    grid = grid_mod.load(grid_file, allow_large=yes)
+    queue = _open_queue(db_url, create=not dry_run) if not dry_run else _open_queue_for_dry_run(db_url)
+    if dry_run:
+        result = enqueue_mod.enqueue(queue, grid, dry_run=True) if queue else _count_only(grid)
+        console.print(f"[bold]{grid.name}[/]: {result.total} cells, {result.new} new, {result.existing} already queued (dry run: nothing written)")
+        return
+    with _progress(transient=True) as progress:
+        task = progress.add_task("enqueueing", total=None)
+        jobs = enqueue_mod.new_jobs(grid)
+        progress.update(task, total=len(jobs))
+        result = queue.enqueue(grid.name, jobs, source_path=str(grid_file), source_text=grid.source,
+                               progress=lambda n: progress.advance(task, n))
+    console.print(f"[bold]{grid.name}[/]: {result.total} cells, [green]{result.new} new[/], {result.existing} already queued")
+
+
+def _open_queue_for_dry_run(db_url: str | None):
+    url = db_engine.resolve_url(db_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+        return None  # nothing queued yet, and a dry run creates nothing
+    return _open_queue(db_url, create=False)
+
+
+def _count_only(grid):
+    from harness.enqueue import new_jobs
+    from jobs.records import EnqueueResult
+
+    n = len(new_jobs(grid))
+    return EnqueueResult(grid=grid.name, total=n, new=n, existing=0)
+
+
+@cli.command()
+@click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes.")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False), help="Where jobs keep checkpoints.")
+@click.option("--heartbeat", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lease heartbeats (a lease lasts 3 of them).")
+@click.option("--max-jobs", default=None, type=click.IntRange(1), help="Each worker stops after this many jobs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every claim and outcome.")
+@db_option
+def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, verbose: bool, db_url: str | None) -> None:
+    """Run local worker processes that claim and run jobs until the queue is empty."""
+    from jobs import pool
+
+    queue = _open_queue(db_url, create=True)
+    url = queue.engine.url.render_as_string(hide_password=False)
+    options = pool.PoolOptions(
+        url=url,
+        runs_dir=str(Path(runs_dir).resolve()),
+        heartbeat_s=heartbeat,
+        threads_per_worker=max(1, (os.cpu_count() or 1) // workers),
+        log_level=logging.INFO if verbose else logging.WARNING,
+        max_jobs=max_jobs,
+    )
+    start_counts = queue.counts()
+    todo = start_counts[states.PENDING] + start_counts[states.RUNNING]
+    if todo == 0:
+        console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
+        return
+    done_before = sum(start_counts[s] for s in states.FINAL)
+    procs = pool.start(options, workers)
+    console.print(f"Started {workers} worker(s) for {todo} job(s).")
+    try:
+        with _progress() as progress:
+            task = progress.add_task("running", total=todo)
+            while any(p.is_alive() for p in procs):
+                counts = queue.counts()
+                done = sum(counts[s] for s in states.FINAL) - done_before
+                progress.update(task, completed=min(done, todo), description=_counts_line(counts))
+                time.sleep(0.5)
+            counts = queue.counts()
+            progress.update(task, completed=min(sum(counts[s] for s in states.FINAL) - done_before, todo),
+                            description=_counts_line(counts))
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()  # SIGTERM: workers checkpoint and hand their jobs back
+        for p in procs:
+            p.join(timeout=60)
+        raise GridlabError("interrupted: workers handed their jobs back to the queue", "run `gridlab work` again to continue")
+    failed_workers = [p for p in procs if p.exitcode not in (0, None)]
+    counts = queue.counts()
+    console.print(f"Workers finished: {_counts_line(counts)}")
+    if failed_workers:
+        raise GridlabError(f"{len(failed_workers)} worker process(es) exited with an error", "run with -v to see why")
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return "  ".join(f"[{report.STATE_STYLE[s]}]{s} {counts[s]}[/]" for s in states.ALL if counts.get(s))
+
+
+@cli.command()
+@click.option("--grid", default=None, help="Only this grid.")
+@click.option("--by", multiple=True, metavar="FACTOR", help="Only these factors in the per-factor tables (repeatable).")
+@db_option
+def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
+    """Counts of jobs by state, per grid and per grid factor."""
+    queue = _open_queue(db_url, create=False)
+    grids = [grid] if grid else queue.grids()
+    if not grids:
+        console.print("No grids yet. Run `gridlab enqueue GRID.yaml`.")
+        return
+    console.print(report.counts_table({g: queue.counts(g) for g in grids}))
+    for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
+        console.print(table)
+    stale = queue.stale()
+    if stale:
+        console.print(f"[red]{stale} running job(s) have expired leases[/] (their workers died or hung); any worker will reclaim them.")
+
+
+@cli.command()
+@click.option("--grid", default=None, help="Only this grid.")
+@click.option("--metric", "metrics", multiple=True, help="Only these summary figures (repeatable).")
+@db_option
+def results(grid: str | None, metrics: tuple[str, ...], db_url: str | None) -> None:
+    """Final figures (summaries) of finished jobs, one row per grid cell."""
+    queue = _open_queue(db_url, create=False)
+    rows = queue.summaries(grid)
+    if not rows:
+        console.print("No results yet: no job has finished.")
+        return
+    console.print(report.results_table(rows, list(metrics) or None))
+
+
+def _selection_options(f):
+    f = click.option("--where", multiple=True, metavar="FACTOR=VALUE", help="Only jobs whose factor has this value (repeatable).")(f)
+    f = click.option("--grid", default=None, help="Only jobs of this grid.")(f)
+    return click.argument("job_ids", nargs=-1, type=int)(f)
+
+
+def _require_selection(job_ids, grid, where) -> None:
+    if not job_ids and not grid and not where:
+        raise GridlabError("no jobs selected", "give job ids, --grid NAME and/or --where FACTOR=VALUE")
+
+
+@cli.command()
+@_selection_options
+@click.option("--state", "in_states", multiple=True, type=click.Choice(states.RETRYABLE), help="Only jobs in this state (default: all of failed, diverged, cancelled).")
+@click.option("--attempts", default=1, show_default=True, type=click.IntRange(1), help="Extra attempts to grant.")
+@db_option
+def retry(job_ids, grid, where, in_states, attempts, db_url) -> None:
+    """Put failed, diverged or cancelled jobs back in the queue."""
+    _require_selection(job_ids, grid, where)
+    queue = _open_queue(db_url, create=False)
+    done = queue.retry(ids=job_ids or None, grid=grid, where=_parse_where(where), in_states=in_states or states.RETRYABLE,
+                       extra_attempts=attempts, actor=f"cli:{os.getenv('USER', 'user')}")
+    console.print(f"Requeued {len(done)} job(s)." + ("" if done else " (none matched in a retryable state)"))
+
+
+@cli.command()
+@_selection_options
+@db_option
+def cancel(job_ids, grid, where, db_url) -> None:
+    """Cancel pending and running jobs (running ones stop at their next heartbeat)."""
+    _require_selection(job_ids, grid, where)
+    queue = _open_queue(db_url, create=False)
+    done = queue.cancel(ids=job_ids or None, grid=grid, where=_parse_where(where), actor=f"cli:{os.getenv('USER', 'user')}")
+    console.print(f"Cancelled {len(done)} job(s)." + ("" if done else " (none matched in a pending or running state)"))
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@db_option
+def show(job_id: int, db_url: str | None) -> None:
+    """One job: its resolved spec, attempts and event log."""
+    import json
+
+    from rich.table import Table
+
+    queue = _open_queue(db_url, create=False)
+    events = queue.events(job_id)
+    if not events:
+        raise GridlabError(f"no job with id {job_id}", "see `gridlab status` for what is queued")
+    job = next(j for j in queue.jobs() if j.id == job_id)
+    console.print(f"[bold]job {job_id}[/] state={job.state} attempts={job.attempts} factors={json.dumps(job.factors)}")
+    attempts = Table(title="Attempts", title_justify="left")
+    for col in ("#", "worker", "host", "slurm job", "outcome", "error"):
+        attempts.add_column(col)
+    for a in queue.attempts(job_id):
+        attempts.add_row(str(a.number), a.worker, a.host, a.slurm_job_id or "", a.outcome or "running",
+                         (a.error or "").strip().splitlines()[-1][:80] if a.error else "")
+    console.print(attempts)
+    log = Table(title="Events", title_justify="left")
+    for col in ("at", "from", "to", "attempt", "actor", "reason"):
+        log.add_column(col)
+    for e in events:
+        log.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)), e.from_state or "", e.to_state,
+                    str(e.attempt or ""), e.actor, (e.reason or "")[:80])
+    console.print(log)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db_url: str | None) -> None:
+    """Create the schema, or migrate it to this gridlab's version."""
+    engine = db_engine.create(db_url)
+    before, after = schema.upgrade(engine)
+    if before == after:
+        console.print(f"Database {db_engine.redact(engine.url)} is already at schema {after}.")
+    else:
+        console.print(f"Database {db_engine.redact(engine.url)} upgraded from {before or 'empty'} to {after}.")
+
+
+@db.command("current")
+@db_option
+def db_current(db_url: str | None) -> None:
+    """Print the database's schema revision and this gridlab's."""
+    engine = db_engine.create(db_url)
+    console.print(f"database: {schema.current_revision(engine) or 'empty'}; gridlab: {schema.HEAD}")
+
+
+def _progress(transient: bool = False) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="gridlab", standalone_mode=False)
+    except GridlabError as exc:
+        err_console.print(f"gridlab: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("gridlab: aborted", highlight=False)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""Grid files: parse, validate every problem at once, expand into cells.
+
+A grid file (YAML, read with the safe loader)::
+
+    name: demo                      # required: the grid's name in the database
+    experiment: tiny_lm             # which experiment the cells run
+    fixed: {steps: 40}              # settings shared by every cell
+    axes:                           # crossed with each other
+      activation: [gelu, relu]
+      lr: [1.0e-3, 3.0e-3]
+    zip:                            # each group varies together (equal lengths)
+      - {model: [tiny-gpt2, tiny-gpt2-deep], batch_size: [8, 4]}
+    exclude:                        # drop cells matching every key of a rule
+      - {activation: relu, lr: 3.0e-3}
+    include:                        # explicit extra cells
+      - {activation: relu, lr: 1.0e-2}
+    retry: {max_attempts: 3, backoff_s: 10}
+    priority: 0
+
+Cells are the product of the axes and zip groups, less the exclusions, plus the
+extra cells. A cell's *resolved spec* is the experiment's defaults, then ``fixed``,
+then the cell's factors; its hash (sha256 of the canonical JSON) makes enqueueing
+idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from db.errors import GridlabError
+from harness import experiments
+from harness.params import Param, defaults, required
+
+TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm")
+RETRY_KEYS = ("max_attempts", "backoff_s")
+DEFAULT_EXPERIMENT = "tiny_lm"
+#: A product larger than this needs ``--yes``: it is probably a mistake.
+LARGE_GRID = 1_000_000
+
+
+class GridFileError(GridlabError):
+    """A grid file has problems; ``problems`` lists them all, each with its location."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        head = f"{path}: " + ("; ".join(problems) if len(problems) <= 1 else f"{len(problems)} problems: " + "; ".join(problems))
+        super().__init__(head, "fix the grid file and run the command again")
+
+
+@dataclass(frozen=True)
+class Cell:
+    factors: dict[str, Any]
+    spec: dict[str, Any]
+    spec_hash: str
+
+
+@dataclass
+class Grid:
+    name: str
+    experiment: str
+    path: str
+    source: str
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+    zips: list[dict[str, list[Any]]]
+    exclude: list[dict[str, list[Any]]]
+    include: list[dict[str, Any]]
+    max_attempts: int = 3
+    backoff_s: float = 10.0
+    priority: int = 0
+    slurm: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def factor_names(self) -> list[str]:
+        names = list(self.axes)
+        for group in self.zips:
+            names.extend(group)
+        return names
+
+    def product_size(self) -> int:
+        size = math.prod(len(v) for v in self.axes.values())
+        for group in self.zips:
+            size *= len(next(iter(group.values())))
+        return size
+
+    def cells(self) -> Iterator[Cell]:
+        """Every cell, in file order, exclusions applied, extra cells last; each once."""
+        params = experiments.load(self.experiment).PARAMS
+        base = {**defaults(params), **self.fixed, "experiment": self.experiment}
+        names = list(self.axes)
+        choices: list[list[tuple[tuple[str, Any], ...]]] = [[((n, v),) for v in self.axes[n]] for n in names]
+        for group in self.zips:
+            keys = list(group)
+            choices.append([tuple(zip(keys, values)) for values in zip(*(group[k] for k in keys))])
+        seen: set[str] = set()
+        for combo in itertools.product(*choices):
+            factors = dict(pair for part in combo for pair in part)
+            if self._excluded(factors):
+                continue
+            cell = _cell(base, factors)
+            if cell.spec_hash not in seen:
+                seen.add(cell.spec_hash)
+                yield cell
+        for extra in self.include:
+            cell = _cell(base, extra)
+            if cell.spec_hash not in seen:
+                seen.add(cell.spec_hash)
+                yield cell
+
+    def _excluded(self, factors: dict[str, Any]) -> bool:
+        return any(all(factors.get(k) in values for k, values in rule.items()) for rule in self.exclude)
+
+
+def _cell(base: dict[str, Any], factors: dict[str, Any]) -> Cell:
+    spec = {**base, **factors}
+    return Cell(factors=dict(factors), spec=spec, spec_hash=spec_hash(spec))
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- loading and validation ------------------------------------------------------------
+
+
+def load(path: str | Path, *, allow_large: bool = False) -> Grid:
+    """Read and validate a grid file. Raises GridFileError listing every problem."""
+    path = Path(path)
+    where = str(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GridFileError(where, ["file not found"]) from None
+    except IsADirectoryError:
+        raise GridFileError(where, ["is a folder, not a grid file"]) from None
+    except UnicodeDecodeError:
+        raise GridFileError(where, ["is not a UTF-8 text file"]) from None
+    return parse(source, where, allow_large=allow_large)
+
+
+def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> Grid:
+    try:
+        doc = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise GridFileError(where, [f"{loc}YAML syntax error: {problem}"]) from None
+    if not isinstance(doc, dict):
+        raise GridFileError(where, ["expected a mapping of keys (name, axes, ...) at the top level"])
+
+    problems: list[str] = []
+    unknown = [k for k in doc if k not in TOP_LEVEL_KEYS]
+    for k in unknown:
+        problems.append(f"unknown key {k!r} (valid keys: {', '.join(TOP_LEVEL_KEYS)})")
+
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append("name: required, a non-empty string naming the grid")
+        name = ""
+
+    experiment = doc.get("experiment", DEFAULT_EXPERIMENT)
+    params: dict[str, Param] | None = None
+    if not isinstance(experiment, str) or experiment not in experiments.REGISTRY:
+        problems.append(f"experiment: unknown experiment {experiment!r} (known: {', '.join(sorted(experiments.REGISTRY))})")
+    else:
+        params = experiments.load(experiment).PARAMS
+
+    fixed = _mapping(doc, "fixed", problems)
+    axes_raw = _mapping(doc, "axes", problems)
+    zips_raw = doc.get("zip") or []
+    if not isinstance(zips_raw, list):
+        problems.append("zip: expected a list of groups like {lr: [...], warmup: [...]}")
+        zips_raw = []
+
+    def check_name(key: str, loc: str) -> bool:
+        if params is not None and key not in params:
+            problems.append(f"{loc}: unknown setting {key!r} for experiment {experiment!r} (valid: {', '.join(params)})")
+            return False
+        return True
+
+    def check_value(key: str, value: Any, loc: str) -> Any:
+        if params is None or key not in params:
+            return value
+        coerced, problem = params[key].coerce(value)
+        if problem:
+            problems.append(f"{loc}: {problem}")
+        return coerced
+
+    fixed_clean: dict[str, Any] = {}
+    for key, value in fixed.items():
+        if check_name(key, f"fixed.{key}"):
+            fixed_clean[key] = check_value(key, value, f"fixed.{key}")
+
+    axes: dict[str, list[Any]] = {}
+    for key, values in axes_raw.items():
+        loc = f"axes.{key}"
+        if not check_name(key, loc):
+            continue
+        values = _axis_values(values, loc, problems)
+        axes[key] = [check_value(key, v, f"{loc}[{i}]") for i, v in enumerate(values)]
+        if key in fixed_clean:
+            problems.append(f"{loc}: {key!r} is both fixed and an axis; keep one")
+
+    zips: list[dict[str, list[Any]]] = []
+    for gi, group in enumerate(zips_raw):
+        loc = f"zip[{gi}]"
+        if not isinstance(group, dict) or not group:
+            problems.append(f"{loc}: expected a mapping of equally long lists")
+            continue
+        clean: dict[str, list[Any]] = {}
+        for key, values in group.items():
+            kloc = f"{loc}.{key}"
+            if not check_name(key, kloc):
+                continue
+            values = _axis_values(values, kloc, problems)
+            clean[key] = [check_value(key, v, f"{kloc}[{i}]") for i, v in enumerate(values)]
+            if key in axes or key in fixed_clean or any(key in z for z in zips):
+                problems.append(f"{kloc}: {key!r} is already set elsewhere (fixed, axes or another zip)")
+        lengths = {len(v) for v in clean.values()}
+        if len(lengths) > 1:
+            problems.append(f"{loc}: lists must have equal lengths, got {', '.join(f'{k}={len(v)}' for k, v in clean.items())}")
+        if clean:
+            zips.append(clean)
+
+    factor_values: dict[str, list[Any]] = {**axes}
+    for group in zips:
+        factor_values.update(group)
+
+    exclude: list[dict[str, list[Any]]] = []
+    for ri, rule in enumerate(_list(doc, "exclude", problems)):
+        loc = f"exclude[{ri}]"
+        if not isinstance(rule, dict) or not rule:
+            problems.append(f"{loc}: expected a mapping like {{activation: relu, lr: 0.003}}")
+            continue
+        clean_rule: dict[str, list[Any]] = {}
+        for key, value in rule.items():
+            if key not in factor_values:
+                problems.append(f"{loc}.{key}: not an axis of this grid (axes: {', '.join(factor_values) or 'none'})")
+                continue
+            wanted = value if isinstance(value, list) else [value]
+            wanted = [check_value(key, v, f"{loc}.{key}") for v in wanted]
+            for v in wanted:
+                if v not in factor_values[key]:
+                    problems.append(f"{loc}.{key}: {v!r} is not a value of axis {key} ({', '.join(map(str, factor_values[key]))})")
+            clean_rule[key] = wanted
+        exclude.append(clean_rule)
+
+    include: list[dict[str, Any]] = []
+    for ci, extra in enumerate(_list(doc, "include", problems)):
+        loc = f"include[{ci}]"
+        if not isinstance(extra, dict) or not extra:
+            problems.append(f"{loc}: expected a mapping of settings for one extra cell")
+            continue
+        clean_cell = {}
+        for key, value in extra.items():
+            if check_name(key, f"{loc}.{key}"):
+                clean_cell[key] = check_value(key, value, f"{loc}.{key}")
+        include.append(clean_cell)
+
+    retry = _mapping(doc, "retry", problems)
+    for key in retry:
+        if key not in RETRY_KEYS:
+            problems.append(f"retry.{key}: unknown key (valid keys: {', '.join(RETRY_KEYS)})")
+    max_attempts = retry.get("max_attempts", 3)
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        problems.append(f"retry.max_attempts: expected an integer >= 1, got {max_attempts!r}")
+    backoff_s, problem = Param(float, minimum=0.0).coerce(retry.get("backoff_s", 10.0))
+    if problem:
+        problems.append(f"retry.backoff_s: {problem}")
+    priority = doc.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.append(f"priority: expected an integer, got {priority!r}")
+    slurm = doc.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        problems.append("slurm: expected a mapping of Slurm settings")
+        slurm = {}
+
+    if params is not None:
+        given = set(fixed_clean) | set(factor_values)
+        for key in required(params):
+            if key not in given and not all(key in c for c in include or [{}]):
+                problems.append(f"{key}: required by experiment {experiment!r}; set it under fixed or axes")
+
+    if not factor_values and not include:
+        problems.append("axes: the grid has no axes and no extra cells, so it has nothing to run")
+
+    description = doc.get("description") or ""
+    if problems:
+        raise GridFileError(where, problems)
+
+    grid = Grid(
+        name=name, experiment=experiment, path=where, source=source, fixed=fixed_clean, axes=axes, zips=zips,
+        exclude=exclude, include=include, max_attempts=max_attempts, backoff_s=backoff_s, priority=priority,
+        slurm=slurm, description=str(description),
+    )
+    size = grid.product_size()
+    if size > LARGE_GRID and not allow_large:
+        raise GridFileError(where, [f"the axes multiply to {size:,} cells, more than {LARGE_GRID:,}; pass --yes if you mean it"])
+    return grid
+
+
+def _mapping(doc: dict, key: str, problems: list[str]) -> dict:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _list(doc: dict, key: str, problems: list[str]) -> list:
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{key}: expected a list, got {type(value).__name__}")
+        return []
+    return value
+
+
+def _axis_values(values: Any, loc: str, problems: list[str]) -> list[Any]:
+    if not isinstance(values, list):
+        values = [values]
+    if not values:
+        problems.append(f"{loc}: an axis needs at least one value")
+    for i, v in enumerate(values):
+        if isinstance(v, (dict, list)):
+            problems.append(f"{loc}[{i}]: values must be plain numbers, strings or booleans")
+    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+        problems.append(f"{loc}: repeats a value")
+    return values

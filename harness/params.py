@@ -1,0 +1,69 @@
+"""Typed parameters an experiment accepts, and their validation.
+
+An experiment declares ``PARAMS: dict[str, Param]``. A grid file's fixed settings and
+axes are checked against them before anything is written: an unknown name lists the
+valid ones, a wrong value says which values are allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type  # int, float, str or bool
+    default: Any = REQUIRED
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+
+    def coerce(self, value: Any) -> tuple[Any, str | None]:
+        """(value converted to this kind, problem or None)."""
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value, None
+            return value, f"expected true or false, got {value!r}"
+        if isinstance(value, bool):
+            return value, f"expected {self.kind.__name__}, got {value!r}"
+        if self.kind is float:
+            if isinstance(value, (int, float)):
+                value = float(value)
+            elif isinstance(value, str):
+                # YAML 1.1 reads 1e-3 (no dot) as a string; accept it as a number.
+                try:
+                    value = float(value)
+                except ValueError:
+                    return value, f"expected a number, got {value!r}"
+            else:
+                return value, f"expected a number, got {value!r}"
+        elif self.kind is int:
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int):
+                return value, f"expected an integer, got {value!r}"
+        elif self.kind is str:
+            if not isinstance(value, str):
+                return value, f"expected a string, got {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return value, f"{value!r} is not one of: {', '.join(map(str, self.choices))}"
+        if self.minimum is not None and value < self.minimum:
+            return value, f"must be at least {self.minimum}, got {value!r}"
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                return value, problem
+        return value, None
+
+
+def defaults(params: dict[str, Param]) -> dict[str, Any]:
+    return {name: p.default for name, p in params.items() if p.default is not REQUIRED}
+
+
+def required(params: dict[str, Param]) -> list[str]:
+    return [name for name, p in params.items() if p.default is REQUIRED]

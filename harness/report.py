@@ -1,0 +1,96 @@
+"""Tables for the terminal: queue status by state and by grid factor, final results."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from rich.table import Table
+
+from jobs import states
+
+STATE_STYLE = {
+    states.PENDING: "yellow",
+    states.RUNNING: "cyan",
+    states.SUCCEEDED: "green",
+    states.FAILED: "red",
+    states.DIVERGED: "magenta",
+    states.CANCELLED: "dim",
+}
+
+
+def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="Jobs by state", title_justify="left")
+    table.add_column("grid")
+    for s in states.ALL:
+        table.add_column(s, justify="right", style=STATE_STYLE[s])
+    table.add_column("total", justify="right", style="bold")
+    for grid, counts in counts_by_grid.items():
+        table.add_row(grid, *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
+    return table
+
+
+def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None = None) -> list[Table]:
+    """One table per grid factor: each value's jobs by state."""
+    by_factor: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for factors, state in rows:
+        for name, value in factors.items():
+            if only and name not in only:
+                continue
+            by_factor[name][_fmt(value)][state] += 1
+    tables = []
+    for name, values in by_factor.items():
+        if len(values) < 2 and not only:
+            continue  # a factor with one value says nothing
+        table = Table(title=f"By {name}", title_justify="left")
+        table.add_column(name)
+        for s in states.ALL:
+            table.add_column(s, justify="right", style=STATE_STYLE[s])
+        for value, counter in values.items():
+            table.add_row(value, *(str(counter.get(s, 0) or "") for s in states.ALL))
+        tables.append(table)
+    return tables
+
+
+def results_table(rows, metrics: list[str] | None = None) -> Table:
+    """Final figures per job: one row per job, one column per summary name."""
+    per_job: dict[int, dict[str, Any]] = {}
+    factors: dict[int, dict[str, Any]] = {}
+    names: list[str] = []
+    for row in rows:
+        if metrics and row.name not in metrics:
+            continue
+        per_job.setdefault(row.id, {})[row.name] = row.value
+        factors[row.id] = row.factors
+        if row.name not in names:
+            names.append(row.name)
+    factor_names: list[str] = []
+    for f in factors.values():
+        factor_names.extend(k for k in f if k not in factor_names)
+    table = Table(title="Results", title_justify="left")
+    table.add_column("job", justify="right")
+    for f in factor_names:
+        table.add_column(f)
+    for n in names:
+        table.add_column(n, justify="right")
+    for job_id, values in per_job.items():
+        table.add_row(
+            str(job_id),
+            *(_fmt(factors[job_id].get(f, "")) for f in factor_names),
+            *(_num(values.get(n)) for n in names),
+        )
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    if abs(value) >= 1000 and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"

@@ -1,0 +1,453 @@
+"""Every SQL statement the queue runs, in one place.
+
+Each function takes an open connection (inside a transaction from
+:func:`db.session.scope`) and runs one statement, or one small fixed group of them.
+Statements are SQLAlchemy Core (no ORM on the hot path) and always parameterised.
+
+Claiming is ONE atomic statement:
+
+    UPDATE jobs SET state='running', ... WHERE id = (
+        SELECT id FROM jobs WHERE state='pending' AND <runnable>
+        ORDER BY priority DESC, id LIMIT 1 [FOR UPDATE SKIP LOCKED]
+    ) RETURNING ...
+
+On PostgreSQL ``SKIP LOCKED`` lets claimers pass each other's locked rows. SQLite
+has no row locks (SQLAlchemy silently drops FOR UPDATE there); its transactions
+begin with ``BEGIN IMMEDIATE`` (see :mod:`db.engine`), so the statement runs under
+the database's single write lock and two claimers cannot pick the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from db import clock
+from db.models import attempts, events, grids, jobs, metrics, summaries
+from jobs import states
+
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.grid_id,
+    jobs.c.spec_hash,
+    jobs.c.spec,
+    jobs.c.factors,
+    jobs.c.experiment,
+    jobs.c.state,
+    jobs.c.priority,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.checkpoint_path,
+)
+
+
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _dialect_insert(conn: Connection, table):
+    return (postgresql.insert if _is_pg(conn) else sqlite.insert)(table)
+
+
+def db_now(conn: Connection) -> float:
+    return conn.execute(select(clock.now())).scalar_one()
+
+
+# --- grids and enqueueing ---------------------------------------------------------
+
+
+def upsert_grid(conn: Connection, *, name: str, source_path: str | None, source_text: str | None) -> int:
+    stmt = _dialect_insert(conn, grids).values(
+        name=name, source_path=source_path, source_text=source_text, created_at=clock.now()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[grids.c.name],
+        set_={"source_path": source_path, "source_text": source_text},
+    ).returning(grids.c.id)
+    return conn.execute(stmt).scalar_one()
+
+
+def grid_id(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(grids.c.id).where(grids.c.name == name)).scalar()
+
+
+def grid_names(conn: Connection) -> list[str]:
+    return list(conn.execute(select(grids.c.name).order_by(grids.c.id)).scalars())
+
+
+def spec_hashes(conn: Connection, grid: int) -> set[str]:
+    return set(conn.execute(select(jobs.c.spec_hash).where(jobs.c.grid_id == grid)).scalars())
+
+
+def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]], *, created_at: float) -> int:
+    """Insert job rows, skipping any (grid, spec hash) already present. Returns how
+    many were new. Rows need grid_id, spec_hash, spec, factors, experiment, priority,
+    max_attempts, backoff_s."""
+    if not rows:
+        return 0
+    stmt = (
+        _dialect_insert(conn, jobs)
+        .values(
+            state=states.PENDING,
+            attempts=0,
+            created_at=created_at,
+            updated_at=created_at,
+        )
+        .on_conflict_do_nothing(index_elements=[jobs.c.grid_id, jobs.c.spec_hash])
+        # RETURNING lets SQLAlchemy batch the rows into multi-VALUES statements
+        # ("insertmanyvalues"), much faster than one round trip per row.
+        .returning(jobs.c.id)
+    )
+    new_ids = conn.execute(stmt, list(rows)).scalars().all()
+    return len(new_ids)
+
+
+def insert_enqueue_events(conn: Connection, *, grid: int, created_at: float, actor: str) -> None:
+    """One 'created' event for every job this enqueue made (server-side, no round trips)."""
+    conn.execute(
+        insert(events).from_select(
+            ["job_id", "at", "from_state", "to_state", "attempt", "actor", "reason"],
+            select(
+                jobs.c.id,
+                jobs.c.created_at,
+                literal(None, type_=events.c.from_state.type),
+                literal(states.PENDING),
+                literal(None, type_=events.c.attempt.type),
+                literal(actor),
+                literal("enqueued"),
+            ).where(jobs.c.grid_id == grid, jobs.c.created_at == created_at),
+        )
+    )
+
+
+# --- claiming, leases and outcomes --------------------------------------------------
+
+
+def claim(conn: Connection, *, owner: str, lease_s: float) -> Row | None:
+    """Atomically take the most urgent runnable job, or None."""
+    now = clock.now()
+    runnable = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.state == states.PENDING,
+            or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.id)
+        .limit(1)
+    )
+    if _is_pg(conn):
+        runnable = runnable.with_for_update(skip_locked=True)
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == runnable.scalar_subquery())
+        .values(
+            state=states.RUNNING,
+            lease_owner=owner,
+            lease_expires_at=now + lease_s,
+            heartbeat_at=now,
+            attempts=jobs.c.attempts + 1,
+            not_before=None,
+            started_at=func.coalesce(jobs.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(*_JOB_COLUMNS, jobs.c.updated_at)
+    )
+    return conn.execute(stmt).first()
+
+
+def insert_attempt(
+    conn: Connection,
+    *,
+    job_id: int,
+    number: int,
+    worker: str,
+    host: str,
+    pid: int,
+    started_at: float,
+    slurm_job_id: str | None = None,
+    slurm_array_index: int | None = None,
+    node: str | None = None,
+) -> None:
+    conn.execute(
+        insert(attempts).values(
+            job_id=job_id,
+            number=number,
+            worker=worker,
+            host=host,
+            pid=pid,
+            started_at=started_at,
+            slurm_job_id=slurm_job_id,
+            slurm_array_index=slurm_array_index,
+            node=node,
+        )
+    )
+
+
+def _held(job_id: int, owner: str, attempt: int):
+    """The fencing condition: this owner still holds this attempt of this job."""
+    return and_(
+        jobs.c.id == job_id,
+        jobs.c.state == states.RUNNING,
+        jobs.c.lease_owner == owner,
+        jobs.c.attempts == attempt,
+    )
+
+
+def heartbeat(conn: Connection, *, job_id: int, owner: str, attempt: int, lease_s: float) -> bool:
+    """Extend the lease. False means the lease is gone (cancelled or reclaimed)."""
+    now = clock.now()
+    result = conn.execute(
+        update(jobs)
+        .where(_held(job_id, owner, attempt))
+        .values(heartbeat_at=now, lease_expires_at=now + lease_s)
+    )
+    return result.rowcount == 1
+
+
+def holds_lease(conn: Connection, *, job_id: int, owner: str, attempt: int) -> bool:
+    """Fence check for writes made under a lease. On PostgreSQL the row is share-locked
+    until commit, so the lease cannot be taken away while the caller writes."""
+    stmt = select(jobs.c.id).where(_held(job_id, owner, attempt))
+    if _is_pg(conn):
+        stmt = stmt.with_for_update(read=True)
+    return conn.execute(stmt).first() is not None
+
+
+def finish(
+    conn: Connection,
+    *,
+    job_id: int,
+    owner: str,
+    attempt: int,
+    state: str,
+    error: str | None = None,
+    not_before_delay_s: float | None = None,
+    checkpoint_path: str | None = None,
+    extra_attempts: int = 0,
+) -> bool:
+    """End this attempt: move the job to ``state`` and drop the lease. False if the
+    lease was already gone (the write is refused)."""
+    now = clock.now()
+    values: dict[str, Any] = {
+        "state": state,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "last_error": error,
+    }
+    if state in states.FINAL:
+        values["finished_at"] = now
+    if not_before_delay_s is not None:
+        values["not_before"] = now + not_before_delay_s
+    if checkpoint_path is not None:
+        values["checkpoint_path"] = checkpoint_path
+    if extra_attempts:
+        values["max_attempts"] = jobs.c.max_attempts + extra_attempts
+    result = conn.execute(update(jobs).where(_held(job_id, owner, attempt)).values(**values))
+    return result.rowcount == 1
+
+
+def retry_policy(conn: Connection, job_id: int) -> Row:
+    """The job's max_attempts and backoff_s."""
+    return conn.execute(select(jobs.c.max_attempts, jobs.c.backoff_s).where(jobs.c.id == job_id)).one()
+
+
+def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None) -> None:
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.number == number, attempts.c.ended_at.is_(None))
+        .values(ended_at=clock.now(), outcome=outcome, error=error)
+    )
+
+
+def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, path: str) -> bool:
+    result = conn.execute(
+        update(jobs).where(_held(job_id, owner, attempt)).values(checkpoint_path=path)
+    )
+    return result.rowcount == 1
+
+
+def stale_leases(conn: Connection, *, limit: int = 1000) -> list[Row]:
+    """Running jobs whose lease has expired by the database's clock."""
+    stmt = (
+        select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.backoff_s, jobs.c.lease_owner)
+        .where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    if _is_pg(conn):
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.execute(stmt))
+
+
+def release_stale(conn: Connection, *, job_id: int, owner: str, attempt: int, state: str, delay_s: float, error: str) -> bool:
+    """Take an expired lease away. Re-checks expiry, so a late heartbeat wins."""
+    now = clock.now()
+    values: dict[str, Any] = {
+        "state": state,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "last_error": error,
+        "not_before": now + delay_s,
+    }
+    if state in states.FINAL:
+        values["finished_at"] = now
+    result = conn.execute(
+        update(jobs)
+        .where(_held(job_id, owner, attempt), jobs.c.lease_expires_at < now)
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+# --- operator actions -----------------------------------------------------------
+
+
+def select_jobs(
+    conn: Connection,
+    *,
+    grid: int | None = None,
+    ids: Iterable[int] | None = None,
+    in_states: Iterable[str] | None = None,
+) -> list[Row]:
+    stmt = select(
+        jobs.c.id, jobs.c.grid_id, jobs.c.state, jobs.c.factors, jobs.c.attempts,
+        jobs.c.lease_owner, jobs.c.last_error, jobs.c.spec_hash,
+    ).order_by(jobs.c.id)
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    if ids is not None:
+        stmt = stmt.where(jobs.c.id.in_(list(ids)))
+    if in_states is not None:
+        stmt = stmt.where(jobs.c.state.in_(list(in_states)))
+    return list(conn.execute(stmt))
+
+
+def cancel(conn: Connection, *, job_id: int, from_state: str) -> bool:
+    now = clock.now()
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == from_state)
+        .values(
+            state=states.CANCELLED,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def requeue(conn: Connection, *, job_id: int, from_state: str, extra_attempts: int) -> bool:
+    """Put a finished job back in the queue with ``extra_attempts`` more tries."""
+    now = clock.now()
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == from_state)
+        .values(
+            state=states.PENDING,
+            max_attempts=jobs.c.attempts + extra_attempts,
+            not_before=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows of job_id, from_state, to_state, attempt, actor, reason; stamped with DB time."""
+    if rows:
+        conn.execute(insert(events).values(at=clock.now()), list(rows))
+
+
+# --- metrics and summaries ------------------------------------------------------
+
+
+def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, float, float]]) -> None:
+    """(job_id, attempt, name, step, value, wall_time) rows; an existing (job, name,
+    step) is kept, never duplicated. Plain executemany: the fastest bulk path here."""
+    if not rows:
+        return
+    conflict = "ON CONFLICT (job_id, name, step) DO NOTHING"
+    placeholder = "%s" if _is_pg(conn) else "?"
+    sql = (
+        "INSERT INTO metrics (job_id, attempt, name, step, value, wall_time) "
+        f"VALUES ({', '.join([placeholder] * 6)}) {conflict}"
+    )
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float]) -> None:
+    if not values:
+        return
+    stmt = _dialect_insert(conn, summaries)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[summaries.c.job_id, summaries.c.name],
+        set_={"value": stmt.excluded.value, "attempt": stmt.excluded.attempt},
+    )
+    conn.execute(stmt, [{"job_id": job_id, "name": k, "value": float(v), "attempt": attempt} for k, v in values.items()])
+
+
+# --- reading ----------------------------------------------------------------------
+
+
+def state_counts(conn: Connection, *, grid: int | None = None) -> dict[str, int]:
+    stmt = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return {state: n for state, n in conn.execute(stmt)}
+
+
+def factor_states(conn: Connection, *, grid: int | None = None) -> list[Row]:
+    stmt = select(jobs.c.factors, jobs.c.state)
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return list(conn.execute(stmt))
+
+
+def runnable_or_running(conn: Connection) -> int:
+    """Jobs that still need a worker: pending (now or after backoff) or running."""
+    stmt = select(func.count()).where(jobs.c.state.in_([states.PENDING, states.RUNNING]))
+    return conn.execute(stmt).scalar_one()
+
+
+def job_events(conn: Connection, job_id: int) -> list[Row]:
+    return list(conn.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id)))
+
+
+def job_attempts(conn: Connection, job_id: int) -> list[Row]:
+    return list(conn.execute(select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)))
+
+
+def job_metrics(conn: Connection, job_id: int, name: str | None = None) -> list[Row]:
+    stmt = select(metrics.c.name, metrics.c.step, metrics.c.value, metrics.c.attempt).where(metrics.c.job_id == job_id)
+    if name is not None:
+        stmt = stmt.where(metrics.c.name == name)
+    return list(conn.execute(stmt.order_by(metrics.c.name, metrics.c.step)))
+
+
+def job_summaries(conn: Connection, job_id: int) -> dict[str, float]:
+    rows = conn.execute(select(summaries.c.name, summaries.c.value).where(summaries.c.job_id == job_id))
+    return {name: value for name, value in rows}
+
+
+def summaries_table(conn: Connection, *, grid: int | None = None) -> list[Row]:
+    stmt = select(jobs.c.id, jobs.c.factors, jobs.c.state, summaries.c.name, summaries.c.value).join(
+        summaries, summaries.c.job_id == jobs.c.id
+    )
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return list(conn.execute(stmt.order_by(jobs.c.id)))
+
+
+def stale_count(conn: Connection) -> int:
+    stmt = select(func.count()).where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
+    return conn.execute(stmt).scalar_one()
+

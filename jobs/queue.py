@@ -1,0 +1,339 @@
+"""The queue's API: enqueue, claim, heartbeat, finish, reclaim, cancel, retry.
+
+Each method is one transaction (:func:`db.session.scope`) made of statements from
+:mod:`jobs.queries`, and writes an event for every state change it makes. Writes made
+under a lease (heartbeat, metrics, completion) are fenced: they pass only while the
+caller's :class:`~jobs.records.Lease` is still the job's current one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from db.errors import GridlabError
+from db.session import scope
+from jobs import queries, retry, states
+from jobs.errors import LeaseLost
+from jobs.records import Claimed, EnqueueResult, JobRecord, Lease
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to enqueue: one grid cell's resolved spec."""
+
+    spec_hash: str
+    spec: dict[str, Any]
+    factors: dict[str, Any]
+    experiment: str
+    priority: int = 0
+    max_attempts: int = 3
+    backoff_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Where an attempt runs; recorded on its attempts row."""
+
+    name: str
+    host: str
+    pid: int
+    slurm_job_id: str | None = None
+    slurm_array_index: int | None = None
+    node: str | None = None
+
+    @classmethod
+    def here(cls, name: str | None = None, **slurm: Any) -> "WorkerInfo":
+        host = socket.gethostname()
+        pid = os.getpid()
+        return cls(name=name or f"{host}:{pid}", host=host, pid=pid, **slurm)
+
+
+class Queue:
+    """gridlab's job queue over one database engine."""
+
+    def __init__(self, engine: Engine, *, lease_s: float = 30.0) -> None:
+        self.engine = engine
+        self.lease_s = lease_s
+
+    # --- enqueueing ---------------------------------------------------------------
+
+    def enqueue(
+        self,
+        grid: str,
+        new_jobs: Sequence[NewJob],
+        *,
+        source_path: str | None = None,
+        source_text: str | None = None,
+        actor: str = "enqueue",
+        chunk: int = 5000,
+        progress=None,
+    ) -> EnqueueResult:
+        """Add the grid's jobs; jobs whose spec hash the grid already has are skipped.
+        All or nothing: one transaction."""
+        with scope(self.engine) as conn:
+            grid_id = queries.upsert_grid(conn, name=grid, source_path=source_path, source_text=source_text)
+            created_at = queries.db_now(conn)
+            new = 0
+            for start in range(0, len(new_jobs), chunk):
+                rows = [
+                    {
+                        "grid_id": grid_id,
+                        "spec_hash": j.spec_hash,
+                        "spec": j.spec,
+                        "factors": j.factors,
+                        "experiment": j.experiment,
+                        "priority": j.priority,
+                        "max_attempts": j.max_attempts,
+                        "backoff_s": j.backoff_s,
+                    }
+                    for j in new_jobs[start : start + chunk]
+                ]
+                new += queries.insert_jobs(conn, rows, created_at=created_at)
+                if progress is not None:
+                    progress(len(rows))
+            if new:
+                queries.insert_enqueue_events(conn, grid=grid_id, created_at=created_at, actor=actor)
+        return EnqueueResult(grid=grid, total=len(new_jobs), new=new, existing=len(new_jobs) - new)
+
+    def existing_hashes(self, grid: str) -> set[str]:
+        with scope(self.engine, write=False) as conn:
+            grid_id = queries.grid_id(conn, grid)
+            return set() if grid_id is None else queries.spec_hashes(conn, grid_id)
+
+    # --- the worker's side ---------------------------------------------------------
+
+    def claim(self, worker: WorkerInfo) -> Claimed | None:
+        """Take the most urgent runnable job, start an attempt, and lease it to ``worker``."""
+        owner = f"{worker.name}"
+        with scope(self.engine) as conn:
+            row = queries.claim(conn, owner=owner, lease_s=self.lease_s)
+            if row is None:
+                return None
+            job = JobRecord.from_row(row)
+            queries.insert_attempt(
+                conn,
+                job_id=job.id,
+                number=job.attempts,
+                worker=worker.name,
+                host=worker.host,
+                pid=worker.pid,
+                started_at=row.updated_at,
+                slurm_job_id=worker.slurm_job_id,
+                slurm_array_index=worker.slurm_array_index,
+                node=worker.node,
+            )
+            queries.insert_events(
+                conn,
+                [_event(job.id, states.PENDING, states.RUNNING, job.attempts, owner, "claimed")],
+            )
+        return Claimed(job=job, lease=Lease(job_id=job.id, attempt=job.attempts, owner=owner))
+
+    def heartbeat(self, lease: Lease) -> None:
+        """Extend the lease; raises LeaseLost if it is no longer ours."""
+        with scope(self.engine) as conn:
+            ok = queries.heartbeat(
+                conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, lease_s=self.lease_s
+            )
+        if not ok:
+            raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt} is no longer held by {lease.owner}")
+
+    def complete(self, lease: Lease) -> None:
+        self._end(lease, state=states.SUCCEEDED, outcome=states.OUTCOME_SUCCEEDED, reason="succeeded")
+
+    def diverged(self, lease: Lease, error: str) -> None:
+        self._end(lease, state=states.DIVERGED, outcome=states.OUTCOME_DIVERGED, reason=error, error=error)
+
+    def fail(self, lease: Lease, error: str, *, outcome: str = states.OUTCOME_ERROR) -> str:
+        """The attempt failed: back to pending after a backoff, or failed for good.
+        Returns the job's new state."""
+        with scope(self.engine) as conn:
+            job = queries.retry_policy(conn, lease.job_id)
+            decision = retry.decide(
+                attempts=lease.attempt, max_attempts=job.max_attempts, backoff_s=job.backoff_s, outcome=outcome
+            )
+            reason = f"{outcome}: {error}"
+            if decision.retry:
+                reason += f" (retry in {decision.delay_s:.0f}s)"
+            self._end_in(
+                conn, lease, state=decision.state, outcome=outcome, reason=reason, error=error,
+                delay_s=decision.delay_s if decision.retry else None,
+            )
+        return decision.state
+
+    def release(self, lease: Lease, *, reason: str, outcome: str = states.OUTCOME_STOPPED, checkpoint_path: str | None = None) -> None:
+        """Hand the job back without blame (preempted, timed out, worker stopping): it is
+        runnable again at once and this attempt does not count against its limit."""
+        self._end(
+            lease, state=states.PENDING, outcome=outcome, reason=reason, error=None,
+            delay_s=0.0, checkpoint_path=checkpoint_path, extra_attempts=1,
+        )
+
+    def set_checkpoint(self, lease: Lease, path: str) -> None:
+        with scope(self.engine) as conn:
+            if not queries.set_checkpoint(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, path=path):
+                raise LeaseLost(f"job {lease.job_id}: lease lost before recording checkpoint {path}")
+
+    def _end(self, lease: Lease, **kw: Any) -> None:
+        with scope(self.engine) as conn:
+            self._end_in(conn, lease, **kw)
+
+    def _end_in(
+        self, conn, lease: Lease, *, state: str, outcome: str, reason: str, error: str | None = None,
+        delay_s: float | None = None, checkpoint_path: str | None = None, extra_attempts: int = 0,
+    ) -> None:
+        ok = queries.finish(
+            conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, state=state, error=error,
+            not_before_delay_s=delay_s, checkpoint_path=checkpoint_path, extra_attempts=extra_attempts,
+        )
+        if not ok:
+            raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost, {state!r} not recorded")
+        queries.end_attempt(conn, job_id=lease.job_id, number=lease.attempt, outcome=outcome, error=error)
+        queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, state, lease.attempt, lease.owner, reason)])
+
+    # --- recovery -------------------------------------------------------------------
+
+    def reclaim_stale(self, *, actor: str = "reaper") -> list[int]:
+        """Take back jobs whose lease expired (a worker died, hung or lost its network):
+        back to pending if attempts are left, else failed. Returns the job ids."""
+        reclaimed: list[int] = []
+        with scope(self.engine) as conn:
+            for row in queries.stale_leases(conn):
+                decision = retry.decide(
+                    attempts=row.attempts, max_attempts=row.max_attempts, backoff_s=row.backoff_s,
+                    outcome=states.OUTCOME_LEASE_EXPIRED,
+                )
+                error = f"lease of {row.lease_owner} expired (no heartbeat)"
+                if queries.release_stale(
+                    conn, job_id=row.id, owner=row.lease_owner, attempt=row.attempts, state=decision.state,
+                    delay_s=decision.delay_s, error=error,
+                ):
+                    queries.end_attempt(conn, job_id=row.id, number=row.attempts, outcome=states.OUTCOME_LEASE_EXPIRED, error=error)
+                    queries.insert_events(conn, [_event(row.id, states.RUNNING, decision.state, row.attempts, actor, error)])
+                    reclaimed.append(row.id)
+        return reclaimed
+
+    # --- operator actions -------------------------------------------------------------
+
+    def cancel(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
+               where: dict[str, Any] | None = None, actor: str = "cli") -> list[int]:
+        """Cancel pending and running jobs. A running job's worker finds its lease gone
+        at its next heartbeat and stops."""
+        done: list[int] = []
+        with scope(self.engine) as conn:
+            rows = self._select(conn, ids=ids, grid=grid, where=where, in_states=states.CANCELLABLE)
+            events = []
+            for row in rows:
+                if queries.cancel(conn, job_id=row.id, from_state=row.state):
+                    done.append(row.id)
+                    events.append(_event(row.id, row.state, states.CANCELLED, row.attempts, actor, "cancelled by user"))
+            queries.insert_events(conn, events)
+        return done
+
+    def retry(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
+              where: dict[str, Any] | None = None, in_states: Sequence[str] = states.RETRYABLE,
+              extra_attempts: int = 1, actor: str = "cli") -> list[int]:
+        """Put failed, diverged or cancelled jobs back in the queue."""
+        bad = set(in_states) - set(states.RETRYABLE)
+        if bad:
+            raise GridlabError(
+                f"cannot retry jobs in state {', '.join(sorted(bad))}",
+                f"retry takes jobs that are {', '.join(states.RETRYABLE)}",
+            )
+        done: list[int] = []
+        with scope(self.engine) as conn:
+            rows = self._select(conn, ids=ids, grid=grid, where=where, in_states=in_states)
+            events = []
+            for row in rows:
+                if queries.requeue(conn, job_id=row.id, from_state=row.state, extra_attempts=extra_attempts):
+                    done.append(row.id)
+                    events.append(_event(row.id, row.state, states.PENDING, row.attempts, actor, "retried by user"))
+            queries.insert_events(conn, events)
+        return done
+
+    def _select(self, conn, *, ids, grid, where, in_states):
+        grid_id = None
+        if grid is not None:
+            grid_id = queries.grid_id(conn, grid)
+            if grid_id is None:
+                raise GridlabError(f"no grid named {grid!r} in this database", _known_grids_hint(conn))
+        rows = queries.select_jobs(conn, grid=grid_id, ids=ids, in_states=in_states)
+        if where:
+            rows = [r for r in rows if all(_matches(r.factors.get(k), v) for k, v in where.items())]
+        return rows
+
+    # --- reading ----------------------------------------------------------------------
+
+    def counts(self, grid: str | None = None) -> dict[str, int]:
+        with scope(self.engine, write=False) as conn:
+            grid_id = self._grid_id(conn, grid)
+            counts = queries.state_counts(conn, grid=grid_id)
+        return {s: counts.get(s, 0) for s in states.ALL}
+
+    def factor_states(self, grid: str | None = None) -> list[tuple[dict[str, Any], str]]:
+        with scope(self.engine, write=False) as conn:
+            rows = queries.factor_states(conn, grid=self._grid_id(conn, grid))
+        return [(r.factors, r.state) for r in rows]
+
+    def summaries(self, grid: str | None = None):
+        with scope(self.engine, write=False) as conn:
+            return queries.summaries_table(conn, grid=self._grid_id(conn, grid))
+
+    def grids(self) -> list[str]:
+        with scope(self.engine, write=False) as conn:
+            return queries.grid_names(conn)
+
+    def unfinished(self) -> int:
+        with scope(self.engine, write=False) as conn:
+            return queries.runnable_or_running(conn)
+
+    def stale(self) -> int:
+        with scope(self.engine, write=False) as conn:
+            return queries.stale_count(conn)
+
+    def jobs(self, *, grid: str | None = None, in_states: Sequence[str] | None = None):
+        with scope(self.engine, write=False) as conn:
+            return queries.select_jobs(conn, grid=self._grid_id(conn, grid), in_states=in_states)
+
+    def events(self, job_id: int):
+        with scope(self.engine, write=False) as conn:
+            return queries.job_events(conn, job_id)
+
+    def attempts(self, job_id: int):
+        with scope(self.engine, write=False) as conn:
+            return queries.job_attempts(conn, job_id)
+
+    def _grid_id(self, conn, grid: str | None) -> int | None:
+        if grid is None:
+            return None
+        grid_id = queries.grid_id(conn, grid)
+        if grid_id is None:
+            raise GridlabError(f"no grid named {grid!r} in this database", _known_grids_hint(conn))
+        return grid_id
+
+
+def _event(job_id: int, from_state: str | None, to_state: str, attempt: int | None, actor: str, reason: str) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "from_state": from_state,
+        "to_state": to_state,
+        "attempt": attempt,
+        "actor": actor,
+        "reason": reason,
+    }
+
+
+def _matches(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, (list, tuple, set)):
+        return any(_matches(actual, w) for w in wanted)
+    return actual == wanted or str(actual) == str(wanted)
+
+
+def _known_grids_hint(conn) -> str:
+    names = queries.grid_names(conn)
+    return f"known grids: {', '.join(names)}" if names else "this database has no grids yet; run `gridlab enqueue GRID.yaml`"

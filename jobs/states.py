@@ -1,0 +1,39 @@
+"""The states a job moves through, and which moves are allowed.
+
+    pending --claim--> running --complete--> succeeded
+       ^                 |  \--fail (attempts left)--> pending (after a backoff)
+       |                 |  \--fail (no attempts left)--> failed
+       |                 |  \--diverge--> diverged      (NaN/inf loss: not retried)
+       |                 \--release (preempted, stopped)--> pending
+       +--- retry ---  failed | diverged | cancelled
+    pending | running --cancel--> cancelled
+"""
+
+from __future__ import annotations
+
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+DIVERGED = "diverged"
+CANCELLED = "cancelled"
+
+ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, DIVERGED, CANCELLED)
+#: States a job never leaves by itself.
+FINAL = (SUCCEEDED, FAILED, DIVERGED, CANCELLED)
+#: States `gridlab retry` takes a job out of.
+RETRYABLE = (FAILED, DIVERGED, CANCELLED)
+#: States `gridlab cancel` takes a job out of.
+CANCELLABLE = (PENDING, RUNNING)
+
+# How an attempt ended (attempts.outcome).
+OUTCOME_SUCCEEDED = "succeeded"
+OUTCOME_ERROR = "error"
+OUTCOME_DIVERGED = "diverged"
+OUTCOME_LEASE_EXPIRED = "lease_expired"
+OUTCOME_CANCELLED = "cancelled"
+OUTCOME_PREEMPTED = "preempted"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_NODE_FAIL = "node_fail"
+OUTCOME_OOM = "oom"
+OUTCOME_STOPPED = "stopped"
