@@ -1,4 +1,4 @@
-"""The states a job moves through, and which moves are allowed.
+r"""The states a job moves through, and which moves are allowed.
 
     pending --claim--> running --complete--> succeeded
        ^                 |  \--fail (attempts left)--> pending (after a backoff)

@@ -67,10 +67,10 @@ def run(ctx) -> None:
         attn_pdrop=0.0,
         bos_token_id=None,
         eos_token_id=None,
-        loss_type="ForCausalLM",
         **MODELS[spec["model"]],
     )
     model = GPT2LMHeadModel(config)
+    model.loss_type = "ForCausalLM"  # silences transformers' "loss_type=None" warning
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec["lr"])
     data = torch.frombuffer(bytearray(synthetic_text(spec["seed"])), dtype=torch.uint8).long()
     split = int(len(data) * 0.9)

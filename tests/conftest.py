@@ -1,0 +1,94 @@
+"""Shared fixtures: a database URL per backend (SQLite file, real PostgreSQL).
+
+PostgreSQL tests create their own database and drop it afterwards. Where PostgreSQL
+cannot be reached they skip with the reason, except under CI (CI=true), where a
+skip would hide a broken backend: there they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("GRIDLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_pg_state: dict[str, str | None] = {}
+
+
+def pg_unavailable_reason() -> str | None:
+    """None if the test PostgreSQL server answers, else why not."""
+    if "reason" not in _pg_state:
+        import psycopg
+
+        try:
+            conninfo = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+            with psycopg.connect(conninfo, connect_timeout=3):
+                pass
+            _pg_state["reason"] = None
+        except Exception as exc:  # any failure to connect means: no server for tests
+            _pg_state["reason"] = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+    return _pg_state["reason"]
+
+
+def require_pg() -> None:
+    reason = pg_unavailable_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run, not skip)")
+        pytest.skip(reason)
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    conninfo = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test."""
+    require_pg()
+    name = f"gridlab_test_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'gridlab.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A database URL on every backend: the contract suites run once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gridlab.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(db_url):
+    from db import engine as db_engine
+    from db import schema
+
+    eng = db_engine.create(db_url)
+    schema.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def queue(engine):
+    from jobs.queue import Queue
+
+    return Queue(engine, lease_s=30.0)

@@ -1,0 +1,192 @@
+"""The queue's contract, run on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobs import states
+from jobs.errors import LeaseLost
+from jobs.metrics import MetricsWriter
+from jobs.queue import Queue, WorkerInfo
+from tests.support.grids import make_jobs
+
+pytestmark = pytest.mark.contract
+
+W1 = WorkerInfo(name="w1", host="h", pid=1)
+W2 = WorkerInfo(name="w2", host="h", pid=2)
+
+
+def test_enqueue_is_idempotent_and_logs_creation(queue):
+    first = queue.enqueue("g", make_jobs(5))
+    again = queue.enqueue("g", make_jobs(7))
+    assert (first.new, first.existing) == (5, 0)
+    assert (again.new, again.existing) == (2, 5)
+    assert queue.counts("g")[states.PENDING] == 7
+    assert [e.to_state for e in queue.events(1)] == [states.PENDING]
+    assert queue.existing_hashes("g") == {j.spec_hash for j in make_jobs(7)}
+
+
+def test_claim_takes_highest_priority_then_oldest_and_records_attempt(queue):
+    queue.enqueue("low", make_jobs(2, priority=0))
+    queue.enqueue("high", make_jobs(1, priority=5, tag="h"))
+    first = queue.claim(W1)
+    assert first.job.priority == 5 and first.lease.attempt == 1
+    second = queue.claim(W1)
+    assert second.job.id == 1
+    (attempt,) = queue.attempts(first.job.id)
+    assert (attempt.number, attempt.worker, attempt.outcome) == (1, "w1", None)
+    assert [e.to_state for e in queue.events(first.job.id)] == [states.PENDING, states.RUNNING]
+
+
+def test_claim_on_empty_queue_returns_none(queue):
+    assert queue.claim(W1) is None
+
+
+def test_complete_ends_attempt_and_drops_lease(queue):
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    queue.heartbeat(c.lease)
+    queue.complete(c.lease)
+    assert queue.counts()[states.SUCCEEDED] == 1
+    (attempt,) = queue.attempts(c.job.id)
+    assert attempt.outcome == "succeeded" and attempt.ended_at is not None
+    with pytest.raises(LeaseLost):
+        queue.heartbeat(c.lease)
+    with pytest.raises(LeaseLost):
+        queue.complete(c.lease)  # a second completion is refused
+
+
+def test_failure_retries_after_backoff_then_fails_for_good(queue):
+    queue.enqueue("g", make_jobs(1, max_attempts=2, backoff_s=0.6))
+    c1 = queue.claim(W1)
+    assert queue.fail(c1.lease, "boom") == states.PENDING
+    assert queue.claim(W1) is None, "backoff must keep the job from being claimed at once"
+    time.sleep(0.8)
+    c2 = queue.claim(W2)
+    assert c2 is not None and c2.lease.attempt == 2
+    assert queue.fail(c2.lease, "boom again") == states.FAILED
+    assert queue.counts()[states.FAILED] == 1
+    outcomes = [a.outcome for a in queue.attempts(c1.job.id)]
+    assert outcomes == ["error", "error"]
+
+
+def test_diverged_is_not_retried(queue):
+    queue.enqueue("g", make_jobs(1, max_attempts=5))
+    c = queue.claim(W1)
+    queue.diverged(c.lease, "loss diverged at step 7")
+    assert queue.counts()[states.DIVERGED] == 1
+    assert queue.claim(W1) is None
+
+
+def test_release_hands_job_back_without_using_an_attempt(queue):
+    queue.enqueue("g", make_jobs(1, max_attempts=1))
+    c = queue.claim(W1)
+    queue.release(c.lease, reason="preempted", outcome="preempted", checkpoint_path="/ckpt/5")
+    again = queue.claim(W2)
+    assert again is not None and again.job.checkpoint_path == "/ckpt/5"
+    assert again.lease.attempt == 2 and again.job.max_attempts == 2
+
+
+def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
+    queue = Queue(engine, lease_s=0.3)
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    writer = MetricsWriter(engine, c.lease)
+    writer.log(1, {"loss": 1.0})
+    writer.flush()
+    time.sleep(0.5)
+    assert queue.reclaim_stale() == [c.job.id]
+    assert queue.reclaim_stale() == []
+    c2 = queue.claim(W2)
+    assert c2.job.id == c.job.id and c2.lease.attempt == 2
+    # The first worker wakes up: every write it tries is refused.
+    with pytest.raises(LeaseLost):
+        queue.heartbeat(c.lease)
+    writer.log(2, {"loss": 0.5})
+    with pytest.raises(LeaseLost):
+        writer.flush()
+    with pytest.raises(LeaseLost):
+        queue.complete(c.lease)
+    queue.complete(c2.lease)
+    outcomes = [a.outcome for a in queue.attempts(c.job.id)]
+    assert outcomes == ["lease_expired", "succeeded"]
+
+
+def test_heartbeat_keeps_a_lease_alive(engine):
+    queue = Queue(engine, lease_s=0.4)
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    for _ in range(4):
+        time.sleep(0.2)
+        queue.heartbeat(c.lease)
+    assert queue.reclaim_stale() == []
+
+
+def test_cancel_pending_and_running_jobs(queue):
+    queue.enqueue("g", make_jobs(3))
+    running = queue.claim(W1)
+    done = queue.cancel(grid="g")
+    assert sorted(done) == [1, 2, 3]
+    assert queue.counts()[states.CANCELLED] == 3
+    with pytest.raises(LeaseLost):
+        queue.heartbeat(running.lease)
+    assert queue.cancel(grid="g") == []
+
+
+def test_retry_and_cancel_by_factor_filter(queue):
+    queue.enqueue("g", make_jobs(4))
+    assert queue.cancel(grid="g", where={"i": ["1", "2"]}) == [2, 3]
+    assert queue.retry(grid="g", where={"i": ["2"]}) == [3]
+    assert queue.counts()[states.PENDING] == 3
+
+
+def test_retry_grants_more_attempts(queue):
+    queue.enqueue("g", make_jobs(1, max_attempts=1))
+    c = queue.claim(W1)
+    assert queue.fail(c.lease, "boom") == states.FAILED
+    assert queue.retry(ids=[c.job.id], extra_attempts=2) == [c.job.id]
+    c2 = queue.claim(W1)
+    assert c2.lease.attempt == 2
+    assert queue.fail(c2.lease, "boom") == states.PENDING  # attempt 2 of 3
+
+
+def test_metrics_are_stored_once_per_job_name_step(engine, queue):
+    from jobs import queries
+    from db.session import scope
+
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    w = MetricsWriter(engine, c.lease, flush_every=3)
+    for step in range(10):
+        w.log(step, {"loss": float(step), "acc": 0.5})
+    w.flush()
+    queue.release(c.lease, reason="preempted")
+    c2 = queue.claim(W2)
+    w2 = MetricsWriter(engine, c2.lease)
+    for step in range(5, 12):  # the resumed attempt re-logs steps 5..9
+        w2.log(step, {"loss": float(step) + 100})
+    w2.flush()
+    w2.summary({"val_loss": 1.5})
+    w2.summary({"val_loss": 1.25})
+    with scope(engine, write=False) as conn:
+        rows = queries.job_metrics(conn, c.job.id, "loss")
+        summaries = queries.job_summaries(conn, c.job.id)
+    assert [r.step for r in rows] == list(range(12))
+    assert rows[7].value == 7.0 and rows[7].attempt == 1, "the first write of a step is kept"
+    assert rows[11].attempt == 2
+    assert summaries == {"val_loss": 1.25}
+
+
+def test_every_transition_writes_an_event(queue):
+    queue.enqueue("g", make_jobs(1, max_attempts=3, backoff_s=0))
+    c = queue.claim(W1)
+    queue.fail(c.lease, "x")
+    c = queue.claim(W1)
+    queue.complete(c.lease)
+    trail = [(e.from_state, e.to_state) for e in queue.events(c.job.id)]
+    assert trail == [
+        (None, "pending"), ("pending", "running"), ("running", "pending"),
+        ("pending", "running"), ("running", "succeeded"),
+    ]
