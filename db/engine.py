@@ -105,9 +105,10 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record) -> None:
+        # WAL mode is stored in the file: db.schema.upgrade sets it when it creates the
+        # schema, so a database that is not gridlab's is never modified here.
         cur = dbapi_conn.cursor()
         if not readonly:
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()

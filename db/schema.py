@@ -62,6 +62,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     if before != HEAD:
         url = engine.url.render_as_string(hide_password=False)
         cfg = alembic_config(url)
+        if engine.dialect.name == "sqlite":
+            # Outside any transaction (SQLite ignores it inside one). Persistent: from
+            # now on readers no longer block the writer, nor it them.
+            raw = engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -1,0 +1,136 @@
+"""The gridlab command, run as a user runs it: a small grid end to end, and bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SMALL_GRID = """
+name: small
+experiment: tiny_lm
+fixed: {steps: 6, batch_size: 4, seq_len: 32, checkpoint_every: 3, eval_batches: 1}
+axes:
+  activation: [gelu, relu]
+  lr: [1.0e-3, 3.0e-3]
+"""
+
+
+def gridlab(*args: str, cwd: Path, db: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("GRIDLAB_DB", None)
+    if db:
+        env["GRIDLAB_DB"] = db
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_small_grid_end_to_end(db_url, tmp_path):
+    grid = tmp_path / "small.yaml"
+    grid.write_text(SMALL_GRID)
+    r = gridlab("enqueue", str(grid), cwd=tmp_path, db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert "4 cells, 4 new, 0 already queued" in r.stdout
+    r = gridlab("enqueue", str(grid), cwd=tmp_path, db=db_url)
+    assert "4 cells, 0 new, 4 already queued" in r.stdout
+    r = gridlab("work", "--workers", "2", cwd=tmp_path, db=db_url)
+    assert r.returncode == 0, r.stderr
+    r = gridlab("status", cwd=tmp_path, db=db_url)
+    assert r.returncode == 0, r.stderr
+    assert "By activation" in r.stdout and "By lr" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith("small"))
+    assert [c.strip() for c in row.split("│")[2:9]] == ["0", "0", "4", "0", "0", "0", "4"]
+    r = gridlab("results", cwd=tmp_path, db=db_url)
+    assert r.returncode == 0 and "val_loss" in r.stdout
+
+    from sqlalchemy import func, select
+
+    from db import engine as db_engine
+    from db.models import metrics
+
+    eng = db_engine.create(db_url)
+    with eng.connect() as conn:
+        counts = conn.execute(select(metrics.c.job_id, func.count()).where(metrics.c.name == "loss")
+                              .group_by(metrics.c.job_id)).all()
+    eng.dispose()
+    assert sorted(n for _, n in counts) == [6, 6, 6, 6]
+
+
+def test_help_on_every_command(tmp_path):
+    for cmd in ([], ["enqueue"], ["work"], ["status"], ["results"], ["retry"], ["cancel"], ["show"], ["db"], ["db", "upgrade"]):
+        r = gridlab(*cmd, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "Usage:" in r.stdout, cmd
+
+
+def _assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("gridlab: error: ")
+    assert "Traceback" not in r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+BAD_GRIDS = {
+    "malformed YAML": ("name: x\naxes:\n  lr: [1, 2\n", ["YAML syntax error", "line "]),
+    "unknown axis": ("name: x\naxes: {colour: [red]}\n", ["unknown setting 'colour'", "valid: model"]),
+    "unknown model": ("name: x\naxes: {model: [gpt-17]}\n", ["'gpt-17' is not one of: tiny-gpt2"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_GRIDS))
+def test_bad_grid_is_one_line_and_writes_nothing(case, tmp_path):
+    text, needles = BAD_GRIDS[case]
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(text)
+    r = gridlab("enqueue", str(grid), cwd=tmp_path)
+    _assert_one_line_error(r, "bad.yaml", *needles)
+    assert not (tmp_path / "gridlab.db").exists()
+
+
+def test_missing_grid_file(tmp_path):
+    _assert_one_line_error(gridlab("enqueue", "nope.yaml", cwd=tmp_path), "nope.yaml: file not found")
+
+
+@pytest.mark.parametrize(
+    ("url", "needles"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/gridlab", ["cannot reach database", "check that the server is running"]),
+        ("mysql://root@127.0.0.1/gridlab", ["unsupported scheme 'mysql'", "postgresql://"]),
+        ("sqlite:////nonexistent-dir/x/gridlab.db", ["does not exist"]),
+    ],
+)
+def test_bad_database_url_is_one_line(url, needles, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(SMALL_GRID)
+    _assert_one_line_error(gridlab("enqueue", str(grid), "--db", url, cwd=tmp_path), *needles)
+
+
+def test_non_gridlab_database_is_refused_and_untouched(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers VALUES (1, 'ada')")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    grid = tmp_path / "g.yaml"
+    grid.write_text(SMALL_GRID)
+    r = gridlab("enqueue", str(grid), "--db", f"sqlite:///{path}", cwd=tmp_path)
+    _assert_one_line_error(r, "holds tables gridlab did not make", "customers")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_status_without_database_says_what_to_do(tmp_path):
+    _assert_one_line_error(gridlab("status", cwd=tmp_path), "no database at gridlab.db", "gridlab enqueue")
+
+
+def test_cancel_needs_a_selection(tmp_path):
+    _assert_one_line_error(gridlab("cancel", cwd=tmp_path), "no jobs selected")

@@ -1,0 +1,66 @@
+"""A demo job stopped mid-run resumes from its checkpoint and logs the same losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.session import scope
+from harness import experiments
+from harness.enqueue import new_jobs
+from harness.grid import parse
+from jobs import queries, states
+from jobs.worker import Worker
+
+pytestmark = pytest.mark.e2e
+
+GRID = """
+name: {name}
+experiment: tiny_lm
+fixed: {{steps: 12, batch_size: 4, seq_len: 32, checkpoint_every: 4, eval_batches: 1}}
+axes: {{seed: [3]}}
+"""
+
+
+def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
+    import torch
+
+    torch.set_num_threads(1)
+    for name in ("straight", "interrupted"):
+        g = parse(GRID.format(name=name))
+        queue.enqueue(name, new_jobs(g))
+
+    # Job 1 runs straight through.
+    Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
+
+    # Job 2: the worker is asked to stop after step 6 (as on SIGTERM or preemption).
+    worker = Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5)
+
+    def stopping_runner(ctx):
+        original = ctx.log
+
+        def log(step, values):
+            original(step, values)
+            if step == 6:
+                worker.request_stop("test stop", "preempted")
+
+        ctx.log = log
+        experiments.run(ctx)
+
+    worker.runner = stopping_runner
+    worker.run(max_jobs=1)
+    assert queue.counts()[states.PENDING] == 1
+    ckpt = Path(queue.jobs(grid="interrupted")[0].spec_hash and tmp_path / "job-2")
+    assert any(p.name.startswith("ckpt-00000006") for p in ckpt.iterdir())
+
+    Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
+    assert queue.counts()[states.SUCCEEDED] == 2
+
+    with scope(queue.engine, write=False) as conn:
+        straight = queries.job_metrics(conn, 1, "loss")
+        resumed = queries.job_metrics(conn, 2, "loss")
+    assert [r.step for r in resumed] == list(range(1, 13))
+    assert [r.attempt for r in resumed] == [1] * 6 + [2] * 6
+    assert [r.value for r in resumed] == [r.value for r in straight]
+    assert [a.outcome for a in queue.attempts(2)] == ["preempted", "succeeded"]
