@@ -101,7 +101,7 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
         return conn
 
     # The real URL (not "sqlite://") so SQLAlchemy pools it as a file, not in memory.
-    engine = create_engine(url, creator=connect)
+    engine = create_engine(url, creator=connect, pool_reset_on_return=None)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record) -> None:
@@ -127,4 +127,7 @@ def _postgresql_engine(url: URL, *, readonly: bool) -> Engine:
     connect_args: dict[str, object] = {"connect_timeout": 5}
     if readonly:
         connect_args["options"] = "-c default_transaction_read_only=on"
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout): a dropped connection surfaces as an
+    # error that invalidates the pool, the transaction is retried by its caller.
+    # No reset-on-return: db.session.scope always ends its own transaction.
+    return create_engine(url, connect_args=connect_args, pool_reset_on_return=None)

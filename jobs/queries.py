@@ -19,10 +19,12 @@ the database's single write lock and two claimers cannot pick the same row.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -125,10 +127,48 @@ def insert_enqueue_events(conn: Connection, *, grid: int, created_at: float, act
 
 
 # --- claiming, leases and outcomes --------------------------------------------------
+#
+# The hot path (claim, heartbeat, finish) is written in Core like everything else,
+# but compiled once per dialect and run on the driver's cursor: SQLAlchemy's
+# per-execution machinery costs more than these one-row statements themselves
+# (benchmarks/queue_lifecycle.py measures the API against hand-written SQL).
 
 
-def claim(conn: Connection, *, owner: str, lease_s: float) -> Row | None:
-    """Atomically take the most urgent runnable job, or None."""
+class _Prepared:
+    """A Core statement compiled once per dialect, executed on the DBAPI cursor."""
+
+    def __init__(self, build) -> None:
+        self._build = build  # build(pg: bool) -> statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def _for(self, conn: Connection):
+        name = conn.dialect.name
+        if name not in self._compiled:
+            compiled = self._build(name == "postgresql").compile(dialect=conn.dialect)
+            order = tuple(compiled.positiontup) if compiled.positional else None
+            self._compiled[name] = (compiled.string, order, dict(compiled.params))
+        return self._compiled[name]
+
+    def run(self, conn: Connection, params: dict[str, Any]):
+        sql, order, defaults = self._for(conn)
+        merged = {**defaults, **params}
+        cursor = conn.connection.cursor()
+        cursor.execute(sql, tuple(merged[k] for k in order) if order is not None else merged)
+        return cursor
+
+
+def _held_clause():
+    """The fencing condition: this owner still holds this attempt of this job."""
+    return and_(
+        jobs.c.id == bindparam("job_id"),
+        jobs.c.state == states.RUNNING,
+        jobs.c.lease_owner == bindparam("owner"),
+        jobs.c.attempts == bindparam("attempt"),
+    )
+
+
+@lru_cache(maxsize=None)
+def _claim_stmt(pg: bool):
     now = clock.now()
     runnable = (
         select(jobs.c.id)
@@ -139,15 +179,15 @@ def claim(conn: Connection, *, owner: str, lease_s: float) -> Row | None:
         .order_by(jobs.c.priority.desc(), jobs.c.id)
         .limit(1)
     )
-    if _is_pg(conn):
+    if pg:
         runnable = runnable.with_for_update(skip_locked=True)
-    stmt = (
+    return (
         update(jobs)
         .where(jobs.c.id == runnable.scalar_subquery())
         .values(
             state=states.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=now + lease_s,
+            lease_owner=bindparam("owner"),
+            lease_expires_at=now + bindparam("lease_s", type_=Double),
             heartbeat_at=now,
             attempts=jobs.c.attempts + 1,
             not_before=None,
@@ -156,7 +196,27 @@ def claim(conn: Connection, *, owner: str, lease_s: float) -> Row | None:
         )
         .returning(*_JOB_COLUMNS, jobs.c.updated_at)
     )
-    return conn.execute(stmt).first()
+
+
+_CLAIM = _Prepared(_claim_stmt)
+CLAIMED_COLUMNS = tuple(c.name for c in _JOB_COLUMNS) + ("updated_at",)
+
+
+def claim(conn: Connection, *, owner: str, lease_s: float) -> dict[str, Any] | None:
+    """Atomically take the most urgent runnable job: its columns by name, or None."""
+    row = _CLAIM.run(conn, {"owner": owner, "lease_s": lease_s}).fetchone()
+    if row is None:
+        return None
+    out = dict(zip(CLAIMED_COLUMNS, row))
+    for key in ("spec", "factors"):  # psycopg decodes JSON itself; sqlite3 hands text
+        if isinstance(out[key], str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+_INSERT_ATTEMPT = _Prepared(lambda pg: insert(attempts).values(
+    {c: bindparam(c) for c in ("job_id", "number", "worker", "host", "pid", "started_at",
+                               "slurm_job_id", "slurm_array_index", "node")}))
 
 
 def insert_attempt(
@@ -172,49 +232,67 @@ def insert_attempt(
     slurm_array_index: int | None = None,
     node: str | None = None,
 ) -> None:
-    conn.execute(
-        insert(attempts).values(
-            job_id=job_id,
-            number=number,
-            worker=worker,
-            host=host,
-            pid=pid,
-            started_at=started_at,
-            slurm_job_id=slurm_job_id,
-            slurm_array_index=slurm_array_index,
-            node=node,
-        )
+    _INSERT_ATTEMPT.run(
+        conn,
+        {
+            "job_id": job_id, "number": number, "worker": worker, "host": host, "pid": pid,
+            "started_at": started_at, "slurm_job_id": slurm_job_id,
+            "slurm_array_index": slurm_array_index, "node": node,
+        },
     )
 
 
-def _held(job_id: int, owner: str, attempt: int):
-    """The fencing condition: this owner still holds this attempt of this job."""
-    return and_(
-        jobs.c.id == job_id,
-        jobs.c.state == states.RUNNING,
-        jobs.c.lease_owner == owner,
-        jobs.c.attempts == attempt,
-    )
+_HEARTBEAT = _Prepared(lambda pg: (
+    update(jobs)
+    .where(_held_clause())
+    .values(heartbeat_at=clock.now(), lease_expires_at=clock.now() + bindparam("lease_s", type_=Double))
+))
 
 
 def heartbeat(conn: Connection, *, job_id: int, owner: str, attempt: int, lease_s: float) -> bool:
     """Extend the lease. False means the lease is gone (cancelled or reclaimed)."""
-    now = clock.now()
-    result = conn.execute(
-        update(jobs)
-        .where(_held(job_id, owner, attempt))
-        .values(heartbeat_at=now, lease_expires_at=now + lease_s)
-    )
-    return result.rowcount == 1
+    cursor = _HEARTBEAT.run(conn, {"job_id": job_id, "owner": owner, "attempt": attempt, "lease_s": lease_s})
+    return cursor.rowcount == 1
+
+
+def _holds_stmt(pg: bool):
+    stmt = select(jobs.c.id).where(_held_clause())
+    # On PostgreSQL the row is share-locked until commit, so the lease cannot be
+    # taken away while the caller writes under it.
+    return stmt.with_for_update(read=True) if pg else stmt
+
+
+_HOLDS = _Prepared(_holds_stmt)
 
 
 def holds_lease(conn: Connection, *, job_id: int, owner: str, attempt: int) -> bool:
-    """Fence check for writes made under a lease. On PostgreSQL the row is share-locked
-    until commit, so the lease cannot be taken away while the caller writes."""
-    stmt = select(jobs.c.id).where(_held(job_id, owner, attempt))
-    if _is_pg(conn):
-        stmt = stmt.with_for_update(read=True)
-    return conn.execute(stmt).first() is not None
+    """Fence check for writes made under a lease."""
+    return _HOLDS.run(conn, {"job_id": job_id, "owner": owner, "attempt": attempt}).fetchone() is not None
+
+
+@lru_cache(maxsize=None)
+def _finish(final: bool, delay: bool, checkpoint: bool, extra: bool) -> _Prepared:
+    return _Prepared(lambda pg: _finish_stmt(final, delay, checkpoint, extra))
+
+
+def _finish_stmt(final: bool, delay: bool, checkpoint: bool, extra: bool):
+    now = clock.now()
+    values: dict[str, Any] = {
+        "state": bindparam("new_state"),
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "last_error": bindparam("error", type_=Text),
+    }
+    if final:
+        values["finished_at"] = now
+    if delay:
+        values["not_before"] = now + bindparam("delay_s", type_=Double)
+    if checkpoint:
+        values["checkpoint_path"] = bindparam("checkpoint_path", type_=Text)
+    if extra:
+        values["max_attempts"] = jobs.c.max_attempts + bindparam("extra", type_=Integer)
+    return update(jobs).where(_held_clause()).values(**values)
 
 
 def finish(
@@ -231,24 +309,12 @@ def finish(
 ) -> bool:
     """End this attempt: move the job to ``state`` and drop the lease. False if the
     lease was already gone (the write is refused)."""
-    now = clock.now()
-    values: dict[str, Any] = {
-        "state": state,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "updated_at": now,
-        "last_error": error,
+    stmt = _finish(state in states.FINAL, not_before_delay_s is not None, checkpoint_path is not None, bool(extra_attempts))
+    params = {
+        "job_id": job_id, "owner": owner, "attempt": attempt, "new_state": state, "error": error,
+        "delay_s": not_before_delay_s, "checkpoint_path": checkpoint_path, "extra": extra_attempts,
     }
-    if state in states.FINAL:
-        values["finished_at"] = now
-    if not_before_delay_s is not None:
-        values["not_before"] = now + not_before_delay_s
-    if checkpoint_path is not None:
-        values["checkpoint_path"] = checkpoint_path
-    if extra_attempts:
-        values["max_attempts"] = jobs.c.max_attempts + extra_attempts
-    result = conn.execute(update(jobs).where(_held(job_id, owner, attempt)).values(**values))
-    return result.rowcount == 1
+    return stmt.run(conn, params).rowcount == 1
 
 
 def retry_policy(conn: Connection, job_id: int) -> Row:
@@ -256,19 +322,20 @@ def retry_policy(conn: Connection, job_id: int) -> Row:
     return conn.execute(select(jobs.c.max_attempts, jobs.c.backoff_s).where(jobs.c.id == job_id)).one()
 
 
+_END_ATTEMPT = _Prepared(lambda pg: (
+    update(attempts)
+    .where(attempts.c.job_id == bindparam("a_job_id"), attempts.c.number == bindparam("a_number"), attempts.c.ended_at.is_(None))
+    .values(ended_at=clock.now(), outcome=bindparam("a_outcome"), error=bindparam("a_error", type_=Text))
+))
+
+
 def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None) -> None:
-    conn.execute(
-        update(attempts)
-        .where(attempts.c.job_id == job_id, attempts.c.number == number, attempts.c.ended_at.is_(None))
-        .values(ended_at=clock.now(), outcome=outcome, error=error)
-    )
+    _END_ATTEMPT.run(conn, {"a_job_id": job_id, "a_number": number, "a_outcome": outcome, "a_error": error})
 
 
 def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, path: str) -> bool:
-    result = conn.execute(
-        update(jobs).where(_held(job_id, owner, attempt)).values(checkpoint_path=path)
-    )
-    return result.rowcount == 1
+    stmt = update(jobs).where(_held_clause()).values(checkpoint_path=bindparam("path"))
+    return conn.execute(stmt, {"job_id": job_id, "owner": owner, "attempt": attempt, "path": path}).rowcount == 1
 
 
 def stale_leases(conn: Connection, *, limit: int = 1000) -> list[Row]:
@@ -297,12 +364,8 @@ def release_stale(conn: Connection, *, job_id: int, owner: str, attempt: int, st
     }
     if state in states.FINAL:
         values["finished_at"] = now
-    result = conn.execute(
-        update(jobs)
-        .where(_held(job_id, owner, attempt), jobs.c.lease_expires_at < now)
-        .values(**values)
-    )
-    return result.rowcount == 1
+    stmt = update(jobs).where(_held_clause(), jobs.c.lease_expires_at < now).values(**values)
+    return conn.execute(stmt, {"job_id": job_id, "owner": owner, "attempt": attempt}).rowcount == 1
 
 
 # --- operator actions -----------------------------------------------------------
@@ -361,9 +424,15 @@ def requeue(conn: Connection, *, job_id: int, from_state: str, extra_attempts: i
     return result.rowcount == 1
 
 
+_EVENT_COLUMNS = ("job_id", "from_state", "to_state", "attempt", "actor", "reason")
+_INSERT_EVENT = _Prepared(lambda pg: insert(events).values(at=clock.now(), **{c: bindparam(c) for c in _EVENT_COLUMNS}))
+
+
 def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Rows of job_id, from_state, to_state, attempt, actor, reason; stamped with DB time."""
-    if rows:
+    if len(rows) == 1:
+        _INSERT_EVENT.run(conn, rows[0])
+    elif rows:
         conn.execute(insert(events).values(at=clock.now()), list(rows))
 
 

@@ -115,7 +115,7 @@ class Queue:
             row = queries.claim(conn, owner=owner, lease_s=self.lease_s)
             if row is None:
                 return None
-            job = JobRecord.from_row(row)
+            job = JobRecord.from_mapping(row)
             queries.insert_attempt(
                 conn,
                 job_id=job.id,
@@ -123,7 +123,7 @@ class Queue:
                 worker=worker.name,
                 host=worker.host,
                 pid=worker.pid,
-                started_at=row.updated_at,
+                started_at=row["updated_at"],
                 slurm_job_id=worker.slurm_job_id,
                 slurm_array_index=worker.slurm_array_index,
                 node=worker.node,

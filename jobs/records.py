@@ -21,8 +21,7 @@ class JobRecord:
     checkpoint_path: str | None
 
     @classmethod
-    def from_row(cls, row: Any) -> "JobRecord":
-        m = row._mapping
+    def from_mapping(cls, m: Any) -> "JobRecord":
         return cls(**{name: m[name] for name in cls.__dataclass_fields__})
 
 

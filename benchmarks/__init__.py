@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures; BENCHMARKS.md records them and how to repeat them."""
