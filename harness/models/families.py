@@ -28,8 +28,8 @@ class Family:
     lora_targets: tuple[str, ...]
     # Keyword arguments for the tiny offline variant's config class.
     tiny_config: dict[str, Any]
-    # Extra LoraConfig keywords (GPT-2 stores Conv1D weights transposed).
-    lora_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Extra LoraConfig/IA3Config keywords (GPT-2 stores Conv1D weights transposed).
+    adapter_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ia3_targets(self) -> tuple[str, ...]:
@@ -47,7 +47,7 @@ GPT2 = Family(
     mlp_classes=("GPT2MLP",),
     activation_config_fields=("activation_function",),
     lora_targets=("c_attn", "c_proj", "c_fc"),
-    lora_extra={"fan_in_fan_out": True},
+    adapter_extra={"fan_in_fan_out": True},
     tiny_config={"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 256},
 )
 
@@ -83,3 +83,17 @@ ALL = (GPT2, GPT_NEOX, T5)
 def for_model_type(model_type: str) -> Family | None:
     """The family whose architecture `model_type` (a transformers config field) names."""
     return next((family for family in ALL if model_type in family.model_types), None)
+
+
+def of_config(config) -> Family:
+    """The family of a transformers config; a ValueError naming the supported ones otherwise."""
+    model_type = getattr(config, "model_type", None)
+    family = for_model_type(model_type)
+    if family is None:
+        supported = ", ".join(t for f in ALL for t in f.model_types)
+        raise ValueError(f"model type {model_type!r} is not a supported family; gridlab supports {supported}")
+    return family
+
+
+def of_model(model) -> Family:
+    return of_config(getattr(model, "config", None))

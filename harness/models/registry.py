@@ -96,9 +96,7 @@ def load(
 def _family_of_dir(path: Path) -> families.Family:
     if not (path / "config.json").is_file():
         raise UnknownModel(f"{path} is a directory but holds no config.json; point at a save_pretrained directory")
-    model_type = transformers.AutoConfig.from_pretrained(path).model_type
-    family = families.for_model_type(model_type)
-    if family is None:
-        supported = ", ".join(t for f in families.ALL for t in f.model_types)
-        raise UnknownModel(f"{path} holds a {model_type!r} model; gridlab supports {supported}")
-    return family
+    try:
+        return families.of_config(transformers.AutoConfig.from_pretrained(path))
+    except ValueError as error:
+        raise UnknownModel(f"{path}: {error}") from None
