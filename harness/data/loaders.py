@@ -41,13 +41,14 @@ def load(
     if not 0.0 <= max_bad_share <= 1.0:
         raise DataError(f"max_bad_share is {max_bad_share}; give a share between 0 and 1")
     located, skipped = _read(source, split)
+    total = len(located) + len(skipped)
     conversations = []
     for where, record in located:
         try:
             conversations.append(convert(record))
         except formats.BadRecord as bad:
             skipped.append(Skip(where, str(bad)))
-    report = SkipReport(str(source), len(located) + len(skipped), tuple(sorted(skipped, key=_order)))
+    report = SkipReport(str(source), total, tuple(sorted(skipped, key=_order)))
     if not conversations:
         raise DataError(f"{report.summary(show=3)}; no usable {format} record, check the file and the format")
     if report.bad_share > max_bad_share:

@@ -6,7 +6,7 @@ inherits them), alpha is fitted to minimise the mean squared error
 
     mean((w * tanh(alpha * x) + b - y) ** 2)
 
-by a log-spaced grid search over (1e-3, 1e3) refined with golden-section search around the best
+by a log-spaced grid search over [1e-3, 1e3] refined with golden-section search around the best
 grid point. The fitted alpha, its error, and the error at the default alpha are returned per
 layer, to be recorded with the run and passed to `surgery.swap_norm(model, "dyt", alpha=...)`.
 """
@@ -22,8 +22,8 @@ from torch import nn
 
 from harness.models import norms, surgery
 
-_GRID = torch.logspace(-3, 3, 121, dtype=torch.float64)
-_GOLDEN_STEPS = 40
+_GRID = torch.logspace(-3, 3, 49, dtype=torch.float64)  # 8 points a decade
+_GOLDEN_STEPS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,19 +118,27 @@ def _mse(alpha: float, x, y, weight, bias) -> float:
 
 
 def _fit(x, y, weight, bias) -> tuple[float, float]:
-    errors = [_mse(float(a), x, y, weight, bias) for a in _GRID]
+    def error(log_alpha: float) -> float:
+        return _mse(math.exp(log_alpha), x, y, weight, bias)
+
+    grid = [math.log(float(a)) for a in _GRID]
+    errors = [error(g) for g in grid]
     best = min(range(len(errors)), key=errors.__getitem__)
-    lo = math.log(float(_GRID[max(best - 1, 0)]))
-    hi = math.log(float(_GRID[min(best + 1, len(_GRID) - 1)]))
+    # Golden-section search on log(alpha) between the best grid point's neighbours.
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(_GOLDEN_STEPS):  # golden-section search on log(alpha)
-        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if _mse(math.exp(a), x, y, weight, bias) <= _mse(math.exp(b), x, y, weight, bias):
-            hi = b
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    error_a, error_b = error(a), error(b)
+    for _ in range(_GOLDEN_STEPS):
+        if error_a <= error_b:
+            hi, b, error_b = b, a, error_a
+            a = hi - ratio * (hi - lo)
+            error_a = error(a)
         else:
-            lo = a
-    alpha = math.exp((lo + hi) / 2)
-    mse = _mse(alpha, x, y, weight, bias)
-    if errors[best] < mse:  # the grid point itself can beat a flat refinement
-        return float(_GRID[best]), errors[best]
-    return alpha, mse
+            lo, a, error_a = a, b, error_b
+            b = lo + ratio * (hi - lo)
+            error_b = error(b)
+    log_alpha, mse = (a, error_a) if error_a <= error_b else (b, error_b)
+    if errors[best] < mse:  # on a flat stretch the grid point itself can win
+        log_alpha, mse = grid[best], errors[best]
+    return math.exp(log_alpha), mse
