@@ -4,7 +4,7 @@ Causal models (GPT-2, GPT-NeoX) get one sequence, the rendered template; `labels
 `input_ids` on assistant content and its end-of-sequence token and are -100 elsewhere (with
 `response_only=False`, everything is learned). Seq2seq models (T5) get the prompt as
 `input_ids` and the final assistant turn plus end-of-sequence as `labels`; `response_only` does
-not apply to them.
+not apply to them, and earlier assistant turns sit in the prompt without end-of-sequence tokens.
 
 Sequences are cut at `max_length` from the end; an example left with no label to learn is
 dropped and counted. Padding is left to the collator (`transformers.DataCollatorForSeq2Seq`
