@@ -25,11 +25,13 @@ def read(path: str | Path) -> tuple[list[Located], list[Skip]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path (relative paths start at the current directory)")
+    with path.open("rb") as file:
+        magic = file.read(len(_PARQUET_MAGIC))
+    if magic == _PARQUET_MAGIC or path.suffix == ".parquet":
+        return _parquet(path), []
     raw = path.read_bytes()
     if not raw.strip():
         raise DataError(f"{path}: file is empty; point at a file with records or regenerate it")
-    if raw.startswith(_PARQUET_MAGIC) or path.suffix == ".parquet":
-        return _parquet(path), []
     if b"\x00" in raw[:8192]:
         raise DataError(f"{path}: binary data, not JSON, JSON Lines or Parquet text; check the file type")
     try:

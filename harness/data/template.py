@@ -14,7 +14,7 @@ Every turn is rendered as a header line and its content, followed by a blank lin
     95<eos>
 
 The tokenizer's end-of-sequence token closes each assistant turn (added as a token id by
-`harness.data.tokenize`, not as text), so a model learns to stop. A prompt for generation ends
+`harness.data.tokenization`, not as text), so a model learns to stop. A prompt for generation ends
 with ``### Assistant:\\n``. The same template serves every format and every model family.
 """
 

@@ -14,7 +14,8 @@ from typing import Any
 import peft.utils.constants as peft_constants
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: families are singletons, compared and hashed by identity.
+@dataclasses.dataclass(frozen=True, eq=False)
 class Family:
     name: str
     model_types: tuple[str, ...]

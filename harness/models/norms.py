@@ -71,9 +71,8 @@ def kind_of(module: nn.Module) -> str | None:
     if isinstance(module, NoNorm):
         return "none"
     # T5LayerNorm is RMS-style (no mean, no bias); other families name theirs *RMSNorm.
-    if isinstance(module, RMSNorm) or type(module).__name__ in ("T5LayerNorm",) or type(module).__name__.endswith(
-        "RMSNorm"
-    ):
+    class_name = type(module).__name__
+    if isinstance(module, RMSNorm) or class_name == "T5LayerNorm" or class_name.endswith("RMSNorm"):
         return "rmsnorm"
     return None
 

@@ -43,13 +43,12 @@ def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = 
         raise ValueError(f"unknown norm kind {kind!r}; use one of {', '.join(norms.KINDS)}")
     found = norm_modules(model)
     to_replace = [name for name, module in found.items() if norms.kind_of(module) != kind]
-    if kind == "dyt" and isinstance(alpha, Mapping):
-        missing = [name for name in to_replace if name not in alpha]
-        if missing:
-            raise ValueError(f"no calibrated alpha for {', '.join(missing)}; calibrate this same model first")
+    per_layer = alpha if isinstance(alpha, Mapping) else dict.fromkeys(to_replace, alpha)
+    missing = [name for name in to_replace if name not in per_layer]
+    if kind == "dyt" and missing:
+        raise ValueError(f"no calibrated alpha for {', '.join(missing)}; calibrate this same model first")
     for name in to_replace:
-        layer_alpha = alpha[name] if isinstance(alpha, Mapping) and kind == "dyt" else alpha
-        model.set_submodule(name, norms.from_norm(kind, found[name], layer_alpha))
+        model.set_submodule(name, norms.from_norm(kind, found[name], per_layer.get(name, norms.DEFAULT_ALPHA)))
     kept = tuple(name for name in found if name not in to_replace)
     return SwapReport(kind, tuple(to_replace), kept)
 

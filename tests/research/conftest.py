@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from harness.data import formats, synthetic, tokenize
+from harness.data import formats, synthetic, tokenization
 from harness.models import registry
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -37,8 +37,8 @@ def make_batches():
 
     def make(tokenizer, family, n: int = 16, batch_size: int = 8, max_length: int = 48) -> list[dict]:
         conversations = [formats.alpaca(record) for record in synthetic.records(n, seed=1)]
-        dataset = tokenize.tokenize(conversations, tokenizer, seq2seq=family.seq2seq, max_length=max_length).dataset
-        collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=tokenize.IGNORE, return_tensors="pt")
+        dataset = tokenization.tokenize(conversations, tokenizer, seq2seq=family.seq2seq, max_length=max_length).dataset
+        collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=tokenization.IGNORE, return_tensors="pt")
         rows = [dataset[i] for i in range(len(dataset))]
         return [collate(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
 

@@ -8,7 +8,7 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
-from harness.data import formats, loaders, split, synthetic, template, tokenize
+from harness.data import formats, loaders, split, synthetic, template, tokenization
 from harness.data.conversation import Conversation, Turn
 from harness.data.errors import DataError
 
@@ -173,27 +173,27 @@ def gpt2_tokenizer(load_tiny):
 def test_causal_labels_cover_only_the_responses(gpt2_tokenizer):
     tok = gpt2_tokenizer
     conversation = formats.sharegpt(SHAREGPT)
-    row = tokenize.tokenize([conversation], tok, seq2seq=False).dataset[0]
+    row = tokenization.tokenize([conversation], tok, seq2seq=False).dataset[0]
     assert tok.decode(row["input_ids"]) == template.render(conversation, tok.eos_token)
-    learned = [t for t, label in zip(row["input_ids"], row["labels"]) if label != tokenize.IGNORE]
+    learned = [t for t, label in zip(row["input_ids"], row["labels"]) if label != tokenization.IGNORE]
     assert tok.decode(learned) == f"Hello!{tok.eos_token}5{tok.eos_token}"
-    everything = tokenize.tokenize([conversation], tok, seq2seq=False, response_only=False).dataset[0]
+    everything = tokenization.tokenize([conversation], tok, seq2seq=False, response_only=False).dataset[0]
     assert everything["labels"] == everything["input_ids"] == row["input_ids"]
 
 
 def test_seq2seq_examples_split_prompt_and_response(gpt2_tokenizer):
     tok = gpt2_tokenizer
     conversation = formats.sharegpt(SHAREGPT)
-    row = tokenize.tokenize([conversation], tok, seq2seq=True).dataset[0]
+    row = tokenization.tokenize([conversation], tok, seq2seq=True).dataset[0]
     assert tok.decode(row["input_ids"]) == template.prompt(conversation)  # no end-of-sequence inside a prompt
     assert tok.decode(row["labels"]) == "5" + tok.eos_token
 
 
 def test_examples_with_the_response_cut_off_are_dropped(gpt2_tokenizer):
     conversations = [formats.alpaca(r) for r in synthetic.records(5)]
-    result = tokenize.tokenize(conversations, gpt2_tokenizer, seq2seq=False, max_length=4)
+    result = tokenization.tokenize(conversations, gpt2_tokenizer, seq2seq=False, max_length=4)
     assert result.dropped == 5 and len(result.dataset) == 0
-    kept = tokenize.tokenize(conversations, gpt2_tokenizer, seq2seq=False, max_length=64)
+    kept = tokenization.tokenize(conversations, gpt2_tokenizer, seq2seq=False, max_length=64)
     assert kept.dropped == 0 and len(kept.dataset) == 5
     assert all(len(ids) <= 64 for ids in kept.dataset["input_ids"])
 
