@@ -83,10 +83,13 @@ def load(
         model = auto.from_pretrained(source, local_files_only=local_files_only)
     except OSError as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ModelUnavailable(
-            f"could not load {name!r} ({reason}); if this machine is offline, download it once where the hub "
-            f"is reachable (hf download {name}) or pass a local directory"
-        ) from None
+        fix = (
+            f"if this machine is offline, download it once where the hub is reachable (hf download {name}) "
+            "or pass a local directory"
+            if name in HUB
+            else "check that the directory holds the weight and tokenizer files save_pretrained writes"
+        )
+        raise ModelUnavailable(f"could not load {name!r} ({reason}); {fix}") from None
     if tokenizer.pad_token is None:
         # GPT-2 and Pythia ship without a pad token; padding positions are masked anyway.
         tokenizer.pad_token = tokenizer.eos_token

@@ -73,3 +73,10 @@ def test_hub_model_not_in_the_local_cache_fails_with_a_fix():
     # The hub code path, without the network: only the local Hugging Face cache is consulted.
     with pytest.raises(registry.ModelUnavailable, match="could not load 'EleutherAI/pythia-14m'.*hf download"):
         registry.load("EleutherAI/pythia-14m", local_files_only=True)
+
+
+def test_directory_with_config_but_no_weights_is_unavailable(load_tiny, tmp_path):
+    model, _, _ = load_tiny("tiny-gpt2")
+    model.config.save_pretrained(tmp_path)
+    with pytest.raises(registry.ModelUnavailable, match="check that the directory holds the weight"):
+        registry.load(tmp_path)
