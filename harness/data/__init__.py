@@ -1,0 +1,1 @@
+"""Instruction-tuning data: reading files, salvaging corrupt ones, formatting and tokenising."""

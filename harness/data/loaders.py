@@ -1,0 +1,88 @@
+"""Loading a data source into conversations, with a report of every record skipped.
+
+A source is a local file (JSON, JSON Lines or Parquet) or, when no such path exists, a Hugging
+Face hub dataset name read with `datasets.load_dataset`. Damaged records are skipped and
+reported; when more than `max_bad_share` of them are bad the source is refused with a
+`DataError`, because a silently half-empty dataset makes an ablation meaningless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.data import formats, read
+from harness.data.conversation import Conversation
+from harness.data.errors import DataError, Skip, SkipReport
+
+DEFAULT_MAX_BAD_SHARE = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    conversations: list[Conversation]
+    report: SkipReport
+
+
+def load(
+    source: str | Path,
+    format: str,
+    *,
+    max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
+    split: str = "train",
+) -> Loaded:
+    """Conversations from `source` in `format` (alpaca, sharegpt or rewild) and the skip report.
+
+    `split` is used only for a hub dataset name.
+    """
+    convert = formats.CONVERTERS.get(format)
+    if convert is None:
+        raise DataError(f"unknown data format {format!r}; use one of {', '.join(sorted(formats.CONVERTERS))}")
+    if not 0.0 <= max_bad_share <= 1.0:
+        raise DataError(f"max_bad_share is {max_bad_share}; give a share between 0 and 1")
+    located, skipped = _read(source, split)
+    total = len(located) + len(skipped)
+    conversations = []
+    for where, record in located:
+        try:
+            conversations.append(convert(record))
+        except formats.BadRecord as bad:
+            skipped.append(Skip(where, str(bad)))
+    report = SkipReport(str(source), total, tuple(sorted(skipped, key=_order)))
+    if not conversations:
+        raise DataError(f"{report.summary(show=3)}; no usable {format} record, check the file and the format")
+    if report.bad_share > max_bad_share:
+        raise DataError(
+            f"{report.summary(show=3)}; {report.bad_share:.1%} bad is over the allowed {max_bad_share:.0%}: "
+            "repair the file or raise max_bad_share"
+        )
+    return Loaded(conversations, report)
+
+
+def _read(source: str | Path, split: str) -> tuple[list[read.Located], list[Skip]]:
+    if Path(source).exists() or not _looks_like_hub_name(str(source)):
+        return read.read(source)
+    return read.records_of(_hub_rows(str(source), split)), []
+
+
+def _looks_like_hub_name(source: str) -> bool:
+    """`owner/name` or a bare `name`, with no file suffix or path prefix."""
+    return not source.startswith((".", "/", "~")) and source.count("/") <= 1 and Path(source).suffix == ""
+
+
+def _hub_rows(name: str, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as error:  # the hub raises many types; the user needs one clear line
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(
+            f"{name}: neither a local file nor a loadable hub dataset ({reason}); "
+            "check the path, or download the dataset where the hub is reachable"
+        ) from None
+
+
+def _order(skip: Skip) -> tuple[str, int]:
+    kind, _, number = skip.where.partition(" ")
+    return kind, int(number) if number.isdigit() else 0

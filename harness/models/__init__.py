@@ -1,0 +1,1 @@
+"""Model families, loading, and the architecture surgery that ablation grids vary."""

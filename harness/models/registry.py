@@ -1,0 +1,105 @@
+"""Model names users write in a grid, and `load`, which turns one into a model and tokenizer.
+
+Known names are the hub models gridlab supports, the tiny offline variants, and any local
+directory written by `save_pretrained` whose architecture is a supported family.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import transformers
+
+from harness.models import families, tiny
+
+HUB = {
+    "distilgpt2": families.GPT2,
+    "distilbert/distilgpt2": families.GPT2,
+    "gpt2": families.GPT2,
+    "openai-community/gpt2": families.GPT2,
+    "EleutherAI/pythia-14m": families.GPT_NEOX,
+    "EleutherAI/pythia-70m": families.GPT_NEOX,
+    "EleutherAI/pythia-160m": families.GPT_NEOX,
+    "EleutherAI/pythia-410m": families.GPT_NEOX,
+    "t5-small": families.T5,
+    "google-t5/t5-small": families.T5,
+}
+
+
+class UnknownModel(ValueError):
+    """A model name that is neither known nor a directory holding a supported model."""
+
+
+class ModelUnavailable(RuntimeError):
+    """A known hub model that could not be fetched or read."""
+
+
+class Loaded(NamedTuple):
+    model: transformers.PreTrainedModel
+    tokenizer: transformers.PreTrainedTokenizerBase
+    family: families.Family
+
+
+def known_names() -> list[str]:
+    return sorted(HUB) + sorted(tiny.TINY)
+
+
+def family_of(name_or_path: str | Path) -> families.Family:
+    """The family of a known name or local model directory, without loading any weights."""
+    name = str(name_or_path)
+    if name in tiny.TINY:
+        return tiny.TINY[name]
+    if name in HUB:
+        return HUB[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _family_of_dir(path)
+    raise UnknownModel(
+        f"unknown model {name!r}: use one of {', '.join(known_names())}, "
+        "or a local directory written by save_pretrained"
+    )
+
+
+def load(
+    name_or_path: str | Path, *, cache_dir: str | Path | None = None, local_files_only: bool = False
+) -> Loaded:
+    """Model, tokenizer and family for a known name or a local model directory.
+
+    Tiny names are built (once) under `cache_dir`; hub names go through
+    `from_pretrained`, which uses the Hugging Face cache and needs the hub the first time.
+    """
+    name = str(name_or_path)
+    family = family_of(name)
+    if name in tiny.TINY:
+        source = str(tiny.ensure(name, cache_dir))
+    elif name in HUB:
+        source = name
+    else:
+        source = str(Path(name).expanduser())
+    auto = transformers.AutoModelForSeq2SeqLM if family.seq2seq else transformers.AutoModelForCausalLM
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        model = auto.from_pretrained(source, local_files_only=local_files_only)
+    except OSError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fix = (
+            f"if this machine is offline, download it once where the hub is reachable (hf download {name}) "
+            "or pass a local directory"
+            if name in HUB
+            else "check that the directory holds the weight and tokenizer files save_pretrained writes"
+        )
+        raise ModelUnavailable(f"could not load {name!r} ({reason}); {fix}") from None
+    if tokenizer.pad_token is None:
+        # GPT-2 and Pythia ship without a pad token; padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    return Loaded(model, tokenizer, family)
+
+
+def _family_of_dir(path: Path) -> families.Family:
+    if not (path / "config.json").is_file():
+        raise UnknownModel(f"{path} is a directory but holds no config.json; point at a save_pretrained directory")
+    try:
+        return families.of_config(transformers.AutoConfig.from_pretrained(path))
+    except ValueError as error:
+        raise UnknownModel(f"{path}: {error}") from None

@@ -1,0 +1,1 @@
+"""Training-side pieces: adapters and which parameters train."""
