@@ -241,7 +241,14 @@ node_registered() {
     s=$(node_state)
     [[ -n $s && $s != unknown* && $s != *'*' ]]   # '*' = not responding
 }
-node_idle() { [[ $(node_state) == idle ]]; }
+# Ready: idle, or busy with jobs that survived a restart (mixed/allocated).
+node_ready() {
+    case $(node_state) in
+        idle) return 0 ;;
+        mixed|allocated|completing) [[ -n $(squeue -h -t R,CG -w "$NODE" -o %A 2>/dev/null) ]] ;;
+        *) return 1 ;;
+    esac
+}
 sacct_ok() { sacct -n -X -S now-1hours -o JobID >/dev/null; }
 
 start_daemons() {
@@ -282,7 +289,7 @@ start_daemons() {
         say "node $NODE was $st (reason: $reason); resumed"
     fi
     if [[ $STARTED_SOMETHING == 1 ]]; then
-        wait_for "$TIMEOUT" node node_idle \
+        wait_for "$TIMEOUT" node node_ready \
             || die "node $NODE is '$(node_state)', not idle; see $DIR/log/slurmd.log"
     fi
     wait_for "$TIMEOUT" sacct sacct_ok || die "sacct does not work: $(sacct -n -X 2>&1 | tail -n1)"
