@@ -14,6 +14,8 @@ shopt -u patsub_replacement 2>/dev/null || true
 CLUSTER=${GRIDLAB_SLURM_CLUSTER:-gridlab}
 PARTITION=${GRIDLAB_SLURM_PARTITION:-debug}
 MAX_TIME=${GRIDLAB_SLURM_MAX_TIME:-04:00:00}
+PREEMPT_PARTITION=${GRIDLAB_SLURM_PREEMPT_PARTITION:-preempt}
+GRACE_TIME=${GRIDLAB_SLURM_GRACE_TIME:-20}
 DEF_MEM_PER_CPU=${GRIDLAB_SLURM_DEF_MEM_PER_CPU:-1024}
 MEM_RESERVE_MB=${GRIDLAB_SLURM_MEM_RESERVE_MB:-}
 CTLD_PORT=${GRIDLAB_SLURM_CTLD_PORT:-6817}
@@ -156,7 +158,8 @@ write_configs() {
     render "$HERE/slurm.conf.in" "$tmp" "${common[@]}" \
         SLURM_VERSION="$SLURM_VERSION" CTLD_PORT="$CTLD_PORT" SLURMD_PORT="$SLURMD_PORT" \
         SELECT_PARAMS="$select" DEF_MEM_PER_CPU="$DEF_MEM_PER_CPU" NODE_HW="$NODE_HW" \
-        REAL_MEMORY="$real" PARTITION="$PARTITION" MAX_TIME="$MAX_TIME"
+        REAL_MEMORY="$real" PARTITION="$PARTITION" MAX_TIME="$MAX_TIME" \
+        PREEMPT_PARTITION="$PREEMPT_PARTITION" GRACE_TIME="$GRACE_TIME"
     mkdir -p "$CONF_DIR"
     SLURM_CONF_CHANGED=0
     if install_conf "$tmp" "$SLURM_CONF_FILE" 644 root:root; then SLURM_CONF_CHANGED=1; fi
@@ -216,6 +219,11 @@ wait_for() {
     done
 }
 
+# probe_err CMD...: the last two lines CMD prints on stderr, on one line.
+probe_err() {
+    { "$@" 2>&1 >/dev/null || true; } | tail -n2 | tr '\n' ' ' | sed 's/ *$//'
+}
+
 launch() {
     local name=$1 log=$DIR/log/$1.log
     shift
@@ -258,7 +266,7 @@ start_daemons() {
         say "slurmdbd: started"
     fi
     wait_for "$TIMEOUT" slurmdbd dbd_up \
-        || die "slurmdbd does not answer (sacctmgr show cluster); see $DIR/log/slurmdbd.log"
+        || die "slurmdbd does not answer: $(probe_err dbd_up) (see $DIR/log/slurmdbd.log)"
     if ! sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr add cluster $CLUSTER failed"
         say "accounting: registered cluster $CLUSTER"
@@ -271,7 +279,7 @@ start_daemons() {
         say "slurmctld: started"
     fi
     wait_for "$TIMEOUT" slurmctld ctld_up \
-        || die "slurmctld does not answer (scontrol ping); see $DIR/log/slurmctld.log"
+        || die "slurmctld does not answer: $(probe_err scontrol ping) (see $DIR/log/slurmctld.log)"
     if ! is_running slurmd; then
         launch slurmd /usr/sbin/slurmd
         say "slurmd: started"
@@ -322,4 +330,4 @@ if [[ $DBD_CONF_CHANGED == 1 ]] || ! is_running slurmdbd; then
 fi
 start_daemons
 
-say "up in $((SECONDS - T0)) s: cluster=$CLUSTER node=$NODE state=$(node_state) cpus=$NODE_CPUS mem=${NODE_MEM}MB partition=$PARTITION (MaxTime $MAX_TIME) slurm=$SLURM_VERSION accounting=slurmdbd->mysql://$DB_HOST:$DB_PORT/$DB_NAME conf=$SLURM_CONF_FILE logs=$DIR/log"
+say "up in $((SECONDS - T0)) s: cluster=$CLUSTER node=$NODE state=$(node_state) cpus=$NODE_CPUS mem=${NODE_MEM}MB partitions=$PARTITION(default,MaxTime $MAX_TIME),$PREEMPT_PARTITION(preemptible) slurm=$SLURM_VERSION accounting=slurmdbd->mysql://$DB_HOST:$DB_PORT/$DB_NAME conf=$SLURM_CONF_FILE logs=$DIR/log"
