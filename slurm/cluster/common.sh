@@ -1,5 +1,5 @@
 # Shared helpers for start.sh / stop.sh (sourced, not executed).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 
 GRIDLAB_SLURM_DIR=${GRIDLAB_SLURM_DIR:-/var/lib/gridlab-slurm}
 GRIDLAB_SLURM_CONF_DIR=${GRIDLAB_SLURM_CONF_DIR:-/etc/slurm}
@@ -80,6 +80,7 @@ stop_daemon() {
     # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null || true
     for ((i = 0; i < 200; i++)); do
+        # shellcheck disable=SC2086
         pids=$(still_live $pids)
         [[ -z $pids ]] && break
         sleep 0.1
@@ -89,7 +90,8 @@ stop_daemon() {
         # shellcheck disable=SC2086
         kill -KILL $pids 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do
-            pids=$(still_live $pids)
+            # shellcheck disable=SC2086
+        pids=$(still_live $pids)
             [[ -z $pids ]] && break
             sleep 0.1
         done

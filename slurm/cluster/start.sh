@@ -6,7 +6,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR
 source "$HERE/common.sh"
 # bash 5.2: '&' in a ${var//pat/rep} replacement means the match; we want it literal.
 shopt -u patsub_replacement 2>/dev/null || true
@@ -48,7 +48,7 @@ install_packages() {
     local missing log policy_added=0
     missing=$(missing_packages)
     [[ -z $missing ]] && return 0
-    say "installing: $(echo $missing) (apt-get, quiet)"
+    say "installing: ${missing//$'\n'/ } (apt-get, quiet)"
     log=$DIR/log/apt-install.log
     mkdir -p "$DIR/log"
     # The packages' postinst scripts try to start their daemons through
@@ -68,14 +68,14 @@ install_packages() {
         apt-get -q update >>"$log" 2>&1 || true
         # shellcheck disable=SC2086
         apt-get -y -q -o Dpkg::Options::=--force-confold install --no-install-recommends $missing >>"$log" 2>&1 \
-            || die "apt-get install $(echo $missing) failed (see $log)"
+            || die "apt-get install ${missing//$'\n'/ } failed (see $log)"
     fi
     if ((policy_added)); then
         rm -f /usr/sbin/policy-rc.d
         trap - EXIT
     fi
     missing=$(missing_packages)
-    [[ -z $missing ]] || die "packages still missing after install: $(echo $missing) (see $log)"
+    [[ -z $missing ]] || die "packages still missing after install: ${missing//$'\n'/ } (see $log)"
 }
 
 # --- 2. munge ----------------------------------------------------------------
@@ -208,10 +208,10 @@ ensure_database() {
 }
 
 # --- 5. daemons --------------------------------------------------------------
-# wait_for SECONDS WHAT CMD...: poll CMD every 0.2 s.
+# wait_for SECONDS CMD...: poll CMD every 0.2 s until it succeeds.
 wait_for() {
-    local secs=$1 what=$2 end
-    shift 2
+    local secs=$1 end
+    shift
     end=$((SECONDS + secs))
     until "$@" >/dev/null 2>&1; do
         ((SECONDS < end)) || return 1
@@ -229,8 +229,12 @@ launch() {
     shift
     # setsid + closed stdio: the daemon must not hold the caller's terminal
     # or pipes (it daemonizes itself after this returns).
-    if ! setsid "$@" </dev/null >>"$DIR/log/$name.stdout" 2>&1; then
-        die "$name failed to start: $(tail -n1 "$DIR/log/$name.stdout" 2>/dev/null || true) (logs: $log)"
+    local out=$DIR/log/$name.stdout why
+    : > "$out"
+    if ! setsid "$@" </dev/null >>"$out" 2>&1; then
+        why=$(tail -n1 "$out")
+        [[ -n $why ]] || why=$(grep -E 'fatal|error' "$log" 2>/dev/null | tail -n1 | sed -E 's/^\[[^]]*\] //')
+        die "$name failed to start: ${why:-no message} (logs: $log)"
     fi
 }
 
@@ -265,7 +269,7 @@ start_daemons() {
         launch slurmdbd /usr/sbin/slurmdbd
         say "slurmdbd: started"
     fi
-    wait_for "$TIMEOUT" slurmdbd dbd_up \
+    wait_for "$TIMEOUT" dbd_up \
         || die "slurmdbd does not answer: $(probe_err dbd_up) (see $DIR/log/slurmdbd.log)"
     if ! sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER"; then
         sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr add cluster $CLUSTER failed"
@@ -278,13 +282,13 @@ start_daemons() {
         launch slurmctld /usr/sbin/slurmctld
         say "slurmctld: started"
     fi
-    wait_for "$TIMEOUT" slurmctld ctld_up \
+    wait_for "$TIMEOUT" ctld_up \
         || die "slurmctld does not answer: $(probe_err scontrol ping) (see $DIR/log/slurmctld.log)"
     if ! is_running slurmd; then
         launch slurmd /usr/sbin/slurmd
         say "slurmd: started"
     fi
-    wait_for "$TIMEOUT" slurmd node_registered \
+    wait_for "$TIMEOUT" node_registered \
         || die "node $NODE did not register (state '$(node_state)'); see $DIR/log/slurmd.log"
 
     # A node left DOWN/DRAINED (e.g. by 'scontrol update state=down' before a
@@ -297,10 +301,10 @@ start_daemons() {
         say "node $NODE was $st (reason: $reason); resumed"
     fi
     if [[ $STARTED_SOMETHING == 1 ]]; then
-        wait_for "$TIMEOUT" node node_ready \
+        wait_for "$TIMEOUT" node_ready \
             || die "node $NODE is '$(node_state)', not idle; see $DIR/log/slurmd.log"
     fi
-    wait_for "$TIMEOUT" sacct sacct_ok || die "sacct does not work: $(sacct -n -X 2>&1 | tail -n1)"
+    wait_for "$TIMEOUT" sacct_ok || die "sacct does not work: $(sacct -n -X 2>&1 | tail -n1)"
 }
 
 # --- main --------------------------------------------------------------------
@@ -321,6 +325,13 @@ DB_PASS=$(<"$DIR/db.pass")
 
 STARTED_SOMETHING=0
 for d in munged slurmdbd slurmctld slurmd; do is_running "$d" || STARTED_SOMETHING=1; done
+
+# slurmctld refuses ("CLUSTER NAME MISMATCH") a state dir of another cluster.
+if [[ -s $DIR/state/slurmctld/clustername ]]; then
+    old_cluster=$(head -n1 "$DIR/state/slurmctld/clustername")
+    [[ $old_cluster == "$CLUSTER" ]] \
+        || die "$DIR holds the state of cluster '$old_cluster', not '$CLUSTER'; use another GRIDLAB_SLURM_DIR (or stop.sh and remove $DIR/state)"
+fi
 
 start_munge
 write_configs

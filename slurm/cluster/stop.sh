@@ -12,7 +12,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR
 source "$HERE/common.sh"
 
 CANCEL=0
@@ -29,7 +29,7 @@ if ((CANCEL)) && is_running slurmctld; then
     jobs=$(squeue -h -o %A 2>/dev/null || true)
     if [[ -n $jobs ]]; then
         # shellcheck disable=SC2086
-        scancel $jobs && say "cancelled jobs: $(echo $jobs)"
+        scancel $jobs && say "cancelled jobs: ${jobs//$'\n'/ }"
         for _ in $(seq 1 100); do
             [[ -z $(squeue -h -t R,CG -o %A 2>/dev/null) ]] && break
             sleep 0.2
