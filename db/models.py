@@ -160,3 +160,77 @@ attempts = Attempt.__table__
 events = Event.__table__
 metrics = Metric.__table__
 summaries = Summary.__table__
+
+
+class JobDependency(Base):
+    """``job_id`` may run only once ``depends_on`` has succeeded (e.g. a judge job and its arms)."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (Index("ix_job_dependencies_depends_on", "depends_on"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    depends_on: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Generation(Base):
+    """One generated answer: a job's output for one prompt and turn, with its timing."""
+
+    __tablename__ = "generations"
+    __table_args__ = (UniqueConstraint("job_id", "prompt_set", "question_id", "turn"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    prompt_set: Mapped[str] = mapped_column(String(200))
+    question_id: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(100))
+    turn: Mapped[int]
+    prompt: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    new_tokens: Mapped[int]
+    latency_s: Mapped[float]
+    decoding: Mapped[dict[str, Any]]
+    created_at: Mapped[float]
+
+
+class Judgment(Base):
+    """A judge job's verdict on two arms' answers to one prompt and turn."""
+
+    __tablename__ = "judgments"
+    __table_args__ = (UniqueConstraint("job_id", "prompt_set", "question_id", "turn"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))  # the judge job
+    arm_a: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    arm_b: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    judge: Mapped[str] = mapped_column(String(100))  # e.g. "pairrm"
+    prompt_set: Mapped[str] = mapped_column(String(200))
+    question_id: Mapped[str] = mapped_column(String(100))
+    turn: Mapped[int]
+    winner: Mapped[str] = mapped_column(String(8))  # "a", "b" or "tie"
+    logit: Mapped[float]  # the judge's preference for a over b
+    created_at: Mapped[float]
+
+
+class WorkerJob(Base):
+    """A dispatched worker (one Slurm array task, or a local process) and what its
+    executor last said about it."""
+
+    __tablename__ = "worker_jobs"
+    __table_args__ = (UniqueConstraint("executor", "external_id"), Index("ix_worker_jobs_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    executor: Mapped[str] = mapped_column(String(16))  # "slurm" or "local"
+    external_id: Mapped[str] = mapped_column(String(64))  # Slurm "1234_3", or host:pid
+    array_index: Mapped[int | None]
+    state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(Text)
+    folder: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[float]
+    updated_at: Mapped[float]
+
+
+job_dependencies = JobDependency.__table__
+generations = Generation.__table__
+judgments = Judgment.__table__
+worker_jobs = WorkerJob.__table__

@@ -293,6 +293,10 @@ def db_current(db_url: str | None) -> None:
     console.print(f"database: {schema.current_revision(engine) or 'empty'}; gridlab: {schema.HEAD}")
 
 
+# --- commands of other areas, each in its own module -------------------------------
+# (one line per module: cli.add_command(module.command))
+
+
 def _progress(transient: bool = False) -> Progress:
     return Progress(
         TextColumn("{task.description}"),

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from db import clock
-from db.models import attempts, events, grids, jobs, metrics, summaries
+from db.models import attempts, events, grids, job_dependencies, jobs, metrics, summaries
 from jobs import states
 
 _JOB_COLUMNS = (
@@ -108,6 +108,33 @@ def insert_jobs(conn: Connection, rows: Sequence[dict[str, Any]], *, created_at:
     return len(new_ids)
 
 
+def insert_dependencies(conn: Connection, *, grid: int, pairs: Sequence[tuple[str, str]]) -> None:
+    """(job spec hash, upstream spec hash) pairs within one grid; existing pairs are kept."""
+    if not pairs:
+        return
+    ids = dict(conn.execute(select(jobs.c.spec_hash, jobs.c.id).where(jobs.c.grid_id == grid)).all())
+    rows = [{"job_id": ids[a], "depends_on": ids[b]} for a, b in pairs]
+    stmt = _dialect_insert(conn, job_dependencies).on_conflict_do_nothing()
+    conn.execute(stmt, rows)
+
+
+def blocked_dependents(conn: Connection, job_id: int) -> list[Row]:
+    """Pending jobs that wait on ``job_id`` (which will now never succeed)."""
+    stmt = (
+        select(jobs.c.id, jobs.c.attempts)
+        .join(job_dependencies, job_dependencies.c.job_id == jobs.c.id)
+        .where(job_dependencies.c.depends_on == job_id, jobs.c.state == states.PENDING)
+    )
+    return list(conn.execute(stmt))
+
+
+def dependencies_of(conn: Connection, job_ids: Sequence[int]) -> list[Row]:
+    stmt = select(job_dependencies.c.job_id, job_dependencies.c.depends_on, jobs.c.state).join(
+        jobs, jobs.c.id == job_dependencies.c.depends_on
+    ).where(job_dependencies.c.job_id.in_(list(job_ids)))
+    return list(conn.execute(stmt))
+
+
 def insert_enqueue_events(conn: Connection, *, grid: int, created_at: float, actor: str) -> None:
     """One 'created' event for every job this enqueue made (server-side, no round trips)."""
     conn.execute(
@@ -170,11 +197,19 @@ def _held_clause():
 @lru_cache(maxsize=None)
 def _claim_stmt(pg: bool):
     now = clock.now()
+    dep = job_dependencies.alias("dep")
+    upstream = jobs.alias("upstream")
+    unmet = (
+        select(dep.c.job_id)
+        .join(upstream, upstream.c.id == dep.c.depends_on)
+        .where(dep.c.job_id == jobs.c.id, upstream.c.state != states.SUCCEEDED)
+    )
     runnable = (
         select(jobs.c.id)
         .where(
             jobs.c.state == states.PENDING,
             or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+            ~unmet.exists(),
         )
         .order_by(jobs.c.priority.desc(), jobs.c.id)
         .limit(1)

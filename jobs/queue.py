@@ -34,6 +34,8 @@ class NewJob:
     priority: int = 0
     max_attempts: int = 3
     backoff_s: float = 10.0
+    #: spec hashes of jobs in the same grid that must succeed before this one runs
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class Queue:
                     progress(len(rows))
             if new:
                 queries.insert_enqueue_events(conn, grid=grid_id, created_at=created_at, actor=actor)
+            pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]
+            queries.insert_dependencies(conn, grid=grid_id, pairs=pairs)
         return EnqueueResult(grid=grid, total=len(new_jobs), new=new, existing=len(new_jobs) - new)
 
     def existing_hashes(self, grid: str) -> set[str]:
@@ -147,7 +151,9 @@ class Queue:
         self._end(lease, state=states.SUCCEEDED, outcome=states.OUTCOME_SUCCEEDED, reason="succeeded")
 
     def diverged(self, lease: Lease, error: str) -> None:
-        self._end(lease, state=states.DIVERGED, outcome=states.OUTCOME_DIVERGED, reason=error, error=error)
+        with scope(self.engine) as conn:
+            self._end_in(conn, lease, state=states.DIVERGED, outcome=states.OUTCOME_DIVERGED, reason=error, error=error)
+            _cancel_dependents(conn, lease.job_id, actor=lease.owner)
 
     def fail(self, lease: Lease, error: str, *, outcome: str = states.OUTCOME_ERROR) -> str:
         """The attempt failed: back to pending after a backoff, or failed for good.
@@ -164,6 +170,8 @@ class Queue:
                 conn, lease, state=decision.state, outcome=outcome, reason=reason, error=error,
                 delay_s=decision.delay_s if decision.retry else None,
             )
+            if not decision.retry:
+                _cancel_dependents(conn, lease.job_id, actor=lease.owner)
         return decision.state
 
     def release(self, lease: Lease, *, reason: str, outcome: str = states.OUTCOME_STOPPED, checkpoint_path: str | None = None) -> None:
@@ -215,6 +223,8 @@ class Queue:
                 ):
                     queries.end_attempt(conn, job_id=row.id, number=row.attempts, outcome=states.OUTCOME_LEASE_EXPIRED, error=error)
                     queries.insert_events(conn, [_event(row.id, states.RUNNING, decision.state, row.attempts, actor, error)])
+                    if not decision.retry:
+                        _cancel_dependents(conn, row.id, actor=actor)
                     reclaimed.append(row.id)
         return reclaimed
 
@@ -233,6 +243,8 @@ class Queue:
                     done.append(row.id)
                     events.append(_event(row.id, row.state, states.CANCELLED, row.attempts, actor, "cancelled by user"))
             queries.insert_events(conn, events)
+            for job_id in list(done):
+                done.extend(_cancel_dependents(conn, job_id, actor=actor))
         return done
 
     def retry(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
@@ -326,6 +338,22 @@ def _event(job_id: int, from_state: str | None, to_state: str, attempt: int | No
         "actor": actor,
         "reason": reason,
     }
+
+
+def _cancel_dependents(conn, job_id: int, *, actor: str) -> list[int]:
+    """Jobs waiting on ``job_id``, which will never succeed now, are cancelled (and
+    theirs in turn). Retrying them later is the user's call."""
+    cancelled: list[int] = []
+    frontier = [job_id]
+    while frontier:
+        upstream = frontier.pop()
+        for row in queries.blocked_dependents(conn, upstream):
+            if queries.cancel(conn, job_id=row.id, from_state=states.PENDING):
+                queries.insert_events(conn, [_event(row.id, states.PENDING, states.CANCELLED, row.attempts, actor,
+                                                    f"dependency job {upstream} will not succeed")])
+                cancelled.append(row.id)
+                frontier.append(row.id)
+    return cancelled
 
 
 def _matches(actual: Any, wanted: Any) -> bool:

@@ -190,3 +190,31 @@ def test_every_transition_writes_an_event(queue):
         (None, "pending"), ("pending", "running"), ("running", "pending"),
         ("pending", "running"), ("running", "succeeded"),
     ]
+
+
+def test_dependent_job_waits_for_its_upstream_jobs(queue):
+    from dataclasses import replace
+
+    arms = make_jobs(2)
+    judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arms[0].spec_hash, arms[1].spec_hash))
+    queue.enqueue("g", [*arms, judge])
+    a = queue.claim(W1)
+    b = queue.claim(W1)
+    assert queue.claim(W2) is None, "the judge must wait for both arms"
+    queue.complete(a.lease)
+    assert queue.claim(W2) is None
+    queue.complete(b.lease)
+    j = queue.claim(W2)
+    assert j is not None and j.job.spec["kind"] == "judge"
+
+
+def test_dependents_of_a_failed_job_are_cancelled(queue):
+    from dataclasses import replace
+
+    arm = make_jobs(1, max_attempts=1)[0]
+    judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arm.spec_hash,))
+    queue.enqueue("g", [arm, judge])
+    a = queue.claim(W1)
+    assert queue.fail(a.lease, "boom") == states.FAILED
+    assert queue.counts()[states.CANCELLED] == 1
+    assert "will not succeed" in queue.events(2)[-1].reason
