@@ -19,6 +19,7 @@ def new_jobs(grid: Grid) -> list[NewJob]:
             priority=grid.priority,
             max_attempts=grid.max_attempts,
             backoff_s=grid.backoff_s,
+            spec_json=cell.spec_json,
         )
         for cell in grid.cells()
     ]

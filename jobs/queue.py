@@ -8,6 +8,7 @@ caller's :class:`~jobs.records.Lease` is still the job's current one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,8 @@ class NewJob:
     backoff_s: float = 10.0
     #: spec hashes of jobs in the same grid that must succeed before this one runs
     depends_on: tuple[str, ...] = ()
+    #: the spec as JSON text, if the caller already has it (it hashed it)
+    spec_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,24 +84,12 @@ class Queue:
         with scope(self.engine) as conn:
             grid_id = queries.upsert_grid(conn, name=grid, source_path=source_path, source_text=source_text)
             created_at = queries.db_now(conn)
-            new = 0
-            for start in range(0, len(new_jobs), chunk):
-                rows = [
-                    {
-                        "grid_id": grid_id,
-                        "spec_hash": j.spec_hash,
-                        "spec": j.spec,
-                        "factors": j.factors,
-                        "experiment": j.experiment,
-                        "priority": j.priority,
-                        "max_attempts": j.max_attempts,
-                        "backoff_s": j.backoff_s,
-                    }
-                    for j in new_jobs[start : start + chunk]
-                ]
-                new += queries.insert_jobs(conn, rows, created_at=created_at)
-                if progress is not None:
-                    progress(len(rows))
+            rows = [
+                (grid_id, j.spec_hash, j.spec_json or json.dumps(j.spec), json.dumps(j.factors), j.experiment,
+                 j.priority, j.max_attempts, j.backoff_s)
+                for j in new_jobs
+            ]
+            new = queries.insert_jobs(conn, rows, created_at=created_at, chunk=chunk, progress=progress)
             if new:
                 queries.insert_enqueue_events(conn, grid=grid_id, created_at=created_at, actor=actor)
             pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]

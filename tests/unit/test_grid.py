@@ -43,6 +43,22 @@ include:
     assert len({c.spec_hash for c in cells}) == len(cells)
 
 
+def test_cells_carry_the_canonical_json_of_their_spec():
+    g = parse("""
+fixed: {steps: 7}
+axes:
+  activation: [gelu, relu]
+  lr: [1, 2.5e-3, 1.0e-3]
+  seed: [0, 10]
+include:
+  - {activation: relu, lr: 0.5, batch_size: 3}
+""")
+    for cell in g.cells():
+        assert cell.spec_json == grid_mod.canonical_json(cell.spec)
+        assert cell.spec_hash == grid_mod.spec_hash(cell.spec)
+    assert any(c.spec["lr"] == 1.0 and isinstance(c.spec["lr"], float) for c in g.cells())
+
+
 def test_spec_hash_is_stable_and_order_free():
     assert grid_mod.spec_hash({"a": 1, "b": [1, 2]}) == grid_mod.spec_hash({"b": [1, 2], "a": 1})
     assert grid_mod.spec_hash({"a": 1}) != grid_mod.spec_hash({"a": 1.5})
