@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jobs.metrics import MetricsWriter
+from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue
 from jobs.records import JobRecord, Lease
 
@@ -52,12 +52,15 @@ class JobContext:
         self.metrics.log(step, values)
 
     def summary(self, values: Mapping[str, float]) -> None:
-        self.metrics.flush()
+        self.metrics.flush(wait=True)
         self.metrics.summary(values)
 
     def checkpoint_saved(self, path: str | Path) -> None:
-        self.metrics.flush()
-        self.queue.set_checkpoint(self.lease, str(path))
+        """Record a finished checkpoint. The metrics up to it are stored first, so a
+        resumed run never has a gap between its checkpoint and its curves."""
+        self.metrics.flush(wait=True)
+        retry_through_outage(lambda: self.queue.set_checkpoint(self.lease, str(path)),
+                             what=f"job {self.lease.job_id} checkpoint record")
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or self._lost.is_set()

@@ -5,19 +5,52 @@ buffered and written in one transaction per batch; each batch first checks that 
 lease is still held (fencing), so a worker that lost its job (frozen past its lease,
 cancelled) cannot write into a run another worker now owns. A (job, name, step) that
 is already stored (a resumed attempt re-logging a step) is kept, never duplicated.
+
+If the database is briefly unreachable (a restart, a network blip), points stay in
+the buffer and go with a later flush: training does not stop for an outage shorter
+than the buffer can hold, and a batch retried after a lost commit acknowledgement
+is stored once, thanks to the uniqueness rule. ``flush(wait=True)`` (used before a
+job is marked finished) keeps retrying, with backoff, until the points are stored.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
+from db.errors import DatabaseUnavailable
 from db.session import scope
 from jobs import queries
 from jobs.errors import LeaseLost
 from jobs.records import Lease
+
+log = logging.getLogger("gridlab.metrics")
+T = TypeVar("T")
+
+#: Points kept in memory while the database is unreachable, before logging fails.
+MAX_BUFFER = 2_000_000
+#: How long flush(wait=True) and summary() keep retrying through an outage.
+OUTAGE_PATIENCE_S = 600.0
+
+
+def retry_through_outage(write: Callable[[], T], *, patience_s: float = OUTAGE_PATIENCE_S, what: str = "write") -> T:
+    """Run ``write``; while the database is unreachable, retry with exponential backoff
+    (0.25 s doubling to 10 s) for up to ``patience_s``. LeaseLost is never retried."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.25
+    while True:
+        try:
+            return write()
+        except DatabaseUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %.1fs", what, exc.what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 class MetricsWriter:
@@ -47,22 +80,44 @@ class MetricsWriter:
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = False) -> None:
+        """Write the buffered points. On an outage: keep them for later (or, with
+        ``wait``, retry until stored). Raises LeaseLost if the lease is gone."""
         if not self._buffer:
             return
-        rows, self._buffer = self._buffer, []
+        try:
+            if wait:
+                retry_through_outage(self._write_buffer, what=f"job {self.lease.job_id} metrics")
+            else:
+                self._write_buffer()
+        except DatabaseUnavailable:
+            if wait or len(self._buffer) > MAX_BUFFER:
+                raise
+            log.warning("job %d: database unavailable, %d metric points kept for the next flush",
+                        self.lease.job_id, len(self._buffer))
+            self._last_flush = time.monotonic()
+
+    def _write_buffer(self) -> None:
+        rows = self._buffer
         with scope(self.engine) as conn:
             if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
+                self._buffer = []
                 raise LeaseLost(f"job {self.lease.job_id}: lease lost, {len(rows)} metric points refused")
             queries.insert_metrics(conn, rows)
+        # Only once committed: a failed transaction leaves the points to retry.
+        self._buffer = self._buffer[len(rows):]
         self.written += len(rows)
         self._last_flush = time.monotonic()
 
     def summary(self, values: Mapping[str, float]) -> None:
         """Store final figures (replacing any from an earlier attempt)."""
         clean = {k: float(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
-        with scope(self.engine) as conn:
-            if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
-                raise LeaseLost(f"job {self.lease.job_id}: lease lost, summary refused")
-            queries.upsert_summaries(conn, job_id=self.lease.job_id, attempt=self.lease.attempt, values=clean)
+
+        def write() -> None:
+            with scope(self.engine) as conn:
+                if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
+                    raise LeaseLost(f"job {self.lease.job_id}: lease lost, summary refused")
+                queries.upsert_summaries(conn, job_id=self.lease.job_id, attempt=self.lease.attempt, values=clean)
+
+        retry_through_outage(write, what=f"job {self.lease.job_id} summary")
 

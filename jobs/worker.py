@@ -22,7 +22,7 @@ from db.errors import DatabaseUnavailable
 from jobs import states
 from jobs.context import JobContext
 from jobs.errors import Diverged, Interrupted, LeaseLost
-from jobs.metrics import MetricsWriter
+from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue, WorkerInfo
 from jobs.records import Claimed
 
@@ -91,21 +91,36 @@ class Worker:
 
     # --- the loop ---------------------------------------------------------------------
 
-    def run(self, max_jobs: int | None = None) -> WorkerStats:
+    def run(self, max_jobs: int | None = None, *, outage_patience_s: float = 600.0) -> WorkerStats:
+        """Claim and run jobs until the queue is empty (or ``max_jobs``, or a stop).
+        Rides out a database outage of up to ``outage_patience_s``, with backoff."""
         last_reclaim = 0.0
+        outage_since: float | None = None
+        delay = 0.25
         while not self._stop.is_set():
             if max_jobs is not None and self.stats.claimed >= max_jobs:
                 break
-            now = time.monotonic()
-            if now - last_reclaim >= self.reclaim_every_s:
-                self._reclaim()
-                last_reclaim = now
-            claimed = self.queue.claim(self.info)
+            try:
+                now = time.monotonic()
+                if now - last_reclaim >= self.reclaim_every_s:
+                    self._reclaim()
+                    last_reclaim = now
+                claimed = self.queue.claim(self.info)
+                if claimed is None:
+                    self._reclaim()
+                    last_reclaim = time.monotonic()
+                    if self.exit_when_empty and self.queue.unfinished() == 0:
+                        break
+            except DatabaseUnavailable as exc:
+                outage_since = outage_since or time.monotonic()
+                if time.monotonic() - outage_since > outage_patience_s:
+                    raise
+                log.warning("database unavailable (%s); retrying in %.1fs", exc.what, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            outage_since, delay = None, 0.25
             if claimed is None:
-                self._reclaim()
-                last_reclaim = time.monotonic()
-                if self.exit_when_empty and self.queue.unfinished() == 0:
-                    break
                 self._stop.wait(self.poll_s)
                 continue
             self.stats.claimed += 1
@@ -140,7 +155,7 @@ class Worker:
         try:
             try:
                 self.runner(ctx)
-                writer.flush()
+                writer.flush(wait=True)
             except (Diverged, Interrupted, LeaseLost):
                 raise
             except Exception:
@@ -175,24 +190,17 @@ class Worker:
 
     def _record(self, write: Callable[[], object]) -> object:
         """Record an outcome; retry through a database outage, give up if the lease is gone."""
-        delay = 0.5
-        for _ in range(8):
-            try:
-                return write()
-            except LeaseLost as exc:
-                self.stats.lost += 1
-                log.warning("%s", exc)
-                return None
-            except DatabaseUnavailable as exc:
-                log.warning("database unavailable while recording an outcome (%s); retrying", exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return write()
+        try:
+            return retry_through_outage(write, what="recording an outcome")
+        except LeaseLost as exc:
+            self.stats.lost += 1
+            log.warning("%s", exc)
+            return None
 
 
 def writer_safe_flush(writer: MetricsWriter) -> None:
     try:
-        writer.flush()
+        writer.flush(wait=True)
     except LeaseLost:
         pass
 
