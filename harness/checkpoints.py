@@ -53,14 +53,12 @@ def available(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_latest(run_dir: Path, preferred: str | None = None) -> tuple[dict[str, Any], Path] | None:
-    """The newest readable checkpoint (trying ``preferred`` first), or None."""
+def load_latest(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint, or None. (Checkpoints are written only after the
+    metrics up to them are stored: see ``JobContext.checkpoint``.)"""
     import torch
 
-    candidates = list(reversed(available(run_dir)))
-    if preferred and Path(preferred).exists():
-        candidates.sort(key=lambda p: p != Path(preferred))
-    for path in candidates:
+    for path in reversed(available(run_dir)):
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
         except Exception as exc:  # a torn or corrupted file: fall back to an older one

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ class JobContext:
     - ``ctx.log(step, {"loss": ...})`` / ``ctx.summary({...})``: figures to the database;
     - ``ctx.run_dir``: this job's folder (checkpoints live under it, shared by attempts);
     - ``ctx.resume_from``: the last checkpoint recorded for the job, or None;
-    - ``ctx.checkpoint_saved(path)``: record a finished checkpoint on the job;
+    - ``ctx.checkpoint(save)``: store the metrics logged so far, then run ``save()``
+      (which writes a checkpoint atomically and returns its path), then record it on the
+      job. In that order, any checkpoint on disk has all its metrics in the database, so
+      a resumed run's curves have no gap;
     - ``ctx.should_stop()``: True when the worker must stop (signal, preemption, time
       limit, or the lease was lost): save a checkpoint and raise ``jobs.errors.Interrupted``.
     """
@@ -55,12 +58,13 @@ class JobContext:
         self.metrics.flush(wait=True)
         self.metrics.summary(values)
 
-    def checkpoint_saved(self, path: str | Path) -> None:
-        """Record a finished checkpoint. The metrics up to it are stored first, so a
-        resumed run never has a gap between its checkpoint and its curves."""
+    def checkpoint(self, save: Callable[[], str | Path]) -> Path:
+        """Flush metrics, write a checkpoint with ``save()``, record its path on the job."""
         self.metrics.flush(wait=True)
+        path = Path(save())
         retry_through_outage(lambda: self.queue.set_checkpoint(self.lease, str(path)),
                              what=f"job {self.lease.job_id} checkpoint record")
+        return path
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or self._lost.is_set()

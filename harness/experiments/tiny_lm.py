@@ -78,7 +78,7 @@ def run(ctx) -> None:
     gen = torch.Generator().manual_seed(spec["seed"])
 
     step = 0
-    resumed = checkpoints.load_latest(ctx.run_dir, ctx.resume_from)
+    resumed = checkpoints.load_latest(ctx.run_dir)
     if resumed is not None:
         state, path = resumed
         model.load_state_dict(state["model"])
@@ -92,7 +92,7 @@ def run(ctx) -> None:
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_rng": gen.get_state(), "step": step}
-        ctx.checkpoint_saved(checkpoints.save(state, ctx.run_dir, step))
+        ctx.checkpoint(lambda: checkpoints.save(state, ctx.run_dir, step))
 
     model.train()
     tokens_per_step = spec["batch_size"] * spec["seq_len"]

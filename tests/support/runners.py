@@ -27,3 +27,32 @@ def flaky(ctx) -> None:
     if ctx.attempt == 1:
         raise RuntimeError(f"simulated failure in pid {os.getpid()}")
     ctx.log(1, {"ok": 1.0})
+
+
+def resumable(ctx) -> None:
+    """A deterministic, checkpointing job for fault tests: step s of job i logs
+    value i + s/1000, sleeping ``delay`` per step; it checkpoints (an atomic JSON file)
+    every 2 steps and resumes from its newest checkpoint."""
+    import json
+
+    from jobs.errors import Interrupted
+
+    steps, delay, i = int(ctx.spec.get("steps", 4)), float(ctx.spec.get("delay", 0.01)), int(ctx.spec["i"])
+    ckpt = ctx.run_dir / "ckpt.json"
+    step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
+    while step < steps:
+        if ctx.should_stop():
+            raise Interrupted(ctx.stop_reason, ctx.stop_outcome)
+        time.sleep(delay)
+        step += 1
+        ctx.log(step, {"value": i + step / 1000})
+        if step % 2 == 0:
+
+            def save(step=step):
+                tmp = ckpt.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"step": step}))
+                os.replace(tmp, ckpt)
+                return ckpt
+
+            ctx.checkpoint(save)
+    ctx.summary({"final": i + steps / 1000})

@@ -1,0 +1,53 @@
+"""Invariants every fault scenario ends by checking, over the whole database."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from db.models import attempts, events, jobs, metrics
+from db.session import scope
+from jobs import states
+
+
+def check(engine, *, expect_all: str | None = states.SUCCEEDED) -> dict[str, int]:
+    """Assert the invariants; return figures for the report (jobs, attempts, reclaims...)."""
+    with scope(engine, write=False) as conn:
+        job_rows = conn.execute(select(jobs.c.id, jobs.c.state, jobs.c.attempts)).all()
+        event_rows = conn.execute(select(events.c.job_id, events.c.from_state, events.c.to_state, events.c.attempt)
+                                  .order_by(events.c.id)).all()
+        dupes = conn.execute(select(metrics.c.job_id, metrics.c.name, metrics.c.step, func.count())
+                             .group_by(metrics.c.job_id, metrics.c.name, metrics.c.step).having(func.count() > 1)).all()
+        attempt_rows = conn.execute(select(attempts.c.job_id, attempts.c.number, attempts.c.outcome)).all()
+        metric_attempts = conn.execute(select(metrics.c.job_id, metrics.c.attempt).distinct()).all()
+
+    # 1. every job is final, or still queued
+    bad = [(j.id, j.state) for j in job_rows if j.state not in (*states.FINAL, states.PENDING)]
+    assert not bad, f"jobs left running: {bad[:10]}"
+    if expect_all:
+        assert all(j.state == expect_all for j in job_rows), {s for _, s, _ in job_rows}
+
+    # 2. no job ever had two live leases: claims and exits from 'running' alternate,
+    #    and each exit closes the attempt that was claimed.
+    live: dict[int, int | None] = defaultdict(lambda: None)
+    for job_id, from_state, to_state, attempt in event_rows:
+        if to_state == states.RUNNING:
+            assert live[job_id] is None, f"job {job_id}: attempt {attempt} claimed while {live[job_id]} was live"
+            live[job_id] = attempt
+        elif from_state == states.RUNNING:
+            assert live[job_id] == attempt, f"job {job_id}: attempt {attempt} ended but {live[job_id]} was live"
+            live[job_id] = None
+    # 3. every (job, metric, step) once
+    assert dupes == [], f"duplicate metric points: {dupes[:5]}"
+    # 4. every metric point belongs to a recorded attempt
+    known = {(a.job_id, a.number) for a in attempt_rows}
+    assert set(map(tuple, metric_attempts)) <= known
+    claims = sum(1 for e in event_rows if e.to_state == states.RUNNING)
+    return {
+        "jobs": len(job_rows),
+        "attempts": len(attempt_rows),
+        "reclaimed": sum(1 for a in attempt_rows if a.outcome == states.OUTCOME_LEASE_EXPIRED),
+        "double_run": claims - len(attempt_rows),  # 0: every claim is one attempt row
+        "lost": sum(1 for j in job_rows if j.state not in states.FINAL),
+    }
