@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DatabaseError, DBAPIError, OperationalError
 
 from db.engine import redact
-from db.errors import DatabaseUnavailable
+from db.errors import DatabaseUnavailable, NotGridlabDatabase
 
 
 @contextmanager
@@ -27,12 +27,29 @@ def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             with conn.begin():
                 yield conn
     except OperationalError as exc:
+        if engine.dialect.name == "sqlite" and _is_sqlite_open_problem(exc):
+            raise DatabaseUnavailable(
+                f"cannot open SQLite database {engine.url.database}: {_first_line(exc.orig)}",
+                "check that its folder exists and is writable (a read-only file system cannot hold it)",
+            ) from exc
         if _is_connection_problem(exc):
             raise DatabaseUnavailable(
                 f"cannot reach database {redact(engine.url)}: {_first_line(exc.orig)}",
                 "check that the server is running and the URL (--db or GRIDLAB_DB) is right",
             ) from exc
         raise
+    except DatabaseError as exc:
+        if engine.dialect.name == "sqlite" and "not a database" in str(exc.orig):
+            raise NotGridlabDatabase(
+                f"{engine.url.database} is not a SQLite database (file is not a database)",
+                "point --db at a gridlab database, or at a new file name to create one",
+            ) from exc
+        raise
+
+
+def _is_sqlite_open_problem(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(m in text for m in ("unable to open database file", "readonly database", "read-only file system", "disk i/o error"))
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

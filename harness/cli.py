@@ -82,15 +82,15 @@ def enqueue(grid_file: Path, dry_run: bool, yes: bool, db_url: str | None) -> No
     from harness import grid as grid_mod
 
     grid = grid_mod.load(grid_file, allow_large=yes)
-    queue = _open_queue(db_url, create=not dry_run) if not dry_run else _open_queue_for_dry_run(db_url)
+    jobs = enqueue_mod.new_jobs(grid)  # every problem surfaces before the database is touched
     if dry_run:
-        result = enqueue_mod.enqueue(queue, grid, dry_run=True) if queue else _count_only(grid)
+        queue = _open_queue_for_dry_run(db_url)
+        result = enqueue_mod.enqueue(queue, grid, dry_run=True) if queue else _count_only(jobs, grid)
         console.print(f"[bold]{grid.name}[/]: {result.total} cells, {result.new} new, {result.existing} already queued (dry run: nothing written)")
         return
+    queue = _open_queue(db_url, create=True)
     with _progress(transient=True) as progress:
-        task = progress.add_task("enqueueing", total=None)
-        jobs = enqueue_mod.new_jobs(grid)
-        progress.update(task, total=len(jobs))
+        task = progress.add_task("enqueueing", total=len(jobs))
         result = queue.enqueue(grid.name, jobs, source_path=str(grid_file), source_text=grid.source,
                                progress=lambda n: progress.advance(task, n))
     console.print(f"[bold]{grid.name}[/]: {result.total} cells, [green]{result.new} new[/], {result.existing} already queued")
@@ -103,12 +103,10 @@ def _open_queue_for_dry_run(db_url: str | None):
     return _open_queue(db_url, create=False)
 
 
-def _count_only(grid):
-    from harness.enqueue import new_jobs
+def _count_only(jobs, grid):
     from jobs.records import EnqueueResult
 
-    n = len(new_jobs(grid))
-    return EnqueueResult(grid=grid.name, total=n, new=n, existing=0)
+    return EnqueueResult(grid=grid.name, total=len(jobs), new=len(jobs), existing=0)
 
 
 @cli.command()
@@ -318,6 +316,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         err_console.print("gridlab: aborted", highlight=False)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other mistake: what, and where to read how.
+        where = exc.ctx.command_path if exc.ctx else "gridlab"
+        err_console.print(f"gridlab: error: {exc.format_message()}; see `{where} --help`",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
