@@ -51,3 +51,16 @@ def check(engine, *, expect_all: str | None = states.SUCCEEDED) -> dict[str, int
         "double_run": claims - len(attempt_rows),  # 0: every claim is one attempt row
         "lost": sum(1 for j in job_rows if j.state not in states.FINAL),
     }
+
+
+def check_resumable_curves(engine, steps: int) -> None:
+    """For jobs run by tests.support.runners.resumable (spec i = job id - 1): resumed or
+    not, each curve must be exactly the uninterrupted one, i + s/1000 for s = 1..steps."""
+    with scope(engine, write=False) as conn:
+        rows = conn.execute(select(metrics.c.job_id, metrics.c.value).where(metrics.c.name == "value")
+                            .order_by(metrics.c.job_id, metrics.c.step)).all()
+    curves: dict[int, list[float]] = defaultdict(list)
+    for job_id, value in rows:
+        curves[job_id].append(value)
+    wrong = [j for j, c in curves.items() if c != [(j - 1) + s / 1000 for s in range(1, steps + 1)]]
+    assert not wrong, f"curves differ from an uninterrupted run for jobs {wrong[:10]}"

@@ -60,6 +60,7 @@ def test_workers_ride_out_a_postgresql_restart(pg_url, tmp_path, capsys):
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     engine.dispose()
     figures = invariants.check(engine)
+    invariants.check_resumable_curves(engine, 20)
     with capsys.disabled():
         print(f"\n[reliability] postgres restart: jobs={figures['jobs']} restarts=1 (took {down_s:.1f}s) "
               f"attempts={figures['attempts']} reclaimed={figures['reclaimed']} lost={figures['lost']} "

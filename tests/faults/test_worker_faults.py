@@ -29,10 +29,6 @@ def _options(db_url, tmp_path, **kw) -> pool.PoolOptions:
     return pool.PoolOptions(**{**base, **kw})
 
 
-def _expected_curve(i: int, steps: int) -> list[float]:
-    return [i + s / 1000 for s in range(1, steps + 1)]
-
-
 def test_a_quarter_of_16_workers_sigkilled_and_replaced_loses_nothing(engine, queue, db_url, tmp_path, capsys):
     n_jobs, n_workers, steps = 1000, 16, 4
     queue.enqueue("faults", make_jobs(n_jobs, max_attempts=5, steps=steps, delay=0.005))
@@ -60,13 +56,7 @@ def test_a_quarter_of_16_workers_sigkilled_and_replaced_loses_nothing(engine, qu
     assert kills == n_workers // 4
     figures = invariants.check(engine)
     assert figures["reclaimed"] >= 1, "killed workers held jobs: their leases must have been reclaimed"
-    with scope(engine, write=False) as conn:
-        rows = conn.execute(select(metrics.c.job_id, metrics.c.step, metrics.c.value).order_by(metrics.c.job_id, metrics.c.step)).all()
-    curves: dict[int, list[float]] = {}
-    for job_id, _, value in rows:
-        curves.setdefault(job_id, []).append(value)
-    # job id j has spec i = j - 1: resumed or not, every curve is the uninterrupted one
-    assert all(curves[j] == _expected_curve(j - 1, steps) for j in range(1, n_jobs + 1))
+    invariants.check_resumable_curves(engine, steps)
     with capsys.disabled():
         print(f"\n[reliability] sigkill: backend={engine.dialect.name} jobs={figures['jobs']} kills={kills} "
               f"reclaimed={figures['reclaimed']} attempts={figures['attempts']} lost={figures['lost']} "
