@@ -245,11 +245,15 @@ def show(job_id: int, db_url: str | None) -> None:
     from rich.table import Table
 
     queue = _open_queue(db_url, create=False)
-    events = queue.events(job_id)
-    if not events:
+    job = queue.job(job_id)
+    if job is None:
         raise GridlabError(f"no job with id {job_id}", "see `gridlab status` for what is queued")
-    job = next(j for j in queue.jobs() if j.id == job_id)
-    console.print(f"[bold]job {job_id}[/] state={job.state} attempts={job.attempts} factors={json.dumps(job.factors)}")
+    console.print(f"[bold]job {job_id}[/] state={job.state} attempts={job.attempts}/{job.max_attempts} "
+                  f"factors={json.dumps(job.factors)}")
+    console.print(f"spec: {json.dumps(job.spec, sort_keys=True)}", markup=False, highlight=False)
+    if job.checkpoint_path:
+        console.print(f"checkpoint: {job.checkpoint_path}", markup=False, highlight=False)
+    events = queue.events(job_id)
     attempts = Table(title="Attempts", title_justify="left")
     for col in ("#", "worker", "host", "slurm job", "outcome", "error"):
         attempts.add_column(col)

@@ -456,6 +456,10 @@ def select_jobs(
     return list(conn.execute(stmt))
 
 
+def job_row(conn: Connection, job_id: int) -> Row | None:
+    return conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+
+
 def cancel(conn: Connection, *, job_id: int, from_state: str) -> bool:
     now = clock.now()
     result = conn.execute(

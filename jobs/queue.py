@@ -303,6 +303,11 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.select_jobs(conn, grid=self._grid_id(conn, grid), in_states=in_states)
 
+    def job(self, job_id: int):
+        """One job's row, or None."""
+        with scope(self.engine, write=False) as conn:
+            return queries.job_row(conn, job_id)
+
     def events(self, job_id: int):
         with scope(self.engine, write=False) as conn:
             return queries.job_events(conn, job_id)

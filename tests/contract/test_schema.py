@@ -74,3 +74,22 @@ def test_foreign_database_is_refused_untouched(db_url):
     with eng.connect() as conn:
         assert inspect(conn).get_table_names() == ["customers"]
     eng.dispose()
+
+
+def test_upgrade_from_the_first_schema_keeps_the_data(db_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db_engine.create(db_url)
+    cfg = schema.alembic_config(eng.url.render_as_string(hide_password=False))
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, schema.KNOWN[0])
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO grids (name, created_at) VALUES ('old', 1.0)"))
+    with pytest.raises(SchemaMismatch, match="gridlab db upgrade"):
+        schema.ensure(eng)
+    assert schema.upgrade(eng) == (schema.KNOWN[0], schema.HEAD)
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT name FROM grids")).scalar_one() == "old"
+    eng.dispose()
