@@ -337,7 +337,19 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     size = grid.product_size()
     if size > LARGE_GRID and not allow_large:
         raise GridFileError(where, [f"the axes multiply to {size:,} cells, more than {LARGE_GRID:,}; pass --yes if you mean it"])
+    _check_cells(grid)
     return grid
+
+
+def _check_cells(grid: Grid, show: int = 5) -> None:
+    """Settings that are valid alone but not together: the experiment's ``check_spec``, per cell."""
+    check = getattr(experiments.load(grid.experiment), "check_spec", None)
+    if check is None:
+        return
+    problems = [f"cell {cell.factors}: {problem}" for cell in grid.cells() if (problem := check(cell.spec))]
+    if problems:
+        more = [f"and {len(problems) - show} more such cells (use exclude to drop them)"] if len(problems) > show else []
+        raise GridFileError(grid.path, problems[:show] + more)
 
 
 def _mapping(doc: dict, key: str, problems: list[str]) -> dict:

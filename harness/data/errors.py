@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from db.errors import GridlabError
 
-class DataError(ValueError):
-    """A data source cannot be used. The message is one line: which file, what is wrong, the fix."""
+
+class DataError(GridlabError, ValueError):
+    """A data source cannot be used. The message is one line: which file, what is wrong, the fix.
+
+    A `GridlabError` (the command line prints it as one line) and a `ValueError` (what callers of
+    the research modules caught before)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from db.errors import GridlabError
 #: experiment name -> module
 REGISTRY = {
     "tiny_lm": "harness.experiments.tiny_lm",
+    "sft": "harness.experiments.sft",
 }
 
 

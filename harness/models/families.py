@@ -31,6 +31,8 @@ class Family:
     tiny_config: dict[str, Any]
     # Extra LoraConfig/IA3Config keywords (GPT-2 stores Conv1D weights transposed).
     adapter_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Class names of the transformer blocks (one per layer), for per-layer diagnostics.
+    block_classes: tuple[str, ...] = ()
 
     @property
     def ia3_targets(self) -> tuple[str, ...]:
@@ -49,6 +51,7 @@ GPT2 = Family(
     activation_config_fields=("activation_function",),
     lora_targets=("c_attn", "c_proj", "c_fc"),
     adapter_extra={"fan_in_fan_out": True},
+    block_classes=("GPT2Block",),
     tiny_config={"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 256},
 )
 
@@ -59,6 +62,7 @@ GPT_NEOX = Family(
     mlp_classes=("GPTNeoXMLP",),
     activation_config_fields=("hidden_act",),
     lora_targets=("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),
+    block_classes=("GPTNeoXLayer",),
     tiny_config={
         "hidden_size": 64,
         "num_hidden_layers": 2,
@@ -75,6 +79,7 @@ T5 = Family(
     mlp_classes=("T5DenseActDense", "T5DenseGatedActDense"),
     activation_config_fields=("dense_act_fn", "feed_forward_proj"),
     lora_targets=("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"),
+    block_classes=("T5Block",),
     tiny_config={"d_model": 64, "d_kv": 32, "d_ff": 128, "num_layers": 2, "num_heads": 2},
 )
 

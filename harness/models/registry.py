@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import transformers
 
+from db.errors import GridlabError
 from harness.models import families, tiny
 
 HUB = {
@@ -27,11 +28,11 @@ HUB = {
 }
 
 
-class UnknownModel(ValueError):
+class UnknownModel(GridlabError, ValueError):
     """A model name that is neither known nor a directory holding a supported model."""
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(GridlabError, RuntimeError):
     """A known hub model that could not be fetched or read."""
 
 

@@ -1,0 +1,108 @@
+"""Supervised fine-tuning with architecture surgery and PEFT: the research grids' experiment.
+
+A cell names a model (a hub name, a tiny offline variant or a local ``save_pretrained``
+directory), a norm swap (LayerNorm, DyT with a fixed or calibrated alpha, RMSNorm, none), an
+MLP activation, a PEFT method and training strategy, a dataset, and hyper-parameters; the work
+is :class:`harness.training.recipe.SFTRecipe`. Heavy imports happen inside :func:`run`, so
+validating a grid stays fast; checking a model name imports the registry only when a grid sets
+one (and never downloads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.params import Param
+
+NORMS = ("layernorm", "dyt", "rmsnorm", "none")
+ACTIVATIONS = ("keep", "gelu", "relu")
+PEFT = ("lora", "ia3", "full")
+STRATEGIES = ("frozen", "selective", "full")
+DATASETS = ("alpaca", "sharegpt", "rewild", "synthetic")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+def _check_model(name: str) -> str | None:
+    from harness.models import registry
+
+    try:
+        registry.family_of(name)
+    except registry.UnknownModel as error:
+        return str(error)
+    return None
+
+
+def _check_data_path(path: str) -> str | None:
+    if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+        return f"no file at {path}; give an existing local file or a hub dataset name"
+    return None
+
+
+def _check_share(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"must be a share between 0 and 1, got {value!r}"
+
+
+def _check_validation_share(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else f"must be a share in [0, 1), got {value!r}"
+
+
+PARAMS = {
+    # what is trained
+    "model": Param(str, "tiny-gpt2", "a hub name, a tiny offline variant (tiny-gpt2, tiny-pythia, tiny-t5) "
+                   "or a local save_pretrained directory", check=_check_model),
+    "norm": Param(str, "layernorm", "every norm becomes this kind", choices=NORMS),
+    "dyt_alpha": Param(float, 0.5, "DyT's initial alpha (all layers)", minimum=0.0),
+    "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer to the replaced norm on training batches"),
+    "calibration_batches": Param(int, 2, "training batches the DyT calibration sees", minimum=1),
+    "activation": Param(str, "keep", "MLP activation: keep the model's, or swap to gelu/relu", choices=ACTIVATIONS),
+    "peft": Param(str, "lora", "adapter method; full means no adapter", choices=PEFT),
+    "strategy": Param(str, "frozen", "what trains besides the adapter: nothing, the norms, or everything",
+                      choices=STRATEGIES),
+    "lora_r": Param(int, 8, "LoRA rank", minimum=1),
+    "lora_alpha": Param(int, 16, "LoRA scaling numerator", minimum=1),
+    "lora_dropout": Param(float, 0.0, "LoRA dropout", minimum=0.0),
+    # data
+    "dataset": Param(str, "synthetic", "record format of the data (synthetic needs no file)", choices=DATASETS),
+    "data_path": Param(str, "", "local JSON/JSONL/Parquet file or hub dataset name (empty: the format's default)",
+                       check=_check_data_path),
+    "synthetic_records": Param(int, 512, "records of the synthetic dataset", minimum=2),
+    "max_bad_share": Param(float, 0.1, "refuse a data file with more than this share of bad records", check=_check_share),
+    "response_only": Param(bool, True, "loss on the response tokens only"),
+    "validation_share": Param(float, 0.05, "share of records held out for validation", check=_check_validation_share),
+    "max_length": Param(int, 256, "tokens per example (longer ones are cut)", minimum=8),
+    # optimisation
+    "lr": Param(float, 2e-4, "peak learning rate (AdamW)", minimum=0.0),
+    "lr_scheduler": Param(str, "linear", "learning-rate schedule", choices=SCHEDULERS),
+    "warmup_steps": Param(int, 0, "linear warm-up steps", minimum=0),
+    "weight_decay": Param(float, 0.0, "AdamW weight decay", minimum=0.0),
+    "max_grad_norm": Param(float, 1.0, "gradient clipping norm (0: none)", minimum=0.0),
+    "steps": Param(int, 100, "optimizer steps", minimum=1),
+    "batch_size": Param(int, 8, "examples per micro-batch", minimum=1),
+    "grad_accum": Param(int, 1, "micro-batches per optimizer step", minimum=1),
+    "bf16": Param(bool, False, "bfloat16 mixed precision (needs a GPU or a CPU that supports it)"),
+    "seed": Param(int, 0, "seed for adapter init, data split and order, dropout"),
+    # bookkeeping
+    "eval_every": Param(int, 50, "steps between evaluations (0: only at the end)", minimum=0),
+    "checkpoint_every": Param(int, 50, "steps between checkpoints", minimum=1),
+    "log_every": Param(int, 1, "steps between logged training figures", minimum=1),
+    "diagnostics": Param(bool, True, "at each evaluation, attention entropy and NaN/inf counts per layer"),
+}
+
+
+def check_spec(spec: dict) -> str | None:
+    """A problem with a whole cell's settings together (checked when the grid is loaded)."""
+    if spec["peft"] == "full" and spec["strategy"] != "full":
+        return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
+    if spec["dataset"] == "synthetic" and spec["data_path"]:
+        return "data_path is set but dataset is synthetic; set dataset to the file's format"
+    return None
+
+
+def run(ctx) -> None:
+    from db.errors import GridlabError
+    from harness.training import recipe
+
+    problem = check_spec(ctx.spec)
+    if problem:
+        raise GridlabError(problem, "fix the grid file")
+    recipe.run(ctx, probe=ctx.spec["diagnostics"])

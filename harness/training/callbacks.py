@@ -1,0 +1,115 @@
+"""The Trainer callback that connects a training run to its gridlab job.
+
+- every logging step: loss, grad norm, learning rate (the Trainer's own figures), token
+  accuracy, tokens per second, step time and peak memory, through ``ctx.log`` (the
+  MetricsWriter batches them and fences each batch with the job's lease);
+- every evaluation: validation loss and perplexity, and the probes of
+  :mod:`harness.training.diagnostics` (attention entropy, NaN/inf counts per layer);
+- a NaN or inf loss raises ``jobs.errors.Diverged`` at that step;
+- every saved checkpoint is sealed (:mod:`harness.training.checkpoints`), recorded on the job
+  with ``ctx.checkpoint_saved`` and older ones pruned;
+- when ``ctx.should_stop()``, the Trainer saves a checkpoint and stops; the recipe then raises
+  ``jobs.errors.Interrupted``.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+
+from harness.models import families
+from harness.training import checkpoints, diagnostics
+from harness.training.trainer import StepStats
+from jobs.errors import Diverged
+
+_TRAINER_FIGURES = {"loss": "loss", "grad_norm": "grad_norm", "learning_rate": "learning_rate"}
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+class GridlabCallback(transformers.TrainerCallback):
+    def __init__(self, ctx, stats: StepStats, family: families.Family, *,
+                 on_checkpoint: Callable[[Path], None] | None = None, probe: bool = True) -> None:
+        self.ctx = ctx
+        self.stats = stats
+        self.family = family
+        self.on_checkpoint = on_checkpoint  # writes extra files into a checkpoint before it is sealed
+        self.probe = probe
+        self.stopping = False
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step: int | None = None
+        self._t0 = 0.0
+        self._step_time = 0.0
+        self._steps = 0
+
+    # --- per step -------------------------------------------------------------------
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_time += time.perf_counter() - self._t0
+        self._steps += 1
+        loss = self.stats.take_loss()
+        if loss is not None and not math.isfinite(loss):
+            self.ctx.log(state.global_step, {"loss": loss})
+            raise Diverged(state.global_step, f"loss={loss}")
+        if self.ctx.should_stop():
+            self.stopping = True
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:  # evaluation and end-of-training logs are handled elsewhere
+            return
+        values = {name: float(logs[key]) for key, name in _TRAINER_FIGURES.items() if logs.get(key) is not None}
+        correct, predicted, tokens = self.stats.take_counts()
+        if predicted:
+            values["token_accuracy"] = correct / predicted
+        if self._steps:
+            values["step_time_s"] = self._step_time / self._steps
+            values["tokens_per_s"] = tokens / self._step_time if self._step_time > 0 else 0.0
+        values.update(peak_memory())
+        self._step_time, self._steps = 0.0, 0
+        self.ctx.log(state.global_step, values)
+
+    # --- evaluation -----------------------------------------------------------------
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, eval_dataloader=None, **kwargs):
+        if not metrics or "eval_loss" not in metrics:
+            return
+        val_loss = float(metrics["eval_loss"])
+        values = {"val_loss": val_loss, "val_perplexity": perplexity(val_loss)}
+        if self.probe and model is not None and eval_dataloader is not None:
+            batch = next(iter(eval_dataloader), None)
+            if batch is not None:
+                values.update(diagnostics.probe(model, batch, self.family))
+        self.last_eval, self.last_eval_step = values, state.global_step
+        self.ctx.log(state.global_step, values)
+
+    # --- checkpoints ----------------------------------------------------------------
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(path)
+        checkpoints.seal(path, state.global_step)
+        self.ctx.checkpoint_saved(path)
+        checkpoints.prune(Path(args.output_dir))
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak accelerator memory (CUDA) or, on CPU, the process's peak resident set, in MiB."""
+    if torch.cuda.is_available():
+        return {"peak_mem_mib": torch.cuda.max_memory_allocated() / 2**20}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"peak_rss_mib": rss / (2**20 if sys.platform == "darwin" else 2**10)}

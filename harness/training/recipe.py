@@ -1,0 +1,219 @@
+"""The supervised fine-tuning recipe a grid cell of the ``sft`` experiment runs.
+
+A small class in torchtune's style: each ``_setup_*`` step builds one thing from the resolved
+spec, and :meth:`SFTRecipe.train` runs transformers' Trainer with
+:class:`harness.training.callbacks.GridlabCallback`. Order matters and is the same on a fresh
+start and on a resume: model, data, surgery (norm, then activation), adapters, trainer; the
+norm swap is always in place before adapter weights are loaded.
+
+A checkpoint is Trainer's ``checkpoint-<step>/`` (model or adapter weights in safetensors,
+optimizer, scheduler, RNG states, trainer state with the data position), sealed by
+:mod:`harness.training.checkpoints`. With a peft adapter and strategy ``full`` the base weights
+train too but are not in the adapter file, so the whole model is also written there as
+``full_model.safetensors``. DyT calibration is stored in the run folder, so a resumed run uses
+exactly the alphas its first attempt fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import transformers
+
+from harness.data import formats, loaders, split, synthetic, tokenization
+from harness.data.errors import DataError
+from harness.models import calibrate, registry, surgery
+from harness.training import adapters, callbacks, checkpoints
+from harness.training.trainer import Trainer
+
+log = logging.getLogger("gridlab.recipe")
+
+FULL_MODEL_FILE = "full_model.safetensors"
+CALIBRATION_FILE = "dyt_calibration.json"
+#: Where each format's data comes from when the cell gives no ``data_path``.
+DEFAULT_SOURCES = {"alpaca": "tatsu-lab/alpaca"}
+
+
+class SFTRecipe:
+    def __init__(self, spec: dict[str, Any], ctx, *, probe: bool = True) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.probe = probe
+        self.run_dir = Path(ctx.run_dir)
+        self.checkpoint_root = self.run_dir / "checkpoints"
+        self.summaries: dict[str, float] = {}
+
+    # --- set-up, one step each ------------------------------------------------------
+
+    def setup(self) -> None:
+        transformers.utils.logging.disable_progress_bar()
+        transformers.set_seed(self.spec["seed"])
+        self.resume_path = checkpoints.newest_complete(self.checkpoint_root, self.ctx.resume_from)
+        self._setup_model()
+        self._setup_data()
+        self._setup_surgery()
+        self._setup_adapters()
+        self._setup_trainer()
+
+    def _setup_model(self) -> None:
+        self.model, self.tokenizer, self.family = registry.load(self.spec["model"])
+        self.model.config.use_cache = False
+
+    def _setup_data(self) -> None:
+        s = self.spec
+        name = s["dataset"]
+        if name == "synthetic":
+            conversations = [formats.alpaca(r) for r in synthetic.records(s["synthetic_records"], s["seed"])]
+            self.summaries["data_records"] = len(conversations)
+        else:
+            source = s["data_path"] or DEFAULT_SOURCES.get(name)
+            if not source:
+                raise DataError(f"dataset {name!r} has no default source; set data_path to a local file or hub dataset")
+            loaded = loaders.load(source, name, max_bad_share=s["max_bad_share"])
+            if loaded.report.skipped:
+                log.warning("%s", loaded.report.summary())
+            conversations = loaded.conversations
+            self.summaries.update(data_records=loaded.report.total, data_skipped=len(loaded.report.skipped))
+        train, val = split.train_validation(conversations, s["validation_share"], s["seed"])
+
+        def tok(items):
+            return tokenization.tokenize(items, self.tokenizer, seq2seq=self.family.seq2seq,
+                                         max_length=s["max_length"], response_only=s["response_only"])
+
+        train_tok, val_tok = tok(train), tok(val) if val else None
+        if len(train_tok.dataset) == 0:
+            raise DataError(f"no training example is left after cutting at max_length={s['max_length']}; raise max_length")
+        self.train_dataset = train_tok.dataset
+        self.eval_dataset = val_tok.dataset if val_tok is not None and len(val_tok.dataset) else None
+        self.summaries.update(train_examples=len(self.train_dataset),
+                              val_examples=len(self.eval_dataset) if self.eval_dataset is not None else 0,
+                              dropped_examples=train_tok.dropped + (val_tok.dropped if val_tok else 0))
+        self.collator = transformers.DataCollatorForSeq2Seq(
+            self.tokenizer, label_pad_token_id=tokenization.IGNORE, return_tensors="pt")
+
+    def _setup_surgery(self) -> None:
+        s = self.spec
+        if s["activation"] != "keep":
+            report = surgery.swap_activation(self.model, s["activation"])
+            self.summaries["activations_swapped"] = len(report.replaced)
+        alpha: float | dict[str, float] = s["dyt_alpha"]
+        if s["norm"] == "dyt" and s["dyt_calibrate"]:
+            alpha = self._calibrated_alphas()
+        report = surgery.swap_norm(self.model, s["norm"], alpha=alpha)
+        self.summaries["norms_swapped"] = len(report.replaced)
+
+    def _calibrated_alphas(self) -> dict[str, float]:
+        stored = self.run_dir / CALIBRATION_FILE
+        if stored.is_file():  # a resumed attempt uses its first attempt's fit
+            fits = json.loads(stored.read_text(encoding="utf-8"))
+        else:
+            n = self.spec["calibration_batches"] * self.spec["batch_size"]
+            rows = [self.train_dataset[i] for i in range(min(n, len(self.train_dataset)))]
+            bs = self.spec["batch_size"]
+            batches = [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
+            result = calibrate.calibrate_dyt(self.model, batches, default_alpha=self.spec["dyt_alpha"], seed=self.spec["seed"])
+            fits = [{"name": f.name, "alpha": f.alpha, "mse": f.mse, "mse_default": f.mse_default} for f in result.layers]
+            tmp = stored.with_suffix(".tmp")
+            tmp.write_text(json.dumps(fits, indent=1), encoding="utf-8")
+            os.replace(tmp, stored)
+        for f in fits:
+            self.summaries[f"dyt_alpha/{f['name']}"] = f["alpha"]
+            self.summaries[f"dyt_fit_mse/{f['name']}"] = f["mse"]
+            self.summaries[f"dyt_fit_mse_default/{f['name']}"] = f["mse_default"]
+        return {f["name"]: f["alpha"] for f in fits}
+
+    def _setup_adapters(self) -> None:
+        s = self.spec
+        prepared = adapters.prepare(self.model, method=s["peft"], strategy=s["strategy"], r=s["lora_r"],
+                                    lora_alpha=s["lora_alpha"], lora_dropout=s["lora_dropout"])
+        self.model = prepared.model
+        self.summaries.update(trainable_params=prepared.trainable, total_params=prepared.total)
+        # With an adapter and strategy "full", the base weights train but the adapter file lacks them.
+        self.save_full_model = s["peft"] != "full" and s["strategy"] == "full"
+        if self.resume_path is not None and self.save_full_model:
+            safetensors.torch.load_model(self.model, str(self.resume_path / FULL_MODEL_FILE), strict=True)
+
+    def _setup_trainer(self) -> None:
+        s = self.spec
+        evaluate = self.eval_dataset is not None and s["eval_every"] > 0
+        args = transformers.TrainingArguments(
+            output_dir=str(self.checkpoint_root),
+            max_steps=s["steps"],
+            per_device_train_batch_size=s["batch_size"],
+            per_device_eval_batch_size=s["batch_size"],
+            gradient_accumulation_steps=s["grad_accum"],
+            learning_rate=s["lr"],
+            lr_scheduler_type=s["lr_scheduler"],
+            warmup_steps=s["warmup_steps"],
+            weight_decay=s["weight_decay"],
+            max_grad_norm=s["max_grad_norm"],
+            bf16=s["bf16"],
+            seed=s["seed"],
+            data_seed=s["seed"],
+            logging_strategy="steps",
+            logging_steps=s["log_every"],
+            logging_nan_inf_filter=False,  # a NaN loss must reach the callback, not be averaged away
+            eval_strategy="steps" if evaluate else "no",
+            eval_steps=s["eval_every"] if evaluate else None,
+            save_strategy="steps",
+            save_steps=s["checkpoint_every"],
+            save_total_limit=None,  # pruned by harness.training.checkpoints, which knows sealed from torn
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        self.trainer = Trainer(
+            model=self.model,
+            args=args,
+            train_dataset=self.train_dataset,
+            eval_dataset=self.eval_dataset,
+            data_collator=self.collator,
+            processing_class=self.tokenizer,
+            seq2seq=self.family.seq2seq,
+        )
+        self.callback = callbacks.GridlabCallback(
+            self.ctx, self.trainer.step_stats, self.family,
+            on_checkpoint=self._write_full_model if self.save_full_model else None, probe=self.probe)
+        self.trainer.add_callback(self.callback)
+        self.trainer.remove_callback(transformers.PrinterCallback)  # figures go to the database, not stdout
+
+    def _write_full_model(self, path: Path) -> None:
+        safetensors.torch.save_model(self.model, str(path / FULL_MODEL_FILE))
+
+    # --- running --------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train to ``steps`` (or until asked to stop), then evaluate and write the summaries."""
+        from jobs.errors import Interrupted
+
+        self.ctx.summary(self.summaries)  # set-up figures (calibration, counts) right away
+        if self.ctx.should_stop():
+            raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
+        if self.resume_path is not None:
+            log.info("resuming from %s", self.resume_path)
+        result = self.trainer.train(resume_from_checkpoint=str(self.resume_path) if self.resume_path else None)
+        if self.callback.stopping and self.trainer.state.global_step < self.spec["steps"]:
+            raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
+        final = dict(self.summaries)
+        final.update(steps=self.trainer.state.global_step, train_runtime_s=result.metrics.get("train_runtime", math.nan))
+        if self.eval_dataset is not None:
+            if self.callback.last_eval_step != self.trainer.state.global_step:
+                self.trainer.evaluate()
+            final.update({k: v for k, v in self.callback.last_eval.items() if k in ("val_loss", "val_perplexity")})
+        final.update(callbacks.peak_memory())
+        self.ctx.summary(final)
+
+
+def run(ctx, *, probe: bool = True) -> None:
+    recipe = SFTRecipe(ctx.spec, ctx, probe=probe)
+    recipe.setup()
+    recipe.train()
+
