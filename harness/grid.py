@@ -106,7 +106,9 @@ class Grid:
             keys = list(group)
             choices.append([tuple(zip(keys, values)) for values in zip(*(group[k] for k in keys))])
         seen: set[str] = set()
-        cells = (dict(pair for part in combo for pair in part) for combo in itertools.product(*choices))
+        # No axes and no zip groups: the grid is its extra cells only (not one default cell more).
+        combos = itertools.product(*choices) if choices else ()
+        cells = (dict(pair for part in combo for pair in part) for combo in combos)
         for factors in itertools.chain((f for f in cells if not self._excluded(f)), self.include):
             text = encode(factors)
             digest = hashlib.sha256(text.encode()).hexdigest()
@@ -253,13 +255,17 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
             kloc = f"{loc}.{key}"
             if not check_name(key, kloc):
                 continue
-            values = _axis_values(values, kloc, problems)
+            values = _axis_values(values, kloc, problems, unique=False)  # columns repeat; rows must not
             clean[key] = [check_value(key, v, f"{kloc}[{i}]") for i, v in enumerate(values)]
             if key in axes or key in fixed_clean or any(key in z for z in zips):
                 problems.append(f"{kloc}: {key!r} is already set elsewhere (fixed, axes or another zip)")
         lengths = {len(v) for v in clean.values()}
         if len(lengths) > 1:
             problems.append(f"{loc}: lists must have equal lengths, got {', '.join(f'{k}={len(v)}' for k, v in clean.items())}")
+        elif clean:
+            rows = [json.dumps(row, sort_keys=True, default=str) for row in zip(*clean.values())]
+            if len(set(rows)) != len(rows):
+                problems.append(f"{loc}: repeats a row (the same values at two positions of every list)")
         if clean:
             zips.append(clean)
 
@@ -372,7 +378,7 @@ def _list(doc: dict, key: str, problems: list[str]) -> list:
     return value
 
 
-def _axis_values(values: Any, loc: str, problems: list[str]) -> list[Any]:
+def _axis_values(values: Any, loc: str, problems: list[str], *, unique: bool = True) -> list[Any]:
     if not isinstance(values, list):
         values = [values]
     if not values:
@@ -380,6 +386,6 @@ def _axis_values(values: Any, loc: str, problems: list[str]) -> list[Any]:
     for i, v in enumerate(values):
         if isinstance(v, (dict, list)):
             problems.append(f"{loc}[{i}]: values must be plain numbers, strings or booleans")
-    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+    if unique and len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
         problems.append(f"{loc}: repeats a value")
     return values

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import peft.utils.constants as peft_constants
 
 
 # eq=False: families are singletons, compared and hashed by identity.
@@ -36,10 +35,14 @@ class Family:
 
     @property
     def ia3_targets(self) -> tuple[str, ...]:
+        import peft.utils.constants as peft_constants  # heavy: only when adapters are set up
+
         return tuple(peft_constants.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[self.model_types[0]])
 
     @property
     def ia3_feedforward(self) -> tuple[str, ...]:
+        import peft.utils.constants as peft_constants
+
         return tuple(peft_constants.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[self.model_types[0]])
 
 

@@ -32,12 +32,10 @@ CORPUS_RECORDS = 2000
 
 TINY = {"tiny-gpt2": families.GPT2, "tiny-pythia": families.GPT_NEOX, "tiny-t5": families.T5}
 
-_CONFIG_CLASSES = {"gpt2": transformers.GPT2Config, "gpt_neox": transformers.GPTNeoXConfig, "t5": transformers.T5Config}
-_MODEL_CLASSES = {
-    "gpt2": transformers.GPT2LMHeadModel,
-    "gpt_neox": transformers.GPTNeoXForCausalLM,
-    "t5": transformers.T5ForConditionalGeneration,
-}
+# Class names, looked up on first use: importing the model classes is slow, and checking a
+# grid's model names needs only `TINY`.
+_CONFIG_CLASSES = {"gpt2": "GPT2Config", "gpt_neox": "GPTNeoXConfig", "t5": "T5Config"}
+_MODEL_CLASSES = {"gpt2": "GPT2LMHeadModel", "gpt_neox": "GPTNeoXForCausalLM", "t5": "T5ForConditionalGeneration"}
 
 
 def default_cache_dir() -> Path:
@@ -108,7 +106,7 @@ def build_model(family: families.Family, tokenizer) -> transformers.PreTrainedMo
         special["decoder_start_token_id"] = tokenizer.pad_token_id
     else:
         special["bos_token_id"] = tokenizer.bos_token_id
-    config = _CONFIG_CLASSES[family.name](**family.tiny_config, **special)
+    config = getattr(transformers, _CONFIG_CLASSES[family.name])(**family.tiny_config, **special)
     with torch.random.fork_rng():
         torch.manual_seed(SEED)
-        return _MODEL_CLASSES[family.name](config)
+        return getattr(transformers, _MODEL_CLASSES[family.name])(config)

@@ -73,7 +73,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def _norms_with_parameters(model: nn.Module) -> tuple[str, ...]:
     # Full module names: peft matches modules_to_save by suffix, and a full name matches one module.
-    return tuple(name for name, module in surgery.norm_modules(model).items() if any(module.parameters()))
+    return tuple(name for name, module in surgery.norm_modules(model).items() if next(module.parameters(), None) is not None)
 
 
 def _config(family, method, r, lora_alpha, lora_dropout, target_modules, modules_to_save) -> peft.PeftConfig:

@@ -61,7 +61,7 @@ class GridlabCallback(transformers.TrainerCallback):
         self._steps += 1
         loss = self.stats.take_loss()
         if loss is not None and not math.isfinite(loss):
-            self.ctx.log(state.global_step, {"loss": loss})
+            log_finite(self.ctx, state.global_step, {"loss": loss})
             raise Diverged(state.global_step, f"loss={loss}")
         if self.ctx.should_stop():
             self.stopping = True
@@ -80,7 +80,7 @@ class GridlabCallback(transformers.TrainerCallback):
             values["tokens_per_s"] = tokens / self._step_time if self._step_time > 0 else 0.0
         values.update(peak_memory())
         self._step_time, self._steps = 0.0, 0
-        self.ctx.log(state.global_step, values)
+        log_finite(self.ctx, state.global_step, values)
 
     # --- evaluation -----------------------------------------------------------------
 
@@ -94,7 +94,7 @@ class GridlabCallback(transformers.TrainerCallback):
             if batch is not None:
                 values.update(diagnostics.probe(model, batch, self.family))
         self.last_eval, self.last_eval_step = values, state.global_step
-        self.ctx.log(state.global_step, values)
+        log_finite(self.ctx, state.global_step, values)
 
     # --- checkpoints ----------------------------------------------------------------
 
@@ -105,6 +105,19 @@ class GridlabCallback(transformers.TrainerCallback):
         checkpoints.seal(path, state.global_step)
         self.ctx.checkpoint_saved(path)
         checkpoints.prune(Path(args.output_dir))
+
+
+def without_nan(values: dict[str, float]) -> dict[str, float]:
+    """``values`` less its NaNs. SQLite stores a NaN as NULL, which the metrics and summaries
+    tables refuse, so a NaN would fail the job instead of recording it; infinities are kept, and
+    a NaN loss is reported by ``Diverged`` (with its step) instead."""
+    return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+def log_finite(ctx, step: int, values: dict[str, float]) -> None:
+    clean = without_nan(values)
+    if clean:
+        ctx.log(step, clean)
 
 
 def peak_memory() -> dict[str, float]:

@@ -194,7 +194,7 @@ class SFTRecipe:
         """Train to ``steps`` (or until asked to stop), then evaluate and write the summaries."""
         from jobs.errors import Interrupted
 
-        self.ctx.summary(self.summaries)  # set-up figures (calibration, counts) right away
+        self.ctx.summary(callbacks.without_nan(self.summaries))  # set-up figures (calibration, counts) right away
         if self.ctx.should_stop():
             raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
         if self.resume_path is not None:
@@ -209,7 +209,7 @@ class SFTRecipe:
                 self.trainer.evaluate()
             final.update({k: v for k, v in self.callback.last_eval.items() if k in ("val_loss", "val_perplexity")})
         final.update(callbacks.peak_memory())
-        self.ctx.summary(final)
+        self.ctx.summary(callbacks.without_nan(final))
 
 
 def run(ctx, *, probe: bool = True) -> None:

@@ -1,0 +1,93 @@
+"""Exact resume: a worker process killed with SIGKILL at a random step, and the job picked up by
+another worker process, logs the same per-step losses as an uninterrupted run, bit for bit, and
+the metrics table holds each (job, name, step) once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs import states
+from tests.support.results import metrics_of
+
+pytestmark = pytest.mark.e2e
+
+STEPS = 16
+GRID = f"""
+name: {{name}}
+experiment: sft
+fixed: {{{{model: tiny-gpt2, norm: dyt, peft: lora, strategy: selective, steps: {STEPS}, batch_size: 4,
+         max_length: 48, synthetic_records: 48, validation_share: 0.1, lr: 3.0e-3, eval_every: 8,
+         checkpoint_every: 4, seed: 7}}}}
+axes: {{{{dataset: [synthetic]}}}}
+retry: {{{{max_attempts: 3, backoff_s: 0}}}}  # an expired lease counts as a failed attempt: retry at once
+"""
+HEARTBEAT_S = 0.5  # a lease lasts 3 heartbeats, so a killed worker's job is reclaimable in 1.5 s
+
+
+def _worker(url: str, runs: Path) -> subprocess.Popen:
+    code = (
+        "from jobs.pool import PoolOptions, worker_main\n"
+        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
+        " poll_s=0.1, threads_per_worker=1, max_jobs=1)))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[2])
+
+
+def _sealed(run_dir: Path) -> list[int]:
+    return sorted(int(p.parent.name.split("-")[1]) for p in run_dir.glob("checkpoints/checkpoint-*/gridlab-complete.json"))
+
+
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp_path):
+    from harness.enqueue import new_jobs
+    from harness.grid import parse
+
+    queue, url = sqlite_queue
+    runs = tmp_path / "runs"
+    for name in ("straight", "killed"):
+        queue.enqueue(name, new_jobs(parse(GRID.format(name=name))))
+
+    assert _worker(url, runs).wait(timeout=120) == 0  # job 1, uninterrupted
+    assert queue.jobs(grid="straight")[0].state == states.SUCCEEDED
+
+    rng = random.Random()
+    kill_after = rng.choice([4, 8, 12])  # a sealed checkpoint at this step, then a random delay
+    victim = _worker(url, runs)
+    deadline = time.monotonic() + 120
+    while not any(s >= kill_after for s in _sealed(runs / "job-2")):
+        assert victim.poll() is None, "the worker finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.15))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert queue.jobs(grid="killed")[0].state == states.RUNNING  # nobody recorded the death
+
+    assert _worker(url, runs).wait(timeout=120) == 0  # reclaims the expired lease and resumes
+    job = queue.jobs(grid="killed")[0]
+    assert job.state == states.SUCCEEDED and job.attempts == 2
+
+    straight, resumed = metrics_of(queue, 1, "loss"), metrics_of(queue, 2, "loss")
+    assert [r.step for r in resumed] == list(range(1, STEPS + 1))
+    assert [r.value for r in resumed] == [r.value for r in straight]  # bit-identical
+    second = [r.step for r in resumed if r.attempt == 2]
+    assert second and second[0] > kill_after - 4 + 1, "the second attempt restarted instead of resuming"
+    for name in ("grad_norm", "token_accuracy", "val_loss"):
+        assert [r.value for r in metrics_of(queue, 2, name)] == [r.value for r in metrics_of(queue, 1, name)], name
+
+    from sqlalchemy import func, select
+
+    from db.models import metrics
+
+    with queue.engine.connect() as conn:
+        dupes = conn.execute(select(metrics.c.job_id, metrics.c.name, metrics.c.step).group_by(
+            metrics.c.job_id, metrics.c.name, metrics.c.step).having(func.count() > 1)).all()
+    assert dupes == []

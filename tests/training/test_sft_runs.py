@@ -1,0 +1,74 @@
+"""The sft experiment run by a real worker (in process) on the tiny models: every norm with
+every PEFT method and strategy trains, a divergent run ends as diverged, and a corrupted data
+file fails with a clear error."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from jobs import states
+from tests.support.results import metrics_of, summaries_of
+from tests.training.conftest import THIRD_PARTY_WARNINGS
+
+pytestmark = [pytest.mark.e2e, *THIRD_PARTY_WARNINGS]
+
+FIXED = ("steps: 2, batch_size: 4, max_length: 48, synthetic_records: 24, validation_share: 0.2, "
+         "eval_every: 2, checkpoint_every: 2, lr: 1.0e-3")
+MODELS = ("tiny-gpt2", "tiny-pythia", "tiny-t5")
+NORMS = ("layernorm", "dyt", "rmsnorm", "none")
+METHODS = (("lora", "frozen"), ("lora", "selective"), ("lora", "full"),
+           ("ia3", "frozen"), ("ia3", "selective"), ("ia3", "full"), ("full", "full"))
+
+
+def _combos():
+    """Every norm x (method, strategy) pair once, the models taking turns."""
+    models = itertools.cycle(MODELS)
+    return [{"model": next(models), "norm": n, "peft": p, "strategy": s} for n in NORMS for p, s in METHODS]
+
+
+def test_every_norm_method_and_strategy_trains(run_grid):
+    cells = _combos()
+    cells[8]["dyt_calibrate"] = True  # a calibrated DyT too
+    assert cells[8]["norm"] == "dyt"
+    include = "\n".join(f"  - {json.dumps(c)}" for c in cells)
+    queue = run_grid(f"name: combos\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n{include}\n")
+    jobs = queue.jobs()
+    assert len(jobs) == len(cells) == 28
+    failed = {j.id: [a.error for a in queue.attempts(j.id)] for j in jobs if j.state != states.SUCCEEDED}
+    assert not failed, failed
+    for job in jobs:
+        names = {m.name for m in metrics_of(queue, job.id)}
+        assert {"loss", "grad_norm", "learning_rate", "token_accuracy", "tokens_per_s", "step_time_s",
+                "val_loss", "val_perplexity"} <= names, job.factors
+        assert any(n.startswith("attn_entropy/") for n in names) and any(n.startswith("nonfinite/") for n in names)
+        summary = summaries_of(queue, job.id)
+        assert 0 < summary["trainable_params"] <= summary["total_params"], job.factors
+        assert summary["steps"] == 2 and "val_loss" in summary
+        if job.factors.get("dyt_calibrate"):
+            assert any(k.startswith("dyt_alpha/") for k in summary) and any(k.startswith("dyt_fit_mse/") for k in summary)
+
+
+def test_divergence_ends_as_diverged_and_is_not_retried(run_grid):
+    queue = run_grid("name: boom\nexperiment: sft\nfixed: {steps: 6, batch_size: 4, max_length: 48, "
+                     "synthetic_records: 24, peft: full, strategy: full, lr: 1.0e6, max_grad_norm: 0.0}\n"
+                     "axes: {seed: [0]}\n")
+    (job,) = queue.jobs()
+    assert job.state == states.DIVERGED
+    attempts = queue.attempts(job.id)
+    assert len(attempts) == 1 and "loss diverged at step" in attempts[0].error
+
+
+def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path):
+    bad = tmp_path / "broken.jsonl"
+    lines = [json.dumps({"instruction": "Say hi.", "output": "hi"})] * 3 + ['{"instruction": "cut', 'not json at all'] * 2
+    bad.write_text("\n".join(lines) + "\n")
+    queue = run_grid(f"name: bad\nexperiment: sft\nfixed: {{dataset: alpaca, data_path: '{bad}', steps: 1}}\n"
+                     "retry: {max_attempts: 1}\naxes: {seed: [0]}\n")
+    (job,) = queue.jobs()
+    assert job.state == states.FAILED
+    error = queue.attempts(job.id)[0].error.strip().splitlines()[-1]
+    assert "DataError" in error and "broken.jsonl: 3 of 7 records used, 4 skipped" in error
+    assert "repair the file or raise max_bad_share" in error
