@@ -57,8 +57,12 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
     per_job: dict[int, dict[str, Any]] = {}
     factors: dict[int, dict[str, Any]] = {}
     names: list[str] = []
+    hidden: set[str] = set()
     for row in rows:
         if metrics and row.name not in metrics:
+            continue
+        if not metrics and "/" in row.name:  # per-layer figures (dyt_alpha/<layer>): ask for them by name
+            hidden.add(row.name)
             continue
         per_job.setdefault(row.id, {})[row.name] = row.value
         factors[row.id] = row.factors
@@ -67,7 +71,8 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
     factor_names: list[str] = []
     for f in factors.values():
         factor_names.extend(k for k in f if k not in factor_names)
-    table = Table(title="Results", title_justify="left")
+    caption = f"{len(hidden)} per-layer figures not shown; name them with --metric" if hidden else None
+    table = Table(title="Results", title_justify="left", caption=caption)
     table.add_column("job", justify="right")
     for f in factor_names:
         table.add_column(f)

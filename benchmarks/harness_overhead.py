@@ -1,0 +1,135 @@
+"""Harness overhead: one sft cell run by a gridlab worker vs a bare script, same everything else.
+
+Both sides train the same model on the same data for the same steps with the same
+TrainingArguments (evaluation and checkpoint saves included), each in a fresh process with one
+torch thread. The bare side is what a researcher would write: the same set-up steps and a plain
+``transformers.Trainer``, no database, no callback, no sealing. The worker side is
+``jobs.pool.worker_main`` claiming the cell from a SQLite queue and running the ``sft``
+experiment (metrics to the database every step, sealed checkpoints, evaluation probes).
+Pairs run interleaved; the figures are medians.
+
+    PYTHONPATH=. python -m benchmarks.harness_overhead [--steps 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {"model": "tiny-gpt2", "peft": "full", "strategy": "full", "norm": "layernorm", "batch_size": 8,
+        "max_length": 128, "synthetic_records": 2000, "validation_share": 0.02, "lr": 1e-3, "seed": 0}
+
+
+def bare(spec: dict, out_dir: str) -> float:
+    """The bare script; returns Trainer.train's seconds."""
+    import transformers
+
+    from harness.experiments import sft
+    from harness.params import defaults
+    from harness.training import recipe
+
+    class NoJob:  # what set-up reads from a job context
+        run_dir = out_dir
+        resume_from = None
+
+    r = recipe.SFTRecipe({**defaults(sft.PARAMS), **spec}, NoJob())
+    transformers.set_seed(r.spec["seed"])
+    r.resume_path = None
+    r._setup_model()
+    r._setup_data()
+    r._setup_surgery()
+    r._setup_adapters()
+    r._setup_trainer()  # builds the TrainingArguments; the plain Trainer below reuses them
+    trainer = transformers.Trainer(model=r.model, args=r.trainer.args, train_dataset=r.train_dataset,
+                                   eval_dataset=r.eval_dataset, data_collator=r.collator, processing_class=r.tokenizer)
+    trainer.remove_callback(transformers.PrinterCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t0
+
+
+def _run(code: str, env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def one_pair(spec: dict, work: Path, index: int) -> dict[str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    result_file = work / f"bare-{index}.json"
+    bare_code = (
+        "import json, torch; torch.set_num_threads(1)\n"
+        "from benchmarks.harness_overhead import bare\n"
+        f"t = bare({spec!r}, {str(work / f'bare-{index}')!r})\n"
+        f"open({str(result_file)!r}, 'w').write(json.dumps(t))\n"
+    )
+    bare_wall = _run(bare_code, env)
+
+    from db import engine as db_engine
+    from db import schema
+    from harness.enqueue import new_jobs
+    from harness.grid import parse
+    from jobs.queue import Queue
+
+    url = f"sqlite:///{work / f'bench-{index}.db'}"
+    engine = db_engine.create(url)
+    schema.upgrade(engine)
+    grid = parse(json.dumps({"name": "overhead", "experiment": "sft", "fixed": spec, "axes": {"dataset": ["synthetic"]}}))
+    queue = Queue(engine, lease_s=30)
+    queue.enqueue(grid.name, new_jobs(grid))
+    worker_code = (
+        "from jobs.pool import PoolOptions, worker_main\n"
+        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(work / f'runs-{index}')!r},"
+        " threads_per_worker=1, max_jobs=1)))\n"
+    )
+    worker_wall = _run(worker_code, env)
+    (job,) = queue.jobs()
+    from db.session import scope
+    from jobs import queries
+
+    with scope(engine, write=False) as conn:
+        summary = queries.job_summaries(conn, job.id)
+        points = len(queries.job_metrics(conn, job.id))
+    engine.dispose()
+    assert job.state == "succeeded", job.state
+    return {"bare_wall": bare_wall, "bare_train": json.loads(result_file.read_text()),
+            "worker_wall": worker_wall, "worker_train": summary["train_runtime_s"], "points": points}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    spec = {**SPEC, "steps": args.steps, "eval_every": args.steps // 3, "checkpoint_every": args.steps // 3}
+    os.environ.setdefault("GRIDLAB_CACHE", str(Path(tempfile.gettempdir()) / "gridlab-bench-cache"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        # Build the tiny model once, outside the timed runs.
+        from harness.models import tiny
+
+        tiny.ensure(spec["model"])
+        pairs = [one_pair(spec, work, i) for i in range(args.repeats)]
+    med = {k: statistics.median(p[k] for p in pairs) for k in pairs[0]}
+    print(f"cell: {json.dumps(spec)}")
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {args.repeats} interleaved pairs, medians")
+    print(f"{'':14}{'process wall s':>16}{'Trainer.train s':>17}")
+    print(f"{'bare script':14}{med['bare_wall']:16.2f}{med['bare_train']:17.2f}")
+    print(f"{'gridlab worker':14}{med['worker_wall']:16.2f}{med['worker_train']:17.2f}")
+    print(f"worker / bare: process {med['worker_wall'] / med['bare_wall']:.3f}, "
+          f"training {med['worker_train'] / med['bare_train']:.3f} ({int(med['points'])} metric points written)")
+    for i, p in enumerate(pairs):
+        print(f"  pair {i}: bare {p['bare_wall']:.2f}/{p['bare_train']:.2f}  worker {p['worker_wall']:.2f}/{p['worker_train']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
