@@ -6,8 +6,10 @@
 - every evaluation: validation loss and perplexity, and the probes of
   :mod:`harness.training.diagnostics` (attention entropy, NaN/inf counts per layer);
 - a NaN or inf loss raises ``jobs.errors.Diverged`` at that step;
-- every saved checkpoint is sealed (:mod:`harness.training.checkpoints`), recorded on the job
-  with ``ctx.checkpoint_saved`` and older ones pruned;
+- every checkpoint the Trainer writes becomes one through ``ctx.checkpoint``: the metrics logged
+  so far are stored, then the directory is sealed (:mod:`harness.training.checkpoints`; an
+  unsealed directory is not a checkpoint), then its path is recorded on the job; older ones are
+  pruned;
 - when ``ctx.should_stop()``, the Trainer saves a checkpoint and stops; the recipe then raises
   ``jobs.errors.Interrupted``.
 """
@@ -102,8 +104,7 @@ class GridlabCallback(transformers.TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.on_checkpoint is not None:
             self.on_checkpoint(path)
-        checkpoints.seal(path, state.global_step)
-        self.ctx.checkpoint_saved(path)
+        self.ctx.checkpoint(lambda: checkpoints.seal(path, state.global_step))
         checkpoints.prune(Path(args.output_dir))
 
 
