@@ -37,3 +37,7 @@ OUTCOME_TIMEOUT = "timeout"
 OUTCOME_NODE_FAIL = "node_fail"
 OUTCOME_OOM = "oom"
 OUTCOME_STOPPED = "stopped"
+OUTCOME_INVALID = "invalid"  # the job's own input is wrong (a bad data file...): retrying cannot help
+
+#: Outcomes caused by the infrastructure, not the job: retried at once, no backoff.
+INFRASTRUCTURE_OUTCOMES = (OUTCOME_LEASE_EXPIRED, OUTCOME_PREEMPTED, OUTCOME_TIMEOUT, OUTCOME_NODE_FAIL, OUTCOME_STOPPED)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.errors import DatabaseUnavailable
+from db.errors import DatabaseUnavailable, GridlabError
 from jobs import states
 from jobs.context import JobContext
 from jobs.errors import Diverged, Interrupted, LeaseLost
@@ -173,20 +173,32 @@ class Worker:
             self._record(lambda: self.queue.diverged(lease, str(exc)))
             self.stats.failed += 1
             return
+        except GridlabError as exc:
+            if isinstance(exc, DatabaseUnavailable):  # an outage, not the job's fault
+                self._failed(lease, exc)
+                return
+            # The job's own input is wrong (e.g. a corrupted data file): say so, no retry.
+            self._record(lambda: self.queue.fail(lease, str(exc), outcome=states.OUTCOME_INVALID))
+            log.warning("job %d failed on invalid input: %s", lease.job_id, exc)
+            self.stats.failed += 1
+            return
         except Interrupted as exc:
             writer_safe_flush(writer)
             self._record(lambda: self.queue.release(lease, reason=exc.reason, outcome=exc.outcome))
             self.stats.released += 1
             return
         except Exception as exc:
-            error = _format_error(exc)
-            new_state = self._record(lambda: self.queue.fail(lease, error))
-            log.warning("job %d attempt %d failed (%s): %s", lease.job_id, lease.attempt, new_state, _one_line(exc))
-            self.stats.failed += 1
+            self._failed(lease, exc)
             return
         self._record(lambda: self.queue.complete(lease))
         self.stats.succeeded += 1
         log.info("job %d succeeded", lease.job_id)
+
+    def _failed(self, lease, exc: BaseException) -> None:
+        error = _format_error(exc)
+        new_state = self._record(lambda: self.queue.fail(lease, error))
+        log.warning("job %d attempt %d failed (%s): %s", lease.job_id, lease.attempt, new_state, _one_line(exc))
+        self.stats.failed += 1
 
     def _record(self, write: Callable[[], object]) -> object:
         """Record an outcome; retry through a database outage, give up if the lease is gone."""

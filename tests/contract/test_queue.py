@@ -218,3 +218,14 @@ def test_dependents_of_a_failed_job_are_cancelled(queue):
     assert queue.fail(a.lease, "boom") == states.FAILED
     assert queue.counts()[states.CANCELLED] == 1
     assert "will not succeed" in queue.events(2)[-1].reason
+
+
+def test_invalid_input_fails_at_once_without_retry(queue, tmp_path):
+    from jobs.worker import Worker
+    from tests.support import runners
+
+    queue.enqueue("g", make_jobs(1, max_attempts=5))
+    Worker(queue, runners.invalid_input, runs_dir=tmp_path, heartbeat_s=5).run()
+    assert queue.counts()[states.FAILED] == 1
+    (attempt,) = queue.attempts(1)
+    assert attempt.outcome == states.OUTCOME_INVALID and "corrupted" in attempt.error

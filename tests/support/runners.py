@@ -56,3 +56,10 @@ def resumable(ctx) -> None:
 
             ctx.checkpoint(save)
     ctx.summary({"final": i + steps / 1000})
+
+
+def invalid_input(ctx) -> None:
+    """Fails the way a corrupted data file does: a user-fixable GridlabError."""
+    from db.errors import GridlabError
+
+    raise GridlabError(f"data file for job {ctx.job.id} is corrupted", "fix the file and retry the job")

@@ -23,3 +23,14 @@ def test_limit_reached_means_failed():
 def test_divergence_is_never_retried():
     d = retry.decide(attempts=1, max_attempts=9, backoff_s=1, outcome=states.OUTCOME_DIVERGED)
     assert (d.retry, d.state) == (False, states.DIVERGED)
+
+
+def test_infrastructure_losses_retry_at_once():
+    for outcome in (states.OUTCOME_LEASE_EXPIRED, states.OUTCOME_PREEMPTED, states.OUTCOME_NODE_FAIL):
+        d = retry.decide(attempts=2, max_attempts=5, backoff_s=60, outcome=outcome)
+        assert (d.retry, d.delay_s) == (True, 0.0)
+
+
+def test_invalid_input_is_not_retried():
+    d = retry.decide(attempts=1, max_attempts=5, backoff_s=1, outcome=states.OUTCOME_INVALID)
+    assert (d.retry, d.state) == (False, states.FAILED)
