@@ -29,11 +29,37 @@ FINAL_STATES = ("succeeded", "failed", "diverged", "cancelled")
 
 def _frame(conn: Connection, stmt: Select, params: dict | None = None) -> pd.DataFrame:
     result = conn.execute(stmt, params or {})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    columns = list(result.keys())
+    # Plain tuples: pandas probes each Row for attributes, which costs more than the query.
+    return pd.DataFrame.from_records([tuple(row) for row in result], columns=columns, nrows=None)
 
 
 def _ids(values: Sequence[int]) -> list[int]:
     return [int(v) for v in values]
+
+
+# --- the connection ----------------------------------------------------------------
+
+
+#: Settings for each new connection of the dashboard's (read-only) engine.
+READER_SETTINGS = {
+    # A 64 MiB page cache (the default is 2 MiB): bucketing a long curve sorts in memory.
+    "sqlite": ("PRAGMA cache_size = -65536", "PRAGMA temp_store = MEMORY"),
+    # JIT compilation costs up to half a second on big aggregates: more than they run.
+    "postgresql": ("SET jit = off",),
+}
+
+
+def tune_reader(dbapi_connection, dialect: str) -> None:
+    """Apply READER_SETTINGS to a new driver connection (an engine 'connect' hook)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        for statement in READER_SETTINGS.get(dialect, ()):
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+    if dialect == "postgresql":
+        dbapi_connection.commit()  # end the transaction SET opened; the setting stays
 
 
 # --- grids and jobs -----------------------------------------------------------------
@@ -183,25 +209,38 @@ def metric_names(conn: Connection, job_ids: Sequence[int]) -> list[str]:
     return list(conn.execute(stmt, {"ids": _ids(job_ids)}).scalars())
 
 
-def _step_ends(job_ids_param: str = "ids"):
-    """Subquery (job_id, lo, hi): first and last step of metric :name per job, read from
-    the ends of the (job_id, name, step) index: two seeks per job, however long its curve."""
+#: Dense curves are recognised by their last TAIL steps all being logged.
+TAIL = 64
+#: Logged points one curves() call lets the database aggregate at most (about); past
+#: it, dense curves are averaged over every k-th step. Both backends aggregate about
+#: 1-3 million points a second, so this keeps a chart's query well under a second.
+READ_BUDGET = 200_000
+CURVE_COLUMNS = ["job_id", "step", "value", "min", "max", "points", "stride"]
+
+
+def step_ranges(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.DataFrame:
+    """Per job that logged metric ``name``: job_id, lo and hi (its first and last step)
+    and tail (how many of the steps hi-TAIL+1 .. hi it logged). Read from the index ends
+    and tail only: a few seeks per job, however long its curve."""
     m = metrics.alias("m")
 
     def end(agg):
         return (select(agg(m.c.step)).where(m.c.job_id == jobs.c.id, m.c.name == bindparam("name"))
                 .scalar_subquery())
 
-    return select(jobs.c.id.label("job_id"), end(func.min).label("lo"), end(func.max).label("hi")).where(
-        jobs.c.id.in_(bindparam(job_ids_param, expanding=True))
+    ends = select(jobs.c.id.label("job_id"), end(func.min).label("lo"), end(func.max).label("hi")).where(
+        jobs.c.id.in_(bindparam("ids", expanding=True))
     ).subquery("ends")
-
-
-def step_ranges(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.DataFrame:
-    """First and last step of metric ``name`` per job that logged it: job_id, lo, hi."""
-    ends = _step_ends()
-    stmt = select(ends).where(ends.c.lo.is_not(None)).order_by(ends.c.job_id)
-    return _frame(conn, stmt, {"name": name, "ids": _ids(job_ids)})
+    tail = (
+        select(func.count())
+        .where(m.c.job_id == ends.c.job_id, m.c.name == bindparam("name"),
+               m.c.step > ends.c.hi - bindparam("tail", type_=Integer), m.c.step <= ends.c.hi)
+        .scalar_subquery()
+    )
+    stmt = select(ends.c.job_id, ends.c.lo, ends.c.hi, tail.label("tail")).where(ends.c.lo.is_not(None)).order_by(
+        ends.c.job_id
+    )
+    return _frame(conn, stmt, {"name": name, "ids": _ids(job_ids), "tail": TAIL})
 
 
 def bucket_width(lo: int, hi: int, buckets: int) -> int:
@@ -209,34 +248,47 @@ def bucket_width(lo: int, hi: int, buckets: int) -> int:
     return max(1, math.ceil((hi - lo + 1) / max(1, buckets)))
 
 
-CURVE_COLUMNS = ["job_id", "step", "value", "min", "max", "points"]
+def plan_buckets(ranges: pd.DataFrame, buckets: int, lo: int | None, hi: int | None,
+                 read_budget: int = READ_BUDGET) -> dict[tuple[int, int, int], list[int]]:
+    """Jobs grouped by (bucket width, stride, first step) for their part of [lo, hi].
 
-
-def _bucket_widths(conn: Connection, name: str, ids: list[int], buckets: int,
-                   lo: int | None, hi: int | None) -> dict[int, list[int]]:
-    """Jobs grouped by the bucket width that cuts their part of [lo, hi] into ``buckets``."""
-    ranges = step_ranges(conn, name, ids)
-    by_width: dict[int, list[int]] = {}
-    for job_id, first, last in ranges.itertuples(index=False):
-        first = first if lo is None else max(first, lo)
-        last = last if hi is None else min(last, hi)
-        if first <= last:
-            by_width.setdefault(bucket_width(first, last, buckets), []).append(int(job_id))
-    return by_width
+    The width cuts a job's range, from its first step, into at most ``buckets`` buckets. The stride is 1 (every
+    point) unless the selection holds more than ``read_budget`` points in the range;
+    then dense curves (every step logged) are read at every stride-th step, and sparse
+    ones (e.g. a validation loss every 100 steps) still in full."""
+    plans = []
+    for job_id, first, last, tail in ranges.itertuples(index=False):
+        span_lo, span_hi = (first if lo is None else max(first, lo)), (last if hi is None else min(last, hi))
+        if span_lo > span_hi:
+            continue
+        span = span_hi - span_lo + 1
+        dense = tail >= min(TAIL, last - first + 1)
+        points = span if dense else span * tail / min(TAIL, last - first + 1)
+        plans.append((int(job_id), span_lo, span_hi, dense, points))
+    total = sum(p[4] for p in plans)
+    stride = max(1, math.ceil(total / read_budget))
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for job_id, span_lo, span_hi, dense, _ in plans:
+        k = stride if dense else 1
+        width = k * math.ceil(bucket_width(span_lo, span_hi, buckets) / k)  # whole strides per bucket
+        groups.setdefault((width, k, span_lo), []).append(job_id)
+    return groups
 
 
 def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int = 400,
-           lo: int | None = None, hi: int | None = None) -> pd.DataFrame:
+           lo: int | None = None, hi: int | None = None, read_budget: int = READ_BUDGET) -> pd.DataFrame:
     """Metric ``name`` of the jobs, downsampled in the database: each job's steps in
     [lo, hi] are cut into at most ``buckets`` equal buckets, and each bucket comes back as
-    one row: job_id, step (the bucket's last step), value (mean), min, max, points.
+    one row: job_id, step (the bucket's last step), value (mean), min, max, points (how
+    many were aggregated), stride (1: every point; k: every k-th step, see plan_buckets).
 
-    A bucket of width 1 holds one point, so short curves come back exact. Jobs whose
-    curves have the same length share one statement."""
+    A bucket of width 1 holds one point, so short curves come back exact. Jobs with the
+    same width, stride and first step share one statement."""
     ids = _ids(job_ids)
     frames = []
-    for width, members in _bucket_widths(conn, name, ids, buckets, lo, hi).items():
-        bucket = metrics.c.step // bindparam("width", type_=Integer)  # integer division on both backends
+    for (width, stride, first), members in plan_buckets(step_ranges(conn, name, ids), buckets, lo, hi, read_budget).items():
+        offset = metrics.c.step - bindparam("first", type_=Integer)
+        bucket = offset // bindparam("width", type_=Integer)  # integer division on both backends
         stmt = (
             select(
                 metrics.c.job_id,
@@ -246,16 +298,18 @@ def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int 
                 func.max(metrics.c.value).label("max"),
                 func.count().label("points"),
             )
-            .where(
-                metrics.c.job_id.in_(bindparam("ids", expanding=True)),
-                metrics.c.name == bindparam("name"),
-                metrics.c.step.between(bindparam("lo"), bindparam("hi")),
-            )
+            .where(metrics.c.name == bindparam("name"), metrics.c.job_id.in_(bindparam("ids", expanding=True)))
             .group_by(metrics.c.job_id, bucket)
         )
-        params = {"ids": members, "name": name, "width": width,
-                  "lo": -(2**62) if lo is None else int(lo), "hi": 2**62 if hi is None else int(hi)}
-        frames.append(_frame(conn, stmt, params))
+        if lo is not None:
+            stmt = stmt.where(metrics.c.step >= bindparam("lo"))
+        if hi is not None:
+            stmt = stmt.where(metrics.c.step <= bindparam("hi"))
+        if stride > 1:
+            stmt = stmt.where(offset % bindparam("stride", type_=Integer) == 0)
+        frame = _frame(conn, stmt, {"ids": members, "name": name, "width": width, "first": first, "lo": lo, "hi": hi,
+                                    "stride": stride})
+        frames.append(frame.assign(stride=stride))
     if not frames:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -265,15 +319,18 @@ def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int 
 def sampled_means(conn: Connection, name: str, job_ids: Sequence[int], *, samples: int = 200) -> pd.DataFrame:
     """Mean of metric ``name`` per job over about ``samples`` evenly spaced steps
     (job_id, mean, points). For steady figures such as throughput a sample is as good as
-    every point, and it reads a few hundred rows per job however long the run."""
-    ids = _ids(job_ids)
+    every point, and it aggregates a few hundred points per job however long the run."""
+    ranges = step_ranges(conn, name, job_ids)
+    by_width: dict[int, list[int]] = {}
+    for job_id, first, last, _ in ranges.itertuples(index=False):
+        by_width.setdefault(bucket_width(first, last, samples), []).append(int(job_id))
     frames = []
-    for width, members in _bucket_widths(conn, name, ids, samples, None, None).items():
+    for width, members in by_width.items():
         stmt = (
             select(metrics.c.job_id, func.avg(metrics.c.value).label("mean"), func.count().label("points"))
             .where(
-                metrics.c.job_id.in_(bindparam("ids", expanding=True)),
                 metrics.c.name == bindparam("name"),
+                metrics.c.job_id.in_(bindparam("ids", expanding=True)),
                 metrics.c.step % bindparam("width", type_=Integer) == 0,
             )
             .group_by(metrics.c.job_id)
@@ -286,7 +343,12 @@ def sampled_means(conn: Connection, name: str, job_ids: Sequence[int], *, sample
 
 def last_values(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.DataFrame:
     """The last logged value of metric ``name`` per job: job_id, step, value."""
-    ends = _step_ends()
+    m = metrics.alias("m")
+    last = (select(func.max(m.c.step)).where(m.c.job_id == jobs.c.id, m.c.name == bindparam("name"))
+            .scalar_subquery())
+    ends = select(jobs.c.id.label("job_id"), last.label("hi")).where(
+        jobs.c.id.in_(bindparam("ids", expanding=True))
+    ).subquery("ends")
     stmt = (
         select(metrics.c.job_id, metrics.c.step, metrics.c.value)
         .select_from(ends)

@@ -16,9 +16,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Connection, Engine
 
-from dashboards import factors, queries
+from dashboards import database, factors, queries
 from db import engine as db_engine
-from db import schema
 from db.session import scope
 
 STATES = ("pending", "running", "succeeded", "failed", "diverged", "cancelled")
@@ -49,13 +48,7 @@ def db_url_from(argv: Sequence[str], environ: dict[str, str] | None = None) -> s
 @st.cache_resource(show_spinner=False)
 def _engine(url: str) -> Engine:
     """One read-only engine per URL for the server's lifetime (not cached if it fails)."""
-    engine = db_engine.create(url, readonly=True)
-    try:
-        schema.ensure(engine, migrate_empty=False)
-    except Exception:
-        engine.dispose()
-        raise
-    return engine
+    return database.open_readonly(url)
 
 
 def open_database(url: str) -> Engine:
