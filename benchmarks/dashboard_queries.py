@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{backend}: built {len(info['ids'])} jobs, {info['points']:,} metric points "
                   f"in {time.perf_counter() - t:.0f} s", flush=True)
             results[backend] = time_pages(url, info, args.repeat)
+            for page, seconds in results[backend].items():
+                print(f"  {backend}: {page}: {seconds:.3f} s", flush=True)
     names = list(next(iter(results.values())))
     cols = list(results)
     width = max(len(n) for n in names)

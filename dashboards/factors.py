@@ -79,11 +79,11 @@ def filter_jobs(table: pd.DataFrame, chosen: Mapping[str, Iterable[Any]]) -> pd.
 
 
 def labels(table: pd.DataFrame, names: Iterable[str], id_column: str = "id") -> pd.Series:
-    """Per row, "name=value, ..." over the given factors, else "job <id>"."""
+    """Per row, "name=value, ..." over the given factors it has, else "job <id>"."""
     names = list(names)
 
     def one(row) -> str:
-        parts = [f"{n.removeprefix('factor.')}={fmt(row[n])}" for n in names]
+        parts = [f"{n.removeprefix('factor.')}={fmt(row[n])}" for n in names if fmt(row[n]) != ""]
         return ", ".join(parts) if parts else f"job {row[id_column]}"
 
     if table.empty:

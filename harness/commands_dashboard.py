@@ -47,6 +47,7 @@ def streamlit_argv(url: str, *, host: str, port: int) -> list[str]:
         "--server.port", str(port),
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]
     if db_engine.resolve_url(url).password is None:
         argv += ["--", "--db", url]
