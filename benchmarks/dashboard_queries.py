@@ -5,7 +5,8 @@ steps x 4 curves plus validation points, and one run with a 1,000,000-step loss 
 with generations, judgments and failed attempts, then runs the statements each
 dashboard page runs with its default choices, and prints seconds per page per backend.
 
-    python -m benchmarks.dashboard_queries [--points 10000000] [--repeat 3] [--backend sqlite]
+    python -m benchmarks.dashboard_queries [--points 10000000] [--repeat 3] [--backend sqlite] [--keep]
+    python -m benchmarks.dashboard_queries --reuse URL [--reuse URL]   # time databases kept earlier
 
 Target: every page under 1 s. Loading is bulk (executemany on SQLite, COPY on
 PostgreSQL) and takes a few minutes; it is not what is measured.
@@ -14,10 +15,14 @@ PostgreSQL) and takes a few minutes; it is not what is measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -226,6 +231,42 @@ def _analyze(url: str) -> None:
 # --- the pages' queries ---------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def kept_database(backend: str) -> Iterator[str]:
+    """Like benchmarks.common.database, but the database outlives the run (for --reuse)."""
+    from benchmarks.common import PG_ADMIN, _migrate
+    from db import engine as db_engine
+    from db import schema
+
+    name = f"gridlab_dashboard_bench_{uuid.uuid4().hex[:8]}"
+    if backend == "sqlite":
+        url = f"sqlite:///{Path(tempfile.gettempdir()) / (name + '.db')}"
+    else:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    _migrate(url, db_engine, schema)
+    yield url
+
+
+def describe(url: str) -> dict:
+    """What the timings need, read back from a database ``build`` filled earlier."""
+    from sqlalchemy import func, select
+
+    from db import engine as db_engine
+    from db.models import generations, jobs, metrics
+
+    eng = db_engine.create(url, readonly=True)
+    with eng.connect() as conn:
+        ids = list(conn.execute(select(jobs.c.id).order_by(jobs.c.id)).scalars())
+        arms = list(conn.execute(select(generations.c.job_id).distinct().order_by(generations.c.job_id).limit(2)).scalars())
+        points = conn.execute(select(func.count()).select_from(metrics)).scalar_one()
+    eng.dispose()
+    return {"ids": ids, "long_job": ids[0], "arms": tuple(arms), "points": points}
+
+
 def page_queries(info: dict) -> dict[str, Callable]:
     """Page -> a function running the statements that page runs with its defaults."""
     from dashboards import queries as q
@@ -327,17 +368,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per page; the best is reported")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], action="append",
                         help="only this backend (repeatable; default: every reachable one)")
+    parser.add_argument("--reuse", metavar="URL", action="append", default=[],
+                        help="time a database an earlier run built (with --keep) instead of building one (repeatable)")
+    parser.add_argument("--keep", action="store_true", help="keep the databases built (their URLs are printed)")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, float]] = {}
-    for backend in args.backend or backends():
-        with database(backend) as url:
+
+    def run(backend: str, url: str, info: dict) -> None:
+        results[backend] = time_pages(url, info, args.repeat)
+        for page, seconds in results[backend].items():
+            print(f"  {backend}: {page}: {seconds:.3f} s", flush=True)
+
+    for url in args.reuse:
+        from db import engine as db_engine
+
+        backend = db_engine.resolve_url(url).get_backend_name()
+        info = describe(url)
+        print(f"{backend}: reusing {db_engine.redact(url)}: {len(info['ids'])} jobs, {info['points']:,} metric points")
+        run(backend, url, info)
+    for backend in ([] if args.reuse else args.backend or backends()):
+        with (kept_database(backend) if args.keep else database(backend)) as url:
             t = time.perf_counter()
             info = build(url, args.points)
             print(f"{backend}: built {len(info['ids'])} jobs, {info['points']:,} metric points "
-                  f"in {time.perf_counter() - t:.0f} s", flush=True)
-            results[backend] = time_pages(url, info, args.repeat)
-            for page, seconds in results[backend].items():
-                print(f"  {backend}: {page}: {seconds:.3f} s", flush=True)
+                  f"in {time.perf_counter() - t:.0f} s" + (f" (kept: {url})" if args.keep else ""), flush=True)
+            run(backend, url, info)
     names = list(next(iter(results.values())))
     cols = list(results)
     width = max(len(n) for n in names)

@@ -67,6 +67,14 @@ def chart(data: pd.DataFrame, metric: str, colour: str, *, log_y: bool, colour_o
     )
 
 
+@st.cache_data(ttl=30, show_spinner="Reading curves…", max_entries=64)
+def downsampled(url: str, metric: str, runs: tuple[int, ...], buckets: int) -> pd.DataFrame:
+    """queries.curves, kept for 30 s: changing smoothing, scale or colours does not read
+    the database again, and new points still show up within half a minute."""
+    with ui.reading() as conn:
+        return queries.curves(conn, metric, list(runs), buckets=buckets)
+
+
 def render() -> None:
     st.title("Curves")
     with ui.reading() as conn:
@@ -96,15 +104,16 @@ def render() -> None:
                     else [factors.fmt(v) for v in factors.ordered(selected[colour])])
 
     for metric in picked:
-        with ui.reading() as conn:
-            points = queries.curves(conn, metric, runs, buckets=buckets_per_run(len(runs), resolution))
+        points = downsampled(st.session_state["db_url"], metric, tuple(runs), buckets_per_run(len(runs), resolution))
         if points.empty:
             st.caption(f"{metric}: not logged by the selected runs.")
             continue
+        stride = int(points["stride"].max())
         data = shape(points, selected, colour, smoothing=smoothing, mean_per_colour=lines == "mean per colour")
         st.altair_chart(chart(data, metric, colour, log_y=log_y, colour_order=colour_order), width="stretch")
+        sampled = f", long dense curves averaged over every {stride}th step" if stride > 1 else ""
         st.caption(f"{metric}: {points['job_id'].nunique()} runs, {len(points):,} points drawn from "
-                   f"{int(points['points'].sum()):,} logged (bucketed and averaged in the database).")
+                   f"{int(points['points'].sum()):,} logged points (bucketed and averaged in the database{sampled}).")
         with st.expander(f"{metric}: data"):
             ui.table(data, f"curve_{metric}")
 

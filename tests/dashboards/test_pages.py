@@ -71,7 +71,7 @@ def test_curves_overlay_coloured_by_a_factor_and_filtered(filled, app):
     assert set(loss["colour"]) == {"dyt", "layernorm"}
     row = loss[(loss["job_id"] == filled.job(dataset="alpaca", norm="dyt", seed=0)) & (loss["step"] == 37)].iloc[0]
     assert row["value"] == pytest.approx(3.0 - 37 / 100)  # 200 steps < 400 buckets: exact points
-    assert any(f"12 runs, 2,400 points drawn from 2,400 logged" in c.value for c in at.caption)
+    assert any(f"12 runs, 2,400 points drawn from 2,400 logged points" in c.value for c in at.caption)
 
     # Filter one factor, mean per colour, coarser resolution: two lines, fewer points.
     next(m for m in at.multiselect if m.label == "dataset").set_value(["dolly"]).run()
