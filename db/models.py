@@ -130,7 +130,12 @@ class Metric(Base):
     """One logged value: (job, name, step) is stored once, whatever retries happen."""
 
     __tablename__ = "metrics"
-    __table_args__ = (UniqueConstraint("job_id", "name", "step"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "name", "step"),
+        # The dashboard's curves: one metric of many jobs, bucketed by step, read from
+        # the index alone (it holds the value), never from the table.
+        Index("ix_metrics_curves", "job_id", "name", "step", "value"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

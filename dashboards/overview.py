@@ -1,0 +1,113 @@
+"""Overview page: where each grid stands, jobs by state, a heatmap of cells by two
+factors coloured by state, and running jobs whose lease has gone stale."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import factors, queries, ui
+
+#: A heatmap cell with jobs in several states shows the most pressing one.
+URGENCY = ("failed", "diverged", "running", "pending", "cancelled", "succeeded")
+
+
+def progress_table(progress: pd.DataFrame) -> pd.DataFrame:
+    """grid x state counts, with total, finished and % finished."""
+    table = progress.pivot_table(index="grid", columns="state", values="jobs", aggfunc="sum", fill_value=0)
+    table = table.reindex(columns=list(ui.STATES), fill_value=0)
+    table.columns.name = None
+    table["total"] = table.sum(axis=1)
+    table["finished"] = table[list(queries.FINAL_STATES)].sum(axis=1)
+    table["% finished"] = (100.0 * table["finished"] / table["total"]).round(1)
+    order = progress.drop_duplicates("grid")["grid"]
+    return table.reindex(order).reset_index()
+
+
+def heatmap_cells(jobs: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """One row per (x, y) value pair: its jobs' counts by state, and the state it shows."""
+    jobs = jobs[jobs[x].notna() & jobs[y].notna()]
+    counts = jobs.assign(_x=jobs[x].map(factors.fmt), _y=jobs[y].map(factors.fmt)).pivot_table(
+        index=["_x", "_y"], columns="state", values="id", aggfunc="count", fill_value=0
+    )
+    counts = counts.reindex(columns=list(ui.STATES), fill_value=0)
+    counts.columns.name = None
+    cells = counts.reset_index().rename(columns={"_x": x, "_y": y})
+    cells["jobs"] = counts.sum(axis=1).to_numpy()
+    cells["state"] = [next(s for s in URGENCY if row[s] > 0) for _, row in cells.iterrows()]
+    cells["label"] = [f"{row['succeeded']}/{row['jobs']}" for _, row in cells.iterrows()]
+    return cells
+
+
+def render() -> None:
+    st.title("Overview")
+    with ui.reading() as conn:
+        progress = queries.grid_progress(conn)
+        jobs, names = ui.jobs(conn)
+        stale = queries.stale_leases(conn)
+        now = queries.db_now(conn)
+    if progress.empty:
+        st.info("No jobs yet. Enqueue a grid: `gridlab enqueue GRID.yaml`.")
+        return
+    grid = ui.grid()
+    if grid is not None:
+        progress = progress[progress["grid"] == grid]
+        stale = stale[stale["grid"] == grid]
+
+    counts = progress.groupby("state")["jobs"].sum()
+    cols = st.columns(len(ui.STATES) + 1)
+    cols[0].metric("jobs", int(counts.sum()))
+    for col, state in zip(cols[1:], ui.STATES):
+        col.metric(state, int(counts.get(state, 0)))
+
+    st.subheader("Progress by grid")
+    table = progress_table(progress)
+    for row in table.itertuples(index=False):
+        done = row.finished / row.total if row.total else 0.0
+        st.progress(done, text=f"**{row.grid}**: {row.finished} of {row.total} finished "
+                               f"({row.succeeded} succeeded, {row.failed} failed, {row.diverged} diverged, "
+                               f"{row.running} running, {row.pending} pending)")
+    ui.table(table, "grid_progress")
+
+    st.subheader("Cells by factor")
+    varying = factors.varying(jobs, names)
+    if len(varying) < 2:
+        st.caption("The heatmap needs two factors that vary; this selection has "
+                   f"{len(varying)} ({', '.join(varying) or 'none'}).")
+    else:
+        c1, c2 = st.columns(2)
+        x = c1.selectbox("Columns", varying, index=0, key="overview-x")
+        y = c2.selectbox("Rows", [v for v in varying if v != x], index=0, key="overview-y")
+        cells = heatmap_cells(jobs, x, y)
+        x_order = [factors.fmt(v) for v in factors.ordered(jobs[x])]
+        y_order = [factors.fmt(v) for v in factors.ordered(jobs[y])]
+        colour = alt.Color("state:N", title="state", scale=alt.Scale(
+            domain=list(ui.STATES), range=[ui.STATE_COLOURS[s] for s in ui.STATES]))
+        base = alt.Chart(cells).encode(
+            x=alt.X(f"{x}:N", sort=x_order, title=x), y=alt.Y(f"{y}:N", sort=y_order, title=y)
+        )
+        chart = base.mark_rect(stroke="white").encode(
+            color=colour, tooltip=[x, y, "jobs", *ui.STATES]
+        ) + base.mark_text(color="white", fontWeight="bold").encode(text="label:N")
+        st.altair_chart(chart.properties(height=max(160, 40 * len(y_order))), width="stretch")
+        st.caption("Each cell: succeeded/jobs over the other factors; its colour is the most pressing state "
+                   "among its jobs (failed > diverged > running > pending > cancelled > succeeded).")
+        ui.table(cells.drop(columns=["label"]), "cells_by_factor")
+
+    st.subheader("Stale leases")
+    if stale.empty:
+        st.success("No running job has an expired lease.")
+    else:
+        st.warning(f"{len(stale)} running job(s) have an expired lease by the database's clock: their worker "
+                   "died, hung or lost its network. Any worker will reclaim them.")
+        shown = stale.assign(
+            expired=stale["expired_s_ago"].map(ui.fmt_age), last_heartbeat=stale["last_heartbeat_s_ago"].map(ui.fmt_age)
+        )
+        ui.table(shown[["id", "grid", "lease_owner", "attempts", "expired", "last_heartbeat",
+                        "expired_s_ago", "last_heartbeat_s_ago"]], "stale_leases")
+    st.caption(f"Database clock: {ui.when(now)} UTC")
+
+
+if __name__ == "__main__":  # run as a page by st.navigation (under the name __main__)
+    render()

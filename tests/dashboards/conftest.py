@@ -1,0 +1,165 @@
+"""A small results database, filled the way workers fill it (the queue API), whose
+figures the dashboard tests can predict exactly.
+
+Grid "ablation": dataset {alpaca, dolly} x norm {dyt, layernorm} x seed {0, 1, 2}, all
+succeeded. val_loss = BASE[dataset] - (0.2 if dyt) + 0.01 * seed, so the dyt - layernorm
+gap is -0.2 for each dataset; tokens_per_s is 1000 (dyt) or 800 (layernorm) at every
+step; loss = 3 - step / 100 over steps 1..200.
+
+Grid "probe": lr {0.001, 0.003} x seed {0, 1, 2}, one job in each state: succeeded,
+failed (on a Slurm node, with a traceback), diverged, running with an expired lease,
+pending, cancelled.
+
+Generations and judgments: the alpaca/seed-0 dyt and layernorm arms answer 5 prompts;
+the probe's succeeded job judges them: a wins 3, b wins 1, 1 tie (win rate 0.7). dyt
+answers take 2 s for 100 tokens (50 tokens/s), layernorm 4 s (25 tokens/s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+BASE = {"alpaca": 1.0, "dolly": 1.5}
+TOKENS_PER_S = {"dyt": 1000.0, "layernorm": 800.0}
+STEPS = 200
+WINNERS = ["a", "a", "b", "tie", "a"]
+SLURM_JOB = "4242_7"
+FAIL_HOST = "gpu-node-3"
+FAIL_ERROR = "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: CUDA out of memory"
+
+
+@dataclass
+class Filled:
+    url: str
+    ids: dict[tuple, int] = field(default_factory=dict)  # factors (sorted items) -> job id
+    by_state: dict[str, int] = field(default_factory=dict)  # probe job id per state
+    arms: tuple[int, int] = (0, 0)
+
+    def job(self, **factors) -> int:
+        return self.ids[tuple(sorted(factors.items()))]
+
+
+def _new_job(factors: dict, *, priority: int = 0, max_attempts: int = 3):
+    from jobs.queue import NewJob
+
+    spec = {"experiment": "tiny_lm", "steps": STEPS, **factors}
+    digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
+    return NewJob(spec_hash=digest, spec=spec, factors=factors, experiment="tiny_lm",
+                  priority=priority, max_attempts=max_attempts, backoff_s=0.0)
+
+
+def val_loss(dataset: str, norm: str, seed: int) -> float:
+    return BASE[dataset] - (0.2 if norm == "dyt" else 0.0) + 0.01 * seed
+
+
+def fill(url: str) -> Filled:
+    from sqlalchemy import insert
+
+    from db import engine as db_engine
+    from db import schema
+    from db.models import generations, judgments
+    from jobs.metrics import MetricsWriter
+    from jobs.queue import Queue, WorkerInfo
+
+    engine = db_engine.create(url)
+    schema.upgrade(engine)
+    queue = Queue(engine, lease_s=60.0)
+    out = Filled(url=url)
+
+    ablation = [{"dataset": d, "norm": n, "seed": s} for d in BASE for n in TOKENS_PER_S for s in (0, 1, 2)]
+    queue.enqueue("ablation", [_new_job(f, priority=10) for f in ablation])
+    worker = WorkerInfo(name="w1", host="cpu-box", pid=111)
+    for _ in ablation:
+        claimed = queue.claim(worker)
+        f = claimed.job.factors
+        out.ids[tuple(sorted(f.items()))] = claimed.job.id
+        writer = MetricsWriter(engine, claimed.lease, flush_every=10_000)
+        for step in range(1, STEPS + 1):
+            values = {"loss": 3.0 - step / 100, "grad_norm": 1.0, "lr": 1e-3,
+                      "tokens_per_s": TOKENS_PER_S[f["norm"]], "step_time_s": 512 / TOKENS_PER_S[f["norm"]]}
+            if step % 50 == 0:
+                values["val_loss"] = val_loss(**f) + (STEPS - step) / 1000
+            writer.log(step, values, wall_time=1_700_000_000.0 + step)
+        writer.flush()
+        writer.summary({"val_loss": val_loss(**f), "train_loss": 1.0})
+        queue.complete(claimed.lease)
+
+    probe = [{"lr": lr, "seed": s} for lr in (0.001, 0.003) for s in (0, 1, 2)]
+    plan = ["succeeded", "failed", "diverged", "running", "cancelled", "pending"]
+    queue.enqueue("probe", [_new_job(f, priority=5 - i, max_attempts=1) for i, f in enumerate(probe)])
+    slurm_worker = WorkerInfo(name=f"{FAIL_HOST}:222", host=FAIL_HOST, pid=222, slurm_job_id=SLURM_JOB,
+                              slurm_array_index=7, node=FAIL_HOST)
+    for state in plan[:4]:
+        if state == "running":  # a worker that died right after claiming: its lease is long gone
+            claimed = Queue(engine, lease_s=0.001).claim(worker)
+            time.sleep(0.05)
+        else:
+            claimed = queue.claim(slurm_worker if state == "failed" else worker)
+        out.by_state[state] = claimed.job.id
+        if state == "succeeded":
+            MetricsWriter(engine, claimed.lease).summary({"val_loss": 2.0})
+            queue.complete(claimed.lease)
+        elif state == "failed":
+            queue.fail(claimed.lease, FAIL_ERROR)
+        elif state == "diverged":
+            queue.diverged(claimed.lease, "loss=nan at step 12")
+    rest = [j.id for j in queue.jobs(grid="probe", in_states=["pending"])]
+    out.by_state["cancelled"], out.by_state["pending"] = rest
+    queue.cancel(ids=[out.by_state["cancelled"]])
+
+    arm_a, arm_b = out.job(dataset="alpaca", norm="dyt", seed=0), out.job(dataset="alpaca", norm="layernorm", seed=0)
+    out.arms = (arm_a, arm_b)
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(insert(generations), [
+            {"job_id": arm, "attempt": 1, "prompt_set": "mt-bench", "question_id": f"q{q}", "category": "writing",
+             "turn": 1, "prompt": f"Prompt number {q}?", "output": f"{name} answer to prompt {q}",
+             "new_tokens": 100, "latency_s": latency, "decoding": {"temperature": 0.0}, "created_at": now}
+            for arm, name, latency in ((arm_a, "DYT", 2.0), (arm_b, "LAYERNORM", 4.0)) for q in range(5)
+        ])
+        conn.execute(insert(judgments), [
+            {"job_id": out.by_state["succeeded"], "arm_a": arm_a, "arm_b": arm_b, "judge": "pairrm",
+             "prompt_set": "mt-bench", "question_id": f"q{q}", "turn": 1, "winner": w,
+             "logit": {"a": 1.5, "b": -1.5, "tie": 0.0}[w], "created_at": now}
+            for q, w in enumerate(WINNERS)
+        ])
+    engine.dispose()
+    return out
+
+
+@pytest.fixture
+def filled(db_url) -> Filled:
+    """The small results database on each backend."""
+    return fill(db_url)
+
+
+@pytest.fixture
+def filled_sqlite(sqlite_url) -> Filled:
+    return fill(sqlite_url)
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """An AppTest of the dashboard, given a database URL (through GRIDLAB_DB, as a
+    user without `gridlab dashboard` would)."""
+    from streamlit.testing.v1 import AppTest
+
+    def make(url: str, page: str | None = None, query: dict | None = None) -> AppTest:
+        monkeypatch.setenv("GRIDLAB_DB", url)
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if page is not None:
+            if query:
+                at.query_params.update(query)
+            at.switch_page(page).run()
+            assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return make

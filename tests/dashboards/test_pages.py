@@ -1,0 +1,230 @@
+"""Every dashboard page, driven by Streamlit's AppTest against a database the tests fill
+(tests/dashboards/conftest.py says what is in it and which figures follow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dashboards.conftest import FAIL_HOST, SLURM_JOB, STEPS, WINNERS
+
+pytestmark = pytest.mark.contract
+
+
+def _frames(at):
+    return [d.value for d in at.dataframe]
+
+
+def _frame_with(at, *columns):
+    for df in _frames(at):
+        if all(c in df.columns for c in columns):
+            return df
+    raise AssertionError(f"no table with columns {columns}: {[list(d.columns) for d in _frames(at)]}")
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _select(at, label):
+    return next(s for s in at.selectbox if s.label == label)
+
+
+def _downloads(at) -> list[str]:
+    return [b.label for b in at.download_button]
+
+
+def test_overview_counts_progress_heatmap_and_stale_leases(filled, app):
+    at = app(filled.url)  # the default page
+    assert at.title[0].value == "Overview"
+    assert _metrics(at) == {"jobs": "18", "pending": "1", "running": "1", "succeeded": "13", "failed": "1",
+                            "diverged": "1", "cancelled": "1"}
+    progress = _frame_with(at, "grid", "% finished").set_index("grid")
+    assert progress.loc["ablation", "succeeded"] == 12 and progress.loc["ablation", "% finished"] == 100.0
+    assert progress.loc["probe", "finished"] == 4 and progress.loc["probe", "total"] == 6
+    assert any("ablation" in p.proto.text and "12 of 12 finished" in p.proto.text for p in at.get("progress"))
+
+    stale = _frame_with(at, "lease_owner", "expired")
+    assert stale["id"].tolist() == [filled.by_state["running"]]
+    assert stale["expired_s_ago"].iloc[0] > 0
+    assert "1 running job(s) have an expired lease" in at.warning[0].value
+
+    # The heatmap by two picked factors: the probe grid's lr x seed, a state per cell.
+    _select(at, "Grid").set_value("probe").run()
+    _select(at, "Columns").set_value("lr").run()
+    _select(at, "Rows").set_value("seed").run()
+    cells = _frame_with(at, "lr", "seed", "state", "jobs")
+    by_cell = {(r.lr, r.seed): r.state for r in cells.itertuples()}
+    assert by_cell == {("0.001", "0"): "succeeded", ("0.001", "1"): "failed", ("0.001", "2"): "diverged",
+                       ("0.003", "0"): "running", ("0.003", "1"): "cancelled", ("0.003", "2"): "pending"}
+    assert {"Download grid_progress.csv", "Download cells_by_factor.csv", "Download stale_leases.csv"} <= set(_downloads(at))
+
+
+def test_curves_overlay_coloured_by_a_factor_and_filtered(filled, app):
+    at = app(filled.url, "curves.py")
+    assert not at.exception
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "Colour by").set_value("norm").run()
+    loss = _frame_with(at, "job_id", "step", "value", "colour")
+    assert loss["job_id"].nunique() == 12
+    assert set(loss["colour"]) == {"dyt", "layernorm"}
+    row = loss[(loss["job_id"] == filled.job(dataset="alpaca", norm="dyt", seed=0)) & (loss["step"] == 37)].iloc[0]
+    assert row["value"] == pytest.approx(3.0 - 37 / 100)  # 200 steps < 400 buckets: exact points
+    assert any(f"12 runs, 2,400 points drawn from 2,400 logged points" in c.value for c in at.caption)
+
+    # Filter one factor, mean per colour, coarser resolution: two lines, fewer points.
+    next(m for m in at.multiselect if m.label == "dataset").set_value(["dolly"]).run()
+    next(r for r in at.radio if r.label == "Lines").set_value("mean per colour").run()
+    next(s for s in at.select_slider if s.label == "Points per curve").set_value(50).run()
+    loss = _frame_with(at, "step", "value", "colour", "runs")
+    assert set(loss["line"]) == {"dyt", "layernorm"} and set(loss["runs"]) == {3}
+    assert len(loss) == 2 * 50
+    # a bucket of 4 steps: its mean is the mean of 3 - s/100 over those steps
+    last = loss[(loss["line"] == "dyt")].sort_values("step").iloc[-1]
+    assert last["step"] == STEPS and last["value"] == pytest.approx(3.0 - (197 + 198 + 199 + 200) / 4 / 100)
+
+
+def test_curves_log_scale_and_smoothing_render(filled_sqlite, app):
+    at = app(filled_sqlite.url, "curves.py")
+    next(c for c in at.checkbox if c.label == "Log scale").check().run()
+    next(s for s in at.slider if s.label.startswith("Smoothing")).set_value(0.9).run()
+    assert not at.exception
+    data = _frame_with(at, "value", "raw")  # smoothed values keep the raw ones beside them
+    assert (data["value"] != data["raw"]).any()
+    charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert charts and all(c["encoding"]["y"]["scale"]["type"] == "log" for c in charts)
+
+
+def test_results_pivot_with_seed_intervals_and_variant_difference(filled, app):
+    at = app(filled.url, "results.py")
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "Metric").set_value("val_loss").run()
+    _select(at, "Columns").set_value("norm").run()
+    next(m for m in at.multiselect if m.label == "Rows").set_value(["dataset"]).run()
+    _select(at, "Difference: A").set_value("dyt").run()
+    _select(at, "minus B").set_value("layernorm").run()
+    table = _frame_with(at, "dataset", "dyt mean", "layernorm mean", "dyt - layernorm").set_index("dataset")
+    # mean ± t interval over 3 seeds (values base + 0.00/0.01/0.02: sd 0.01, t(2) = 4.303)
+    assert table.loc["alpaca", "dyt mean"] == "0.8100 ± 0.0248"
+    assert table.loc["dolly", "layernorm mean"] == "1.5100 ± 0.0248"
+    assert table.loc["alpaca", "dyt - layernorm"].startswith("-0.2000 ± ")
+    assert table.loc["dolly", "dyt - layernorm"].startswith("-0.2000 ± ")
+    assert table.loc["alpaca", "dyt n"] == 3
+    assert any("over seed" in c.value for c in at.caption)
+    assert "Download results_val_loss.csv" in _downloads(at)
+
+
+def test_results_from_the_last_logged_value_of_a_curve(filled_sqlite, app):
+    at = app(filled_sqlite.url, "results.py")
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "Metric").set_value("loss (last logged)").run()
+    _select(at, "Columns").set_value("(none)").run()
+    next(m for m in at.multiselect if m.label == "Rows").set_value(["norm"]).run()
+    table = _frame_with(at, "norm", "mean").set_index("norm")
+    assert table.loc["dyt", "mean"] == f"{3.0 - STEPS / 100:.4f} ± 0.0000"
+
+
+def test_comparisons_win_rate_with_interval_and_outputs_side_by_side(filled, app):
+    at = app(filled.url, "comparisons.py")
+    rates = _frame_with(at, "win_rate_a", "ci95_low", "ci95_high")
+    (row,) = rates.itertuples()
+    assert (row.arm_a, row.arm_b) == filled.arms
+    assert (row.prompts, row.a_wins, row.b_wins, row.ties) == (5, WINNERS.count("a"), WINNERS.count("b"), WINNERS.count("tie"))
+    assert row.win_rate_a == pytest.approx(0.7)
+    assert 0.0 <= row.ci95_low < 0.7 < row.ci95_high <= 1.0
+    assert row.a == f"job {filled.arms[0]}: norm=dyt" and row.b == f"job {filled.arms[1]}: norm=layernorm"
+
+    _select(at, "Prompt").set_value(2).run()
+    texts = [t.value for t in at.text]
+    assert texts == ["Prompt number 2?", "DYT answer to prompt 2", "LAYERNORM answer to prompt 2"]
+    assert any("Verdict: b wins" in c.value for c in at.caption)
+
+
+def test_timing_inference_and_training_throughput_by_variant(filled, app):
+    at = app(filled.url, "timing.py")
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "By").set_value("norm").run()
+    inference = _frame_with(at, "norm", "tokens_per_s", "mean_latency_s").set_index("norm")
+    assert inference.loc["dyt", "tokens_per_s"] == pytest.approx(50.0)
+    assert inference.loc["layernorm", "tokens_per_s"] == pytest.approx(25.0)
+    assert inference.loc["layernorm", "mean_latency_s"] == pytest.approx(4.0)
+    training = _frame_with(at, "norm", "tokens_per_s", "step_time_s").set_index("norm")
+    assert training.loc["dyt", "tokens_per_s"] == pytest.approx(1000.0)
+    assert training.loc["layernorm", "tokens_per_s"] == pytest.approx(800.0)
+    assert training.loc["dyt", "jobs"] == 6
+
+
+def test_failures_show_error_host_slurm_job_and_retry_command(filled, app):
+    at = app(filled.url, "failures.py")
+    failed = _frame_with(at, "job_id", "outcome", "error_line", "retry")
+    row = failed[failed["job_id"] == filled.by_state["failed"]].iloc[0]
+    assert row["error_line"] == "RuntimeError: CUDA out of memory"
+    assert row["host"] == FAIL_HOST and row["slurm_job"] == SLURM_JOB
+    assert row["retry"].startswith(f"gridlab retry {filled.by_state['failed']} --db ")
+    assert set(failed["state"]) == {"failed", "diverged"}
+    assert _metrics(at)["failed attempts"] == "2"
+
+    pick = list(failed["job_id"]).index(filled.by_state["failed"])
+    _select(at, "Attempt").set_value(pick).run()
+    codes = [c.value for c in at.code]
+    assert any("Traceback (most recent call last)" in c and "CUDA out of memory" in c for c in codes)
+    assert f"gridlab retry {filled.by_state['failed']} --db " in "\n".join(codes)
+    assert any("gridlab retry --grid probe --state failed --state diverged" in c for c in codes)
+
+
+def test_failures_never_show_the_database_password(filled_sqlite, app, monkeypatch):
+    from dashboards import failures
+
+    assert failures.retry_command(7, "postgresql://alice:s3cret@db.example/grid") == "gridlab retry 7"
+    assert "s3cret" not in failures.db_option("postgresql://alice:s3cret@db.example/grid")
+    assert failures.db_option("sqlite:///runs/gridlab.db") == " --db sqlite:///runs/gridlab.db"
+
+
+def test_run_detail_shows_spec_summaries_curves_attempts_and_generations(filled, app):
+    job_id = filled.arms[0]
+    at = app(filled.url, "run_detail.py", query={"job": str(job_id)})
+    assert _select(at, "Job").value == job_id
+    assert _metrics(at)["state"] == "succeeded" and _metrics(at)["grid"] == "ablation"
+    spec = at.json[0].value
+    assert '"norm": "dyt"' in spec and f'"steps": {STEPS}' in spec
+    summaries = _frame_with(at, "name", "value", "attempt").set_index("name")
+    assert summaries.loc["val_loss", "value"] == pytest.approx(0.8)
+    captions = [c.value for c in at.caption]
+    assert f"loss: {STEPS} points from {STEPS} logged" in captions
+    assert "val_loss: 4 points from 4 logged" in captions
+    generations = _frame_with(at, "question_id", "output", "latency_s")
+    assert len(generations) == 5 and generations["output"].iloc[0] == "DYT answer to prompt 0"
+    events = _frame_with(at, "from_state", "to_state")
+    assert events["to_state"].tolist() == ["pending", "running", "succeeded"]
+
+
+def test_run_detail_of_a_failed_job_shows_its_last_error(filled_sqlite, app):
+    at = app(filled_sqlite.url, "run_detail.py", query={"job": str(filled_sqlite.by_state["failed"])})
+    assert at.error[0].value == "Last error: RuntimeError: CUDA out of memory"
+    attempts = _frame_with(at, "number", "outcome", "slurm_job_id")
+    assert attempts["slurm_job_id"].tolist() == [SLURM_JOB]
+
+
+def test_empty_database_pages_say_what_to_do(sqlite_url, app):
+    from db import engine as db_engine
+    from db import schema
+
+    eng = db_engine.create(sqlite_url)
+    schema.upgrade(eng)
+    eng.dispose()
+    for page in ("overview.py", "curves.py", "results.py", "comparisons.py", "timing.py", "failures.py", "run_detail.py"):
+        at = app(sqlite_url, page)
+        assert not at.exception, page
+        assert at.info or at.success, page
+
+
+def test_a_database_that_is_not_there_is_one_clear_error(tmp_path, app, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboards.conftest import APP
+
+    monkeypatch.setenv("GRIDLAB_DB", f"sqlite:///{tmp_path / 'missing.db'}")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    assert "does not exist" in at.error[0].value
