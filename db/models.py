@@ -142,7 +142,7 @@ class Metric(Base):
     attempt: Mapped[int]
     name: Mapped[str] = mapped_column(String(100))
     step: Mapped[int]
-    value: Mapped[float]
+    value: Mapped[float | None]  # NULL is NaN (SQLite cannot store NaN)
     wall_time: Mapped[float]
 
 
@@ -155,7 +155,7 @@ class Summary(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[float]
+    value: Mapped[float | None]  # NULL is NaN
     attempt: Mapped[int]
 
 

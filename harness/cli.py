@@ -23,7 +23,9 @@ from db.errors import GridlabError
 from harness import report
 from jobs import states
 
-console = Console()
+# Piped or logged output (not a terminal) gets wide lines rather than cut columns.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+console = Console(width=_WIDTH)
 err_console = Console(stderr=True)
 
 DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."

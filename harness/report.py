@@ -52,26 +52,32 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
     return tables
 
 
+#: Figures `gridlab results` shows when no --metric is given (those a job has).
+HEADLINE_METRICS = ("val_loss", "val_perplexity", "trainable_params", "params")
+
+
 def results_table(rows, metrics: list[str] | None = None) -> Table:
-    """Final figures per job: one row per job, one column per summary name."""
+    """Final figures per job: one row per job, the factors that vary, and the headline
+    figures (or the ones named in ``metrics``)."""
     per_job: dict[int, dict[str, Any]] = {}
     factors: dict[int, dict[str, Any]] = {}
-    names: list[str] = []
-    hidden: set[str] = set()
+    present: list[str] = []
     for row in rows:
-        if metrics and row.name not in metrics:
-            continue
-        if not metrics and "/" in row.name:  # per-layer figures (dyt_alpha/<layer>): ask for them by name
-            hidden.add(row.name)
-            continue
         per_job.setdefault(row.id, {})[row.name] = row.value
         factors[row.id] = row.factors
-        if row.name not in names:
-            names.append(row.name)
+        if row.name not in present:
+            present.append(row.name)
+    if metrics:
+        names = [n for n in metrics if n in present]
+    else:
+        names = [n for n in HEADLINE_METRICS if n in present] or [n for n in present if "/" not in n]
+    hidden = len(set(present) - set(names))
     factor_names: list[str] = []
     for f in factors.values():
         factor_names.extend(k for k in f if k not in factor_names)
-    caption = f"{len(hidden)} per-layer figures not shown; name them with --metric" if hidden else None
+    # A factor with one value across these rows says nothing: leave it out.
+    factor_names = [f for f in factor_names if len({_fmt(v.get(f, "")) for v in factors.values()}) > 1] or factor_names
+    caption = f"{hidden} more figures per job; name them with --metric NAME" if hidden else None
     table = Table(title="Results", title_justify="left", caption=caption)
     table.add_column("job", justify="right")
     for f in factor_names:

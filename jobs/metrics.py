@@ -16,6 +16,7 @@ job is marked finished) keeps retrying, with backoff, until the points are store
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -64,19 +65,20 @@ class MetricsWriter:
         self.written = 0
 
     def log(self, step: int, values: Mapping[str, float], *, wall_time: float | None = None) -> None:
-        """Buffer ``values`` (name -> number) for ``step``; non-finite values are stored as
-        given (NaN/inf are findings), non-numbers are rejected."""
+        """Buffer ``values`` (name -> number) for ``step``. NaN and inf are findings and
+        are stored: inf as it is, NaN as NULL (SQLite has no NaN; NULL reads back as NaN
+        in pandas). Non-numbers are rejected."""
         t = time.time() if wall_time is None else wall_time
         job, attempt = self.lease.job_id, self.lease.attempt
         for name, value in values.items():
-            self._buffer.append((job, attempt, name, int(step), float(value), t))
+            self._buffer.append((job, attempt, name, int(step), _storable(value), t))
         if len(self._buffer) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
     def log_many(self, points: list[tuple[str, int, float, float]]) -> None:
         """Bulk form: (name, step, value, wall_time) tuples."""
         job, attempt = self.lease.job_id, self.lease.attempt
-        self._buffer.extend((job, attempt, n, int(s), float(v), float(t)) for n, s, v, t in points)
+        self._buffer.extend((job, attempt, n, int(s), _storable(v), float(t)) for n, s, v, t in points)
         if len(self._buffer) >= self.flush_every:
             self.flush()
 
@@ -111,7 +113,7 @@ class MetricsWriter:
 
     def summary(self, values: Mapping[str, float]) -> None:
         """Store final figures (replacing any from an earlier attempt)."""
-        clean = {k: float(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
+        clean = {k: _storable(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
 
         def write() -> None:
             with scope(self.engine) as conn:
@@ -121,3 +123,8 @@ class MetricsWriter:
 
         retry_through_outage(write, what=f"job {self.lease.job_id} summary")
 
+
+
+def _storable(value: float) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number

@@ -539,7 +539,7 @@ def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, fl
     cursor.execute("DROP TABLE gridlab_metrics")
 
 
-def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float]) -> None:
+def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float | None]) -> None:
     if not values:
         return
     stmt = _dialect_insert(conn, summaries)
@@ -547,7 +547,7 @@ def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dic
         index_elements=[summaries.c.job_id, summaries.c.name],
         set_={"value": stmt.excluded.value, "attempt": stmt.excluded.attempt},
     )
-    conn.execute(stmt, [{"job_id": job_id, "name": k, "value": float(v), "attempt": attempt} for k, v in values.items()])
+    conn.execute(stmt, [{"job_id": job_id, "name": k, "value": v, "attempt": attempt} for k, v in values.items()])
 
 
 # --- reading ----------------------------------------------------------------------

@@ -229,3 +229,23 @@ def test_invalid_input_fails_at_once_without_retry(queue, tmp_path):
     assert queue.counts()[states.FAILED] == 1
     (attempt,) = queue.attempts(1)
     assert attempt.outcome == states.OUTCOME_INVALID and "corrupted" in attempt.error
+
+
+def test_nan_and_inf_metrics_are_stored(engine, queue):
+    import math
+
+    from db.session import scope
+    from jobs import queries
+
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    w = MetricsWriter(engine, c.lease)
+    w.log(1, {"loss": float("nan")})
+    w.log(2, {"loss": float("inf")})
+    w.flush()
+    w.summary({"val_loss": float("nan")})
+    with scope(engine, write=False) as conn:
+        values = [r.value for r in queries.job_metrics(conn, c.job.id, "loss")]
+        summary = queries.job_summaries(conn, c.job.id)
+    assert values[0] is None and values[1] == math.inf
+    assert summary == {"val_loss": None}
