@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
-from harness.grid import Grid, GridFileError
+from harness import experiments
+from harness.grid import Cell, Grid, GridFileError, spec_hash
+from harness.params import defaults
 from jobs.queue import NewJob, Queue
 from jobs.records import EnqueueResult
 
@@ -25,7 +29,46 @@ def new_jobs(grid: Grid) -> list[NewJob]:
     ]
     if not jobs:
         raise GridFileError(grid.path, ["exclude: the exclusions remove every cell, so the grid has nothing to run"])
-    return jobs
+    return jobs + judge_jobs(grid, list(grid.cells()))
+
+
+def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
+    """One judge job per ``compare:`` factor and pair of cells that differ only in it (same
+    other factors, seed included); each depends on its two arms, so it runs after both
+    succeed. Its spec names the arms by spec hash, so re-enqueueing adds nothing twice."""
+    if not grid.compare:
+        return []
+    base = {**defaults(experiments.load("judge").PARAMS), **grid.judge, "experiment": "judge"}
+    out: list[NewJob] = []
+    problems: list[str] = []
+    for factor, (value_a, value_b) in grid.compare.items():
+        by_rest: dict[str, dict[Any, Cell]] = {}
+        for cell in cells:
+            if factor in cell.factors:
+                rest = json.dumps({k: v for k, v in cell.factors.items() if k != factor}, sort_keys=True, default=str)
+                by_rest.setdefault(rest, {})[cell.factors[factor]] = cell
+        made = 0
+        for rest, arms in by_rest.items():
+            if value_a not in arms or value_b not in arms:
+                continue
+            a, b = arms[value_a], arms[value_b]
+            spec = {**base, "factor": factor, "value_a": _text(value_a), "value_b": _text(value_b),
+                    "arm_a": a.spec_hash, "arm_b": b.spec_hash}
+            factors = {**json.loads(rest), "compare": f"{factor}: {_text(value_a)} vs {_text(value_b)}"}
+            out.append(NewJob(spec_hash=spec_hash(spec), spec=spec, factors=factors, experiment="judge",
+                              priority=grid.priority, max_attempts=grid.max_attempts, backoff_s=grid.backoff_s,
+                              depends_on=(a.spec_hash, b.spec_hash)))
+            made += 1
+        if not made:
+            problems.append(f"compare.{factor}: no two cells differ only in {factor} ({_text(value_a)} vs "
+                            f"{_text(value_b)}); make {factor} an axis, or add cells that match")
+    if problems:
+        raise GridFileError(grid.path, problems)
+    return out
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def enqueue(queue: Queue, grid: Grid, *, dry_run: bool = False, progress: Callable[[int], None] | None = None) -> EnqueueResult:

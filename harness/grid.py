@@ -16,6 +16,9 @@ A grid file (YAML, read with the safe loader)::
       - {activation: relu, lr: 1.0e-2}
     retry: {max_attempts: 3, backoff_s: 10}
     priority: 0
+    compare:                        # a PairRM judge job per pair of cells that differ only here
+      activation: [gelu, relu]      # (arm a, arm b); the experiment must store answers (eval_prompts)
+    judge: {ranker: /models/PairRM} # settings of those judge jobs (harness.experiments.judge)
 
 Cells are the product of the axes and zip groups, less the exclusions, plus the
 extra cells. A cell's *resolved spec* is the experiment's defaults, then ``fixed``,
@@ -40,7 +43,8 @@ from db.errors import GridlabError
 from harness import experiments
 from harness.params import Param, defaults, required
 
-TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm")
+TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm",
+                  "compare", "judge")
 RETRY_KEYS = ("max_attempts", "backoff_s")
 DEFAULT_EXPERIMENT = "tiny_lm"
 #: A product larger than this needs ``--yes``: it is probably a mistake.
@@ -81,6 +85,10 @@ class Grid:
     priority: int = 0
     slurm: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: factor -> (arm a's value, arm b's value): judge jobs for cells differing only there
+    compare: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    #: settings of the judge jobs (harness.experiments.judge.GRID_SETTINGS)
+    judge: dict[str, Any] = field(default_factory=dict)
 
     @property
     def factor_names(self) -> list[str]:
@@ -331,6 +339,8 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     if not factor_values and not include:
         problems.append("axes: the grid has no axes and no extra cells, so it has nothing to run")
 
+    compare, judge = _compare_and_judge(doc, params, experiment, factor_values, include, check_value, problems)
+
     description = doc.get("description") or ""
     if problems:
         raise GridFileError(where, problems)
@@ -338,7 +348,7 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     grid = Grid(
         name=name, experiment=experiment, path=where, source=source, fixed=fixed_clean, axes=axes, zips=zips,
         exclude=exclude, include=include, max_attempts=max_attempts, backoff_s=backoff_s, priority=priority,
-        slurm=slurm, description=str(description),
+        slurm=slurm, description=str(description), compare=compare, judge=judge,
     )
     size = grid.product_size()
     if size > LARGE_GRID and not allow_large:
@@ -356,6 +366,51 @@ def _check_cells(grid: Grid, show: int = 5) -> None:
     if problems:
         more = [f"and {len(problems) - show} more such cells (use exclude to drop them)"] if len(problems) > show else []
         raise GridFileError(grid.path, problems[:show] + more)
+
+
+def _compare_and_judge(doc, params, experiment, factor_values, include, check_value, problems):
+    """``compare:`` (factor -> two values) and ``judge:`` (judge job settings), checked."""
+    compare_raw = _mapping(doc, "compare", problems)
+    judge_raw = _mapping(doc, "judge", problems)
+    compare: dict[str, tuple[Any, Any]] = {}
+    if compare_raw and params is not None and "eval_prompts" not in params:
+        problems.append(f"compare: experiment {experiment!r} stores no answers to judge (it has no eval_prompts "
+                        "setting; see harness.evaluation.hook)")
+    include_values: dict[str, list[Any]] = {}
+    for extra in include:
+        for key, value in extra.items():
+            include_values.setdefault(key, []).append(value)
+    for key, values in compare_raw.items():
+        loc = f"compare.{key}"
+        known = factor_values.get(key, []) + include_values.get(key, [])
+        if not known:
+            problems.append(f"{loc}: not a factor of this grid (factors: {', '.join(factor_values) or 'none'})")
+            continue
+        if not isinstance(values, list) or len(values) != 2:
+            problems.append(f"{loc}: expected two values of {key} (arm a, arm b), like [{', '.join(map(str, known[:2]))}]")
+            continue
+        pair = tuple(check_value(key, v, f"{loc}") for v in values)
+        if pair[0] == pair[1]:
+            problems.append(f"{loc}: compares {pair[0]!r} with itself; give two different values")
+            continue
+        for v in pair:
+            if v not in known:
+                problems.append(f"{loc}: {v!r} is not a value of {key} in this grid ({', '.join(map(str, known))})")
+        compare[key] = pair
+    from harness.experiments import judge as judge_experiment
+
+    judge: dict[str, Any] = {}
+    if judge_raw and not compare_raw:
+        problems.append("judge: settings for judge jobs, but the grid has no compare: section to make any")
+    for key, value in judge_raw.items():
+        if key not in judge_experiment.GRID_SETTINGS:
+            problems.append(f"judge.{key}: unknown setting (valid: {', '.join(judge_experiment.GRID_SETTINGS)})")
+            continue
+        value, problem = judge_experiment.PARAMS[key].coerce(value)
+        if problem:
+            problems.append(f"judge.{key}: {problem}")
+        judge[key] = value
+    return compare, judge
 
 
 def _mapping(doc: dict, key: str, problems: list[str]) -> dict:

@@ -15,6 +15,7 @@ arms given the same prompts and settings do the same work in the same batches.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,25 @@ def generate(model, tokenizer, prompt_set: PromptSet, decoding: Decoding = Decod
     timing = Timing(answers=len(answers), new_tokens=new_tokens, total_s=total_s,
                     threads=torch.get_num_threads(), device=str(runner.device))
     return GenerationResult(prompt_set=prompt_set.name, answers=tuple(answers), timing=timing)
+
+
+def complete(model, tokenizer, conversations: Sequence[Conversation], decoding: Decoding = Decoding()) -> list[str]:
+    """The model's answer to each conversation's final assistant turn (whose content is ignored),
+    batched and decoded like :func:`generate`; untimed."""
+    import torch
+
+    runner = _Runner(model, tokenizer, decoding)
+    prompts = [Conversation(c.turns[:-1] + (Turn("assistant", ""),)) for c in conversations]
+    texts: list[str] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(prompts), decoding.batch_size):
+                texts += runner.run(prompts[start : start + decoding.batch_size])[0]
+    finally:
+        model.train(was_training)
+    return texts
 
 
 def _conversation(question: Question, turn: int, first: dict[str, str]) -> Conversation:

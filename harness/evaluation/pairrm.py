@@ -193,18 +193,19 @@ def judge_pairs(
     *,
     arm_a: int,
     arm_b: int,
-    skip: Iterable[tuple[str, str, int]] = (),
+    only: Iterable[tuple[str, str, int]] | None = None,
     batch_size: int = 4,
 ) -> list[Judgment]:
-    """One verdict per pair not in ``skip`` (already judged)."""
-    skip = set(skip)
+    """One verdict per pair, or per pair whose (prompt set, question, turn) is in ``only``;
+    ``pairs`` holds every turn, since a later turn is judged with its earlier ones."""
+    only = None if only is None else set(only)
     by_question: dict[tuple[str, str], dict[int, tuple[StoredGeneration, StoredGeneration]]] = {}
     for a, b in pairs:
         by_question.setdefault((a.prompt_set, a.question_id), {})[a.turn] = (a, b)
     todo, conv_a, conv_b = [], [], []
     for (prompt_set, qid), turns in by_question.items():
         for turn in sorted(turns):
-            if (prompt_set, qid, turn) in skip:
+            if only is not None and (prompt_set, qid, turn) not in only:
                 continue
             history = [turns[t] for t in sorted(turns) if t <= turn]
             conv_a.append(_conversation([(a.prompt, a.output) for a, _ in history]))

@@ -17,6 +17,8 @@ from db.errors import GridlabError
 REGISTRY = {
     "tiny_lm": "harness.experiments.tiny_lm",
     "sft": "harness.experiments.sft",
+    "generate": "harness.experiments.generate",
+    "judge": "harness.experiments.judge",
 }
 
 

@@ -1,0 +1,116 @@
+"""lm-evaluation-harness tasks on a model object, with figures flattened for the summaries table.
+
+The model is wrapped as ``HFLM(pretrained=<model>, tokenizer=<tokenizer>)``, so a job evaluates
+the model it just trained without saving and reloading it. Task files that ship with gridlab
+(``tasks/``: ``gridlab_heldout_perplexity``, perplexity on the job's held-out split) load through
+``TaskManager(include_defaults=False, include_path=...)``, which skips lm-eval's default index
+(about 13 s); any other name is looked up in lm-eval's own tasks, whose data come from the hub.
+
+Figures are named ``<task alias>.<metric>``, e.g. ``heldout.word_perplexity``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.data import template
+from harness.data.conversation import Conversation
+from harness.evaluation.errors import EvaluationError
+
+TASKS_DIR = Path(__file__).with_name("tasks")
+HELDOUT = "gridlab_heldout_perplexity"
+
+
+def local_tasks(include_path: Sequence[str | Path] = ()) -> list[str]:
+    """Task names defined by the shipped task files and ``include_path``."""
+    return sorted(_manager(include_path, {}).all_subtasks)
+
+
+def write_heldout(conversations: Sequence[Conversation], path: str | Path, *, eos: str = "") -> Path:
+    """The held-out conversations as rendered text, one ``{"text": ...}`` per line."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as f:
+        for conversation in conversations:
+            f.write(json.dumps({"text": template.render(conversation, eos)}) + "\n")
+    return path
+
+
+def run(
+    model,
+    tokenizer,
+    tasks: Sequence[str],
+    *,
+    heldout: Sequence[Conversation] | str | Path | None = None,
+    include_path: Sequence[str | Path] = (),
+    batch_size: int = 8,
+    limit: int | float | None = None,
+) -> dict[str, float]:
+    """Run ``tasks`` on ``model``; returns ``{"<alias>.<metric>": value}`` for numeric results.
+
+    ``heldout``: conversations (or a JSON Lines file of ``{"text": ...}``) for the held-out
+    perplexity task."""
+    if not tasks:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="gridlab-lm-eval-") as tmp:
+        metadata = {}
+        if HELDOUT in tasks:
+            if heldout is None:
+                raise EvaluationError(f"task {HELDOUT} needs the held-out split", "pass heldout= (conversations or a .jsonl file)")
+            metadata["heldout_path"] = str(
+                heldout if isinstance(heldout, (str, Path)) else write_heldout(heldout, Path(tmp) / "heldout.jsonl")
+            )
+        manager = _manager(include_path, metadata)
+        unknown = [t for t in tasks if t not in manager.all_tasks]
+        if unknown:
+            manager = _manager(include_path, metadata, defaults=True)
+            missing = [t for t in unknown if t not in manager.all_tasks]
+            if missing:
+                raise EvaluationError(
+                    f"unknown lm-eval task(s): {', '.join(missing)}",
+                    f"use a task lm-eval knows, or a local one ({', '.join(local_tasks(include_path))})",
+                )
+        results = _evaluate(model, tokenizer, list(tasks), manager, batch_size=batch_size, limit=limit)
+    return flatten(results)
+
+
+def flatten(results: dict) -> dict[str, float]:
+    """lm-eval's ``results`` section as ``{"<alias>.<metric>": value}`` (numbers only, filters
+    other than ``none`` kept in the name, standard errors left out)."""
+    figures: dict[str, float] = {}
+    for task, values in results.items():
+        alias = str(values.get("alias", task)).strip()
+        for key, value in values.items():
+            metric, _, filt = key.partition(",")
+            if not filt or metric.endswith("_stderr") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            name = f"{alias}.{metric}" if filt == "none" else f"{alias}.{metric}.{filt}"
+            figures[name] = float(value)
+    return figures
+
+
+def _manager(include_path: Sequence[str | Path], metadata: dict, *, defaults: bool = False):
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(TASKS_DIR), *map(str, include_path)]
+    return TaskManager(include_defaults=defaults, include_path=paths, metadata=metadata)
+
+
+def _evaluate(model, tokenizer, tasks: list[str], manager, *, batch_size: int, limit):
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    device = next(model.parameters()).device
+    was_training = model.training
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="seq2seq" if seq2seq else "causal",
+              batch_size=batch_size, device=str(device))
+    try:
+        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                                      log_samples=False, limit=limit)
+    finally:
+        model.train(was_training)
+    # Non-finite figures are kept: a diverged model's infinite perplexity is a finding.
+    return out["results"] if out else {}
