@@ -300,6 +300,7 @@ def db_current(db_url: str | None) -> None:
 # --- commands of other areas, each in its own module -------------------------------
 # (one line per module: cli.add_command(module.command))
 from harness import commands_dashboard; cli.add_command(commands_dashboard.command)  # noqa: E402, E702
+from harness import commands_eval; cli.add_command(commands_eval.compare)  # noqa: E402, E702
 
 
 def _progress(transient: bool = False) -> Progress:

@@ -1,0 +1,39 @@
+"""lm-eval on a model object: the shipped held-out perplexity task."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.data import formats, synthetic
+from harness.evaluation import lm_eval_tasks
+from harness.evaluation.errors import EvaluationError
+
+pytestmark = pytest.mark.unit
+
+
+def test_local_task_is_found_without_the_default_index():
+    assert lm_eval_tasks.local_tasks() == [lm_eval_tasks.HELDOUT]
+
+
+def test_heldout_perplexity_is_finite(tiny):
+    model, tokenizer = tiny()
+    model.train()
+    held_out = [formats.alpaca(r) for r in synthetic.records(6, seed=5)]
+    figures = lm_eval_tasks.run(model, tokenizer, [lm_eval_tasks.HELDOUT], heldout=held_out, batch_size=4)
+    assert set(figures) == {"heldout.word_perplexity", "heldout.byte_perplexity", "heldout.bits_per_byte"}
+    assert all(math.isfinite(v) and v > 0 for v in figures.values())
+    assert model.training  # left as it was
+
+
+def test_heldout_task_needs_the_split(tiny):
+    model, tokenizer = tiny()
+    with pytest.raises(EvaluationError, match="needs the held-out split"):
+        lm_eval_tasks.run(model, tokenizer, [lm_eval_tasks.HELDOUT])
+
+
+def test_flatten_names_figures_by_alias():
+    results = {"t": {"alias": "heldout", "word_perplexity,none": 3.0, "word_perplexity_stderr,none": "N/A",
+                     "acc,strict": 0.5, "sample_len": 4}}
+    assert lm_eval_tasks.flatten(results) == {"heldout.word_perplexity": 3.0, "heldout.acc.strict": 0.5}
