@@ -6,10 +6,12 @@ batches in file order; then turn 2, whose prompt holds the question's first turn
 first answer (closed by its end-of-sequence token) and the second user message.
 
 Decoding is greedy with a fixed ``max_new_tokens``: the settings are recorded with every answer.
-Timing covers ``model.generate`` only (tokenising and decoding text are excluded), after one
-untimed warm-up call, in ``torch.inference_mode``; each answer's ``latency_s`` is the wall time of
-the batch it was generated in. Batches are formed in file order (never sorted by length), so two
-arms given the same prompts and settings do the same work in the same batches.
+Timing covers ``model.generate`` only (tokenising and decoding text are excluded), in
+``torch.inference_mode``, after an untimed warm-up pass over the first batch (without it the
+first timed batch of a process runs several times slower, whichever arm it belongs to). Each
+answer's ``latency_s`` is the wall time of the batch it was generated in. Batches are formed in
+file order (never sorted by length), so two arms given the same prompts and settings do the
+same work in the same batches. Compare timings of arms run on the same kind of machine.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Timing:
             f"{prefix}mean_latency_s": self.mean_latency_s,
             f"{prefix}new_tokens": float(self.new_tokens),
             f"{prefix}answers": float(self.answers),
+            f"{prefix}threads": float(self.threads),
         }
 
 
@@ -103,7 +106,7 @@ def generate(model, tokenizer, prompt_set: PromptSet, decoding: Decoding = Decod
     model.eval()
     try:
         with torch.inference_mode():
-            runner.warm_up(prompt_set.questions[0])
+            runner.warm_up(prompt_set.questions[: decoding.batch_size])
             for turn in range(1, max(len(q.turns) for q in prompt_set.questions) + 1):
                 asked = [q for q in prompt_set.questions if len(q.turns) >= turn]
                 for start in range(0, len(asked), decoding.batch_size):
@@ -179,7 +182,6 @@ class _Runner:
         if self.seq2seq:
             settings["decoder_start_token_id"] = config.decoder_start_token_id
         self.config = transformers.GenerationConfig(max_new_tokens=decoding.max_new_tokens, **settings)
-        self.warm_up_config = transformers.GenerationConfig(max_new_tokens=2, **settings)
 
     def prompt_ids(self, conversation: Conversation) -> list[int]:
         """Token ids of the prompt, cut from the left to the limit (the end holds the question)."""
@@ -201,9 +203,10 @@ class _Runner:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def warm_up(self, question: Question) -> None:
-        ids = self.prompt_ids(_conversation(question, 1, {}))
-        self._generate([ids], self.warm_up_config)
+    def warm_up(self, questions: Sequence[Question]) -> None:
+        """One untimed pass over the first batch, so one-off costs (first kernels, buffer
+        sizes) fall on no arm's clock."""
+        self._generate([self.prompt_ids(_conversation(q, 1, {})) for q in questions])
 
     def run(self, conversations: list[Conversation]) -> tuple[list[str], list[int], float]:
         prompts = [self.prompt_ids(c) for c in conversations]
@@ -223,7 +226,7 @@ class _Runner:
             texts.append(self.tokenizer.decode(body, skip_special_tokens=True).strip())
         return texts, counts, seconds
 
-    def _generate(self, prompts: list[list[int]], config=None):
+    def _generate(self, prompts: list[list[int]]):
         """New token ids only (prompt stripped), one row per prompt."""
         import torch
 
@@ -236,7 +239,7 @@ class _Runner:
             ids[i, cols] = torch.tensor(p, dtype=torch.long)
             mask[i, cols] = 1
         out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  generation_config=config or self.config)
+                                  generation_config=self.config)
         if self.seq2seq:
             return out[:, 1:]  # drop the decoder start token
         return out[:, width:]

@@ -109,7 +109,9 @@ def _evaluate(model, tokenizer, tasks: list[str], manager, *, batch_size: int, l
               batch_size=batch_size, device=str(device))
     try:
         out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                                      log_samples=False, limit=limit)
+                                      log_samples=False, limit=limit,
+                                      # leave the caller's random state alone (nothing here samples)
+                                      random_seed=None, numpy_random_seed=None, torch_random_seed=None)
     finally:
         model.train(was_training)
     # Non-finite figures are kept: a diverged model's infinite perplexity is a finding.

@@ -76,8 +76,8 @@ def load(name_or_path: str | Path, *, device: str = "cpu", cache_dir: str | Path
         with _quiet():
             blender = llm_blender.Blender(llm_blender.BlenderConfig(device=device, use_tqdm=False))
             blender.loadranker(str(path), device=device, model_name=str(backbone), cache_dir=str(path))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise RankerError(f"{path}: llm-blender could not load the ranker ({_first_line(exc)})",
+    except Exception as exc:  # llm-blender, transformers and safetensors raise many kinds; the user needs one line
+        raise RankerError(f"{path}: llm-blender could not load the ranker ({type(exc).__name__}: {_first_line(exc)})",
                           "check that its weights match its config.json and backbone") from None
     return Ranker(blender=blender, path=str(path), backbone=str(backbone))
 

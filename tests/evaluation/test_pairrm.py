@@ -62,6 +62,9 @@ def test_paths_that_are_not_rankers(tmp_path, ranker_dir, tiny):
     no_backbone = tmp_path / "no_backbone"
     no_backbone.mkdir()
     shutil.copy(ranker_dir / "model.safetensors", no_backbone / "model.safetensors")
+    broken = tmp_path / "broken"
+    shutil.copytree(ranker_dir, broken)
+    (broken / "model.safetensors").write_text("not weights")
     config = json.loads((ranker_dir / "config.json").read_text())
     (no_backbone / "config.json").write_text(json.dumps({**config, "model_name": "nobody/no-such-backbone"}))
     cases = {
@@ -71,6 +74,7 @@ def test_paths_that_are_not_rankers(tmp_path, ranker_dir, tiny):
         str(tmp_path): "holds no config.json",
         str(no_weights): "no weights",
         str(no_backbone): "backbone 'nobody/no-such-backbone' is not on this machine",
+        str(broken): "llm-blender could not load the ranker (SafetensorError",
     }
     for path, expected in cases.items():
         with pytest.raises(RankerError) as info:
