@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness import experiments
-from harness.grid import Cell, Grid, GridFileError, spec_hash
+from harness.grid import Cell, Grid, GridFileError, canonical_json, spec_hash
 from harness.params import defaults
 from jobs.queue import NewJob, Queue
 from jobs.records import EnqueueResult
@@ -29,7 +29,7 @@ def new_jobs(grid: Grid) -> list[NewJob]:
     ]
     if not jobs:
         raise GridFileError(grid.path, ["exclude: the exclusions remove every cell, so the grid has nothing to run"])
-    return jobs + judge_jobs(grid, list(grid.cells()))
+    return jobs + (judge_jobs(grid, list(grid.cells())) if grid.compare else [])
 
 
 def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
@@ -55,7 +55,8 @@ def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
             spec = {**base, "factor": factor, "value_a": _text(value_a), "value_b": _text(value_b),
                     "arm_a": a.spec_hash, "arm_b": b.spec_hash}
             factors = {**json.loads(rest), "compare": f"{factor}: {_text(value_a)} vs {_text(value_b)}"}
-            out.append(NewJob(spec_hash=spec_hash(spec), spec=spec, factors=factors, experiment="judge",
+            out.append(NewJob(spec_hash=spec_hash(spec), spec=spec, spec_json=canonical_json(spec), factors=factors,
+                              experiment="judge",
                               priority=grid.priority, max_attempts=grid.max_attempts, backoff_s=grid.backoff_s,
                               depends_on=(a.spec_hash, b.spec_hash)))
             made += 1

@@ -15,7 +15,8 @@ PARAMS = {
     "model": Param(str, help="a model name the registry knows (tiny-gpt2, ...) or a save_pretrained directory"),
     "data": Param(str, "synthetic", "held-out data: 'synthetic' or an Alpaca-format JSON/JSONL file"),
     "synthetic_records": Param(int, 200, "records of the synthetic dataset", minimum=2),
-    "validation_share": Param(float, 0.1, "share of the records held out", minimum=0.0),
+    "validation_share": Param(float, 0.1, "share of the records held out",
+                              check=lambda v: None if 0.0 <= v < 1.0 else f"must be a share in [0, 1), got {v!r}"),
     "seed": Param(int, 0, "seed of the split"),
     **hook.PARAMS,
 }
