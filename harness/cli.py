@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import report
+from harness import commands_slurm, report
 from jobs import states
 
 console = Console()
@@ -180,6 +180,9 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     console.print(report.counts_table({g: queue.counts(g) for g in grids}))
     for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
         console.print(table)
+    workers = commands_slurm.workers_table(queue)
+    if workers is not None:
+        console.print(workers)
     stale = queue.stale()
     if stale:
         console.print(f"[red]{stale} running job(s) have expired leases[/] (their workers died or hung); any worker will reclaim them.")
@@ -297,6 +300,8 @@ def db_current(db_url: str | None) -> None:
 
 # --- commands of other areas, each in its own module -------------------------------
 # (one line per module: cli.add_command(module.command))
+cli.add_command(commands_slurm.launch)
+cli.add_command(commands_slurm.supervise)
 
 
 def _progress(transient: bool = False) -> Progress:
