@@ -10,8 +10,9 @@ Signals (see slurm/cluster/NOTES.md for what was measured):
 * ``SIGTERM``, from ``scontrol requeue``, preemption, ``scancel`` or the time limit
   itself: submitit ignores it, so an unhandled SIGTERM would lose the work since the
   last periodic checkpoint. Here it stops the experiment the same way and hands the job
-  back; the outcome says why (asked of ``scontrol`` once): ``preempted`` when Slurm is
-  requeueing this job, ``timeout`` at the time limit, ``cancelled`` otherwise. Slurm
+  back; the outcome says why (asked of ``scontrol`` for this job and node only):
+  ``node_fail`` when the node is set down, ``preempted`` when Slurm is requeueing the
+  job, ``timeout`` at the time limit, ``cancelled`` otherwise. Slurm
   requeues the job itself where it should; the process then exits without a result.
 
 The experiment runs in a thread so that the main thread, where Python delivers
@@ -183,15 +184,23 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 # --- asking Slurm why: one scontrol call for this job only ------------------------------
 
 
-def _job_fields() -> dict[str, str]:
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
+def _scontrol_show(kind: str, name: str | None) -> dict[str, str]:
+    if not name:
         return {}
     try:
-        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run(["scontrol", "show", kind, "-o", name], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     return dict(part.split("=", 1) for part in out.split() if "=" in part)
+
+
+def _job_fields() -> dict[str, str]:
+    return _scontrol_show("job", os.environ.get("SLURM_JOB_ID"))
+
+
+def _node_down() -> bool:
+    state = _scontrol_show("node", os.environ.get("SLURMD_NODENAME")).get("State", "")
+    return any(flag in state for flag in ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING"))
 
 
 def _seconds(text: str | None) -> float | None:
@@ -218,7 +227,10 @@ def _near_time_limit() -> bool:
 
 
 def why_terminated() -> str:
-    """SIGTERM: requeue/preemption (Slurm counted a restart), time limit, or cancel."""
+    """SIGTERM: node going down, requeue/preemption (Slurm counted a restart), time
+    limit, or cancel."""
+    if _node_down():
+        return states.OUTCOME_NODE_FAIL
     fields = _job_fields()
     mine = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     try:
