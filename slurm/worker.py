@@ -105,12 +105,12 @@ def open_queue(options: WorkerOptions):
     try:
         url = db_engine.resolve_url(options.url)
         if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
-            raise DatabaseUnavailable(f"no file {url.database}")
+            raise DatabaseUnavailable(f"cannot use database {shown}: no such file on this node")
         engine = db_engine.create(url)
         schema.ensure(engine, migrate_empty=False)
     except (DatabaseUnavailable, SchemaMismatch) as exc:
         raise DatabaseUnreachableFromNode(
-            f"worker on node {node} cannot use the database {shown}: {exc.what}",
+            f"worker on node {node}: {exc.what}",
             "give a database every compute node can reach (PostgreSQL on a host the nodes see, "
             "or SQLite on a shared filesystem), e.g. `gridlab launch --db postgresql://USER@DBHOST/gridlab`",
         ) from None
