@@ -120,8 +120,9 @@ def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
 
 
 def test_time_limit_signal_checkpoints_and_resumes(queue, tmp_path):
-    # --time 1 with a 50 s signal delay: USR2 comes within seconds (Slurm checks about every 30 s).
-    enqueue(queue, 1, steps=30, delay=0.5)
+    # --time 1 with a 50 s signal delay: USR2 comes 10-40 s into a start (Slurm checks
+    # signal times about every 30 s), so 40 s of work meets at least one.
+    enqueue(queue, 1, steps=80, delay=0.5)
     (jid,) = launch(tmp_path, queue, "--time", "1", "--signal-delay", "50")
     wait_gone([jid], timeout_s=150)
     seen = outcomes(queue, 1)
@@ -129,7 +130,7 @@ def test_time_limit_signal_checkpoints_and_resumes(queue, tmp_path):
     assert set(seen[:-1]) == {states.OUTCOME_TIMEOUT}
     begun = starts(tmp_path, 1)
     assert begun[0] == 0 and all(later > 0 for later in begun[1:]) and begun == sorted(begun)
-    assert_metrics_once(queue, 1, 30)
+    assert_metrics_once(queue, 1, 80)
 
 
 def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
