@@ -107,7 +107,11 @@ def open_queue(options: WorkerOptions):
         if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
             raise DatabaseUnavailable(f"cannot use database {shown}: no such file on this node")
         engine = db_engine.create(url)
-        schema.ensure(engine, migrate_empty=False)
+        try:
+            schema.ensure(engine, migrate_empty=False)
+        except BaseException:
+            engine.dispose()
+            raise
     except (DatabaseUnavailable, SchemaMismatch) as exc:
         raise DatabaseUnreachableFromNode(
             f"worker on node {node}: {exc.what}",
