@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import report
+from harness import commands_dashboard, commands_eval, commands_slurm, report
 from jobs import states
 
 # Piped or logged output (not a terminal) gets wide lines rather than cut columns.
@@ -182,6 +182,9 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     console.print(report.counts_table({g: queue.counts(g) for g in grids}))
     for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
         console.print(table)
+    workers = commands_slurm.workers_table(queue)
+    if workers is not None:
+        console.print(workers)
     stale = queue.stale()
     if stale:
         console.print(f"[red]{stale} running job(s) have expired leases[/] (their workers died or hung); any worker will reclaim them.")
@@ -299,8 +302,10 @@ def db_current(db_url: str | None) -> None:
 
 # --- commands of other areas, each in its own module -------------------------------
 # (one line per module: cli.add_command(module.command))
-from harness import commands_dashboard; cli.add_command(commands_dashboard.command)  # noqa: E402, E702
-from harness import commands_eval; cli.add_command(commands_eval.compare)  # noqa: E402, E702
+cli.add_command(commands_slurm.launch)
+cli.add_command(commands_slurm.supervise)
+cli.add_command(commands_dashboard.command)
+cli.add_command(commands_eval.compare)
 
 
 def _progress(transient: bool = False) -> Progress:

@@ -42,6 +42,7 @@ import yaml
 from db.errors import GridlabError
 from harness import experiments
 from harness.params import Param, defaults, required
+from slurm import settings as slurm_settings
 
 TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm",
                   "compare", "judge")
@@ -325,10 +326,8 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     priority = doc.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         problems.append(f"priority: expected an integer, got {priority!r}")
-    slurm = doc.get("slurm") or {}
-    if not isinstance(slurm, dict):
-        problems.append("slurm: expected a mapping of Slurm settings")
-        slurm = {}
+    slurm, slurm_problems = slurm_settings.validate(doc.get("slurm"))
+    problems.extend(f"slurm: {p}" if p.startswith("expected") else f"slurm.{p}" for p in slurm_problems)
 
     if params is not None:
         given = set(fixed_clean) | set(factor_values)

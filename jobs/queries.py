@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from db import clock
-from db.models import attempts, events, grids, job_dependencies, jobs, metrics, summaries
+from db.models import attempts, events, grids, job_dependencies, jobs, metrics, summaries, worker_jobs
 from jobs import states
 
 _JOB_COLUMNS = (
@@ -606,3 +606,67 @@ def stale_count(conn: Connection) -> int:
     stmt = select(func.count()).where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
     return conn.execute(stmt).scalar_one()
 
+
+
+# --- dispatched workers (worker_jobs) and the attempts they run --------------------
+
+
+def insert_worker_jobs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows of executor, external_id, array_index, state, folder; stamped with DB time."""
+    if rows:
+        now = db_now(conn)
+        conn.execute(insert(worker_jobs), [{**r, "reason": None, "submitted_at": now, "updated_at": now} for r in rows])
+
+
+def update_worker_job(conn: Connection, *, executor: str, external_id: str, state: str, reason: str | None) -> bool:
+    """Record what the executor last said about one worker; False if unknown or unchanged."""
+    stmt = (
+        update(worker_jobs)
+        .where(
+            worker_jobs.c.executor == executor,
+            worker_jobs.c.external_id == external_id,
+            or_(worker_jobs.c.state != state, worker_jobs.c.reason.is_distinct_from(reason)),
+        )
+        .values(state=state, reason=reason, updated_at=clock.now())
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def worker_jobs_in(conn: Connection, *, executor: str | None = None, in_states: Iterable[str] | None = None) -> list[Row]:
+    stmt = select(worker_jobs).order_by(worker_jobs.c.id)
+    if executor is not None:
+        stmt = stmt.where(worker_jobs.c.executor == executor)
+    if in_states is not None:
+        stmt = stmt.where(worker_jobs.c.state.in_(list(in_states)))
+    return list(conn.execute(stmt))
+
+
+def worker_job_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """(executor, state) -> number of workers."""
+    stmt = select(worker_jobs.c.executor, worker_jobs.c.state, func.count()).group_by(
+        worker_jobs.c.executor, worker_jobs.c.state
+    )
+    return {(executor, state): n for executor, state, n in conn.execute(stmt)}
+
+
+def running_slurm_attempts(conn: Connection) -> list[Row]:
+    """Attempts the database calls running (their job is running, under this attempt's
+    lease) that a Slurm job runs: job_id, number, worker, slurm_job_id, started_at."""
+    stmt = (
+        select(attempts.c.job_id, attempts.c.number, attempts.c.worker, attempts.c.slurm_job_id, attempts.c.started_at)
+        .join(jobs, jobs.c.id == attempts.c.job_id)
+        .where(
+            jobs.c.state == states.RUNNING,
+            jobs.c.attempts == attempts.c.number,
+            jobs.c.lease_owner == attempts.c.worker,
+            attempts.c.ended_at.is_(None),
+            attempts.c.slurm_job_id.is_not(None),
+        )
+        .order_by(attempts.c.job_id)
+    )
+    return list(conn.execute(stmt))
+
+
+def runnable_count(conn: Connection) -> int:
+    """Pending jobs a worker could claim now or after their backoff (dependencies aside)."""
+    return conn.execute(select(func.count()).where(jobs.c.state == states.PENDING)).scalar_one()

@@ -316,6 +316,41 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.job_attempts(conn, job_id)
 
+    # --- dispatched workers -------------------------------------------------------------
+
+    def record_workers(self, executor: str, workers: Sequence[tuple[str, int | None]], *, folder: str | None,
+                       state: str = "SUBMITTED") -> None:
+        """Remember workers handed to an executor: (external id, array index) pairs."""
+        rows = [{"executor": executor, "external_id": ext, "array_index": idx, "state": state, "folder": folder}
+                for ext, idx in workers]
+        with scope(self.engine) as conn:
+            queries.insert_worker_jobs(conn, rows)
+
+    def update_workers(self, executor: str, seen: dict[str, tuple[str, str | None]]) -> int:
+        """external id -> (state, reason) as the executor reports it; returns rows changed."""
+        changed = 0
+        with scope(self.engine) as conn:
+            for ext, (state, reason) in seen.items():
+                changed += queries.update_worker_job(conn, executor=executor, external_id=ext, state=state, reason=reason)
+        return changed
+
+    def workers(self, *, executor: str | None = None, in_states: Sequence[str] | None = None):
+        with scope(self.engine, write=False) as conn:
+            return queries.worker_jobs_in(conn, executor=executor, in_states=in_states)
+
+    def worker_counts(self) -> dict[tuple[str, str], int]:
+        with scope(self.engine, write=False) as conn:
+            return queries.worker_job_counts(conn)
+
+    def running_slurm_attempts(self):
+        """Attempts the database calls running inside a Slurm job (for reconciling)."""
+        with scope(self.engine, write=False) as conn:
+            return queries.running_slurm_attempts(conn)
+
+    def pending(self) -> int:
+        with scope(self.engine, write=False) as conn:
+            return queries.runnable_count(conn)
+
     def _grid_id(self, conn, grid: str | None) -> int | None:
         if grid is None:
             return None

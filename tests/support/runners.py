@@ -63,3 +63,41 @@ def invalid_input(ctx) -> None:
     from db.errors import GridlabError
 
     raise GridlabError(f"data file for job {ctx.job.id} is corrupted", "fix the file and retry the job")
+
+
+def counting(ctx) -> None:
+    """Count ``steps`` steps of ``delay`` seconds, logging each, checkpointing to JSON
+    every ``every`` steps and when asked to stop; resumes from the recorded checkpoint.
+    Each start is appended to ``starts.log`` in the run folder (step it began from)."""
+    import json
+    from pathlib import Path
+
+    from jobs.errors import Interrupted
+
+    steps, delay, every = int(ctx.spec.get("steps", 20)), float(ctx.spec.get("delay", 0.2)), int(ctx.spec.get("every", 5))
+    step = 0
+    if ctx.resume_from:
+        step = json.loads(Path(ctx.resume_from).read_text())["step"]
+    with open(ctx.run_dir / "starts.log", "a") as f:
+        f.write(f"{ctx.attempt} {step} {os.environ.get('SLURM_JOB_ID', '-')}\n")
+
+    def save() -> None:
+        def write() -> Path:
+            path = ctx.run_dir / f"ckpt-{step}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"step": step}))
+            os.replace(tmp, path)
+            return path
+
+        ctx.checkpoint(write)
+
+    while step < steps:
+        if ctx.should_stop():
+            save()
+            raise Interrupted(ctx.stop_reason, ctx.stop_outcome)
+        time.sleep(delay)
+        step += 1
+        ctx.log(step, {"count": float(step)})
+        if step % every == 0 and step < steps:
+            save()
+    ctx.summary({"steps": float(step)})

@@ -1,0 +1,248 @@
+"""The worker as a Slurm job: one array task runs :class:`jobs.worker.Worker` until the
+queue is empty, and hands its job back when Slurm wants the node.
+
+Signals (see slurm/cluster/NOTES.md for what was measured):
+
+* ``USR2``, sent ``signal_delay_s`` before the time limit (``--signal``): submitit calls
+  :meth:`SlurmWorker.checkpoint`, which asks the running experiment to stop, waits for
+  it to checkpoint and hand the job back (:meth:`jobs.queue.Queue.release`, outcome
+  ``timeout``), and returns a fresh worker for submitit to requeue.
+* ``SIGTERM``, from ``scontrol requeue``, preemption, ``scancel`` or the time limit
+  itself: submitit ignores it, so an unhandled SIGTERM would lose the work since the
+  last periodic checkpoint. Here it stops the experiment the same way and hands the job
+  back; the outcome says why (asked of ``scontrol`` for this job and node only):
+  ``node_fail`` when the node is set down, ``preempted`` when Slurm is requeueing the
+  job, ``timeout`` at the time limit, ``cancelled`` otherwise. Slurm
+  requeues the job itself where it should; the process then exits without a result.
+
+The experiment runs in a thread so that the main thread, where Python delivers
+signals, is free to wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from db.errors import GridlabError
+from jobs import states
+
+log = logging.getLogger("gridlab.slurm.worker")
+
+_NAME = re.compile(r"^slurm:(?P<job>\d+(?:_\d+)?)\.(?P<restart>\d+)@")
+
+
+class DatabaseUnreachableFromNode(GridlabError):
+    """A worker on a compute node cannot open the database the launcher used."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    url: str
+    runner: str = "harness.experiments:run"
+    runs_dir: str = "runs"
+    heartbeat_s: float = 10.0
+    lease_grace: float = 3.0
+    poll_s: float = 1.0
+    log_level: int = logging.INFO
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
+    """The lease owner of a Slurm worker: which job, which start of it, where."""
+    return f"slurm:{job_id}.{restart}@{node}:{pid}"
+
+
+def parse_worker_name(name: str) -> tuple[str, int] | None:
+    """(slurm job id, restart count) of a name from :func:`worker_name`, else None."""
+    m = _NAME.match(name)
+    return (m.group("job"), int(m.group("restart"))) if m else None
+
+
+def slurm_job_id() -> str | None:
+    """This process's job id as sacct shows it: ``12_3`` for an array task, else ``12``."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def worker_info():
+    """Where this worker runs, with the Slurm job, array index and node when in Slurm."""
+    from jobs.queue import WorkerInfo
+
+    host, pid = socket.gethostname(), os.getpid()
+    job = slurm_job_id()
+    if job is None:
+        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid)
+    node = os.environ.get("SLURMD_NODENAME") or host.split(".")[0]
+    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    index = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return WorkerInfo(name=worker_name(job, restart, node, pid), host=host, pid=pid, slurm_job_id=job,
+                      slurm_array_index=int(index) if index else None, node=node)
+
+
+def open_queue(options: WorkerOptions):
+    """The queue, or a one-line error naming this node when the database is out of reach."""
+    from db import engine as db_engine
+    from db import schema
+    from db.errors import DatabaseUnavailable, SchemaMismatch
+    from jobs.queue import Queue
+
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    shown = db_engine.redact(options.url)
+    try:
+        url = db_engine.resolve_url(options.url)
+        if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+            raise DatabaseUnavailable(f"cannot use database {shown}: no such file on this node")
+        engine = db_engine.create(url)
+        try:
+            schema.ensure(engine, migrate_empty=False)
+        except BaseException:
+            engine.dispose()
+            raise
+    except (DatabaseUnavailable, SchemaMismatch) as exc:
+        raise DatabaseUnreachableFromNode(
+            f"worker on node {node}: {exc.what}",
+            "give a database every compute node can reach (PostgreSQL on a host the nodes see, "
+            "or SQLite on a shared filesystem), e.g. `gridlab launch --db postgresql://USER@DBHOST/gridlab`",
+        ) from None
+    return Queue(engine, lease_s=options.heartbeat_s * options.lease_grace)
+
+
+class SlurmWorker(submitit.helpers.Checkpointable):
+    """The callable submitit runs in each array task: ``SlurmWorker()(options)``."""
+
+    def __init__(self) -> None:
+        self._worker = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._signalled = False
+
+    def __call__(self, options: WorkerOptions) -> dict[str, Any]:
+        os.environ.update(options.env)
+        logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+        from jobs.worker import Worker, resolve_runner
+
+        info = worker_info()
+        queue = open_queue(options)
+        self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
+                              heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
+        log.info("worker %s started (db %s)", info.name, queue.engine.url.render_as_string(hide_password=True))
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
+        self._thread.start()
+        while self._thread.is_alive():
+            self._thread.join(0.5)  # short waits: the main thread must stay free for signals
+        queue.engine.dispose()
+        if self._signalled:
+            # Slurm is taking the node back (requeue, preemption, cancel): no result file,
+            # so submitit does not take this start for the job's end.
+            log.info("worker %s stopped on signal; exiting", info.name)
+            sys.exit(-1)
+        if self._error is not None:
+            raise self._error
+        stats = self._worker.stats
+        log.info("worker %s done: %s", info.name, stats)
+        return {"worker": info.name, **stats.__dict__}
+
+    def _run(self) -> None:
+        try:
+            self._worker.run()
+        except BaseException as exc:  # re-raised in the main thread
+            self._error = exc
+
+    def _stop_and_wait(self, reason: str, outcome: str, wait_s: float) -> None:
+        if self._worker is None or self._thread is None:
+            return
+        log.warning("%s: asking the running experiment to checkpoint and hand its job back (%s)", reason, outcome)
+        self._worker.request_stop(reason, outcome)
+        self._thread.join(wait_s)
+        if self._thread.is_alive():
+            log.error("the experiment did not stop within %.0f s; its lease will expire and it resumes "
+                      "from its last checkpoint", wait_s)
+
+    def _on_sigterm(self, signum, _frame) -> None:
+        self._signalled = True
+        outcome = why_terminated()
+        self._stop_and_wait(f"Slurm sent SIGTERM ({outcome})", outcome, wait_s=60.0)
+
+    def checkpoint(self, options: WorkerOptions) -> submitit.helpers.DelayedSubmission:
+        """submitit's USR2 hook (time limit near, or a preemption signal)."""
+        outcome = states.OUTCOME_TIMEOUT if _near_time_limit() else states.OUTCOME_PREEMPTED
+        self._stop_and_wait(f"Slurm sent USR2 ({outcome})", outcome, wait_s=max(5.0, _time_left_s() - 5.0))
+        return submitit.helpers.DelayedSubmission(SlurmWorker(), options)
+
+
+# --- asking Slurm why: one scontrol call for this job only ------------------------------
+
+
+def _scontrol_show(kind: str, name: str | None) -> dict[str, str]:
+    if not name:
+        return {}
+    try:
+        out = subprocess.run(["scontrol", "show", kind, "-o", name], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return dict(part.split("=", 1) for part in out.split() if "=" in part)
+
+
+def _job_fields() -> dict[str, str]:
+    return _scontrol_show("job", os.environ.get("SLURM_JOB_ID"))
+
+
+def _node_down() -> bool:
+    state = _scontrol_show("node", os.environ.get("SLURMD_NODENAME")).get("State", "")
+    return any(flag in state for flag in ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING"))
+
+
+def _seconds(text: str | None) -> float | None:
+    """Slurm's [D-]HH:MM:SS -> seconds."""
+    if not text or not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def _time_left_s(fields: dict[str, str] | None = None) -> float:
+    fields = _job_fields() if fields is None else fields
+    run, limit = _seconds(fields.get("RunTime")), _seconds(fields.get("TimeLimit"))
+    return 3600.0 if run is None or limit is None else max(0.0, limit - run)
+
+
+def _near_time_limit() -> bool:
+    # Slurm checks signal times about every 30 s, so USR2 may come that much early.
+    delay = float(os.environ.get("GRIDLAB_SIGNAL_DELAY_S", "90"))
+    return _time_left_s() <= delay + 60
+
+
+def why_terminated() -> str:
+    """SIGTERM: node going down, requeue/preemption (Slurm counted a restart), time
+    limit, or cancel."""
+    if _node_down():
+        return states.OUTCOME_NODE_FAIL
+    fields = _job_fields()
+    mine = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    try:
+        restarts = int(fields.get("Restarts", mine))
+    except ValueError:
+        restarts = mine
+    if restarts > mine:
+        return states.OUTCOME_PREEMPTED
+    if fields and _time_left_s(fields) <= 5:
+        return states.OUTCOME_TIMEOUT
+    return states.OUTCOME_CANCELLED

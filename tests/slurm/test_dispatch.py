@@ -1,0 +1,212 @@
+"""gridlab's Slurm path on the real one-node cluster: launch, requeue, time limit,
+scancel, node failure, refused submission. Every test checks the database: attempts,
+their failure classes, and that each per-step metric is stored exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db import engine as db_engine
+from db import schema
+from db.models import events, metrics
+from db.session import scope
+from jobs import states
+from jobs.queue import Queue
+from slurm import supervise
+from tests.slurm.conftest import REPO, wait_gone
+from tests.support.grids import make_jobs
+
+pytestmark = pytest.mark.slurm
+
+RUNNER = "tests.support.runners:counting"
+
+
+@pytest.fixture
+def queue(tmp_path, slurm_cluster):
+    eng = db_engine.create(f"sqlite:///{tmp_path / 'gridlab.db'}")
+    schema.upgrade(eng)
+    yield Queue(eng, lease_s=15.0)
+    for w in Queue(eng).workers(executor="slurm"):  # never leave a test's workers behind
+        subprocess.run(["scancel", w.external_id], capture_output=True)
+    eng.dispose()
+
+
+def gridlab(tmp_path: Path, queue: Queue, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO),
+           "GRIDLAB_DB": queue.engine.url.render_as_string(hide_password=False)}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def launch(tmp_path, queue, *args: str) -> list[str]:
+    r = gridlab(tmp_path, queue, "launch", "--runner", RUNNER, "--runs-dir", str(tmp_path / "runs"),
+                "--heartbeat", "3", "--time", "5", *args)
+    assert r.returncode == 0, r.stderr
+    return [w.external_id for w in queue.workers(executor="slurm")]
+
+
+def enqueue(queue: Queue, n: int, *, steps: int, delay: float, every: int = 5, max_attempts: int = 3) -> None:
+    queue.enqueue("g", make_jobs(n, experiment="count", steps=steps, delay=delay, every=every, max_attempts=max_attempts))
+
+
+def steps_logged(queue: Queue, job_id: int) -> list[int]:
+    with scope(queue.engine, write=False) as conn:
+        return [s for (s,) in conn.execute(select(metrics.c.step).where(metrics.c.job_id == job_id).order_by(metrics.c.step))]
+
+
+def wait_for_step(queue: Queue, job_id: int, step: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(steps_logged(queue, job_id)) >= step:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach step {step} in {timeout_s:.0f} s")
+
+
+def outcomes(queue: Queue, job_id: int) -> list[str | None]:
+    return [a.outcome for a in queue.attempts(job_id)]
+
+
+def starts(tmp_path: Path, job_id: int) -> list[int]:
+    """The step each start of the job's experiment began from (its starts.log)."""
+    lines = (tmp_path / "runs" / f"job-{job_id}" / "starts.log").read_text().split("\n")
+    return [int(line.split()[1]) for line in lines if line.strip()]
+
+
+def assert_metrics_once(queue: Queue, job_id: int, steps: int) -> None:
+    assert steps_logged(queue, job_id) == list(range(1, steps + 1))
+
+
+def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
+    enqueue(queue, 6, steps=4, delay=0.05)
+    ids = launch(tmp_path, queue, "--workers", "3", "--array-parallelism", "2")
+    assert len(ids) == 3 and all("_" in i for i in ids)
+    wait_gone(ids, timeout_s=90)
+    assert queue.counts()[states.SUCCEEDED] == 6
+    for job in queue.jobs():
+        (attempt,) = queue.attempts(job.id)
+        assert attempt.outcome == states.OUTCOME_SUCCEEDED
+        assert attempt.slurm_job_id in ids
+        assert attempt.slurm_array_index == int(attempt.slurm_job_id.split("_")[1])
+        assert attempt.node == slurm_cluster and attempt.host
+        assert_metrics_once(queue, job.id, 4)
+    supervise.reconcile(queue)
+    assert {w.state for w in queue.workers()} == {"COMPLETED"}
+    r = gridlab(tmp_path, queue, "status")
+    assert r.returncode == 0 and "Workers" in r.stdout and "completed" in r.stdout
+
+
+def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
+    enqueue(queue, 1, steps=40, delay=0.25)
+    (jid,) = launch(tmp_path, queue)
+    wait_for_step(queue, 1, 12)
+    subprocess.run(["scontrol", "requeue", jid], check=True)
+    wait_gone([jid], timeout_s=90)
+    assert outcomes(queue, 1) == [states.OUTCOME_PREEMPTED, states.OUTCOME_SUCCEEDED]
+    first, second = queue.attempts(1)
+    assert first.slurm_job_id == second.slurm_job_id == jid
+    assert first.worker.startswith(f"slurm:{jid}.0@") and second.worker.startswith(f"slurm:{jid}.1@")
+    resumed_from = starts(tmp_path, 1)
+    assert resumed_from[0] == 0 and resumed_from[1] >= 12  # the checkpoint taken on SIGTERM, not scratch
+    assert queue.jobs()[0].state == states.SUCCEEDED
+    assert_metrics_once(queue, 1, 40)
+
+
+def test_time_limit_signal_checkpoints_and_resumes(queue, tmp_path):
+    # --time 1 with a 50 s signal delay: USR2 comes 10-40 s into a start (Slurm checks
+    # signal times about every 30 s), so 40 s of work meets at least one.
+    enqueue(queue, 1, steps=80, delay=0.5)
+    (jid,) = launch(tmp_path, queue, "--time", "1", "--signal-delay", "50")
+    wait_gone([jid], timeout_s=150)
+    seen = outcomes(queue, 1)
+    assert seen[-1] == states.OUTCOME_SUCCEEDED and states.OUTCOME_TIMEOUT in seen, seen
+    assert set(seen[:-1]) == {states.OUTCOME_TIMEOUT}
+    begun = starts(tmp_path, 1)
+    assert begun[0] == 0 and all(later > 0 for later in begun[1:]) and begun == sorted(begun)
+    assert_metrics_once(queue, 1, 80)
+
+
+def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
+    enqueue(queue, 1, steps=30, delay=0.2)
+    (jid,) = launch(tmp_path, queue)
+    wait_for_step(queue, 1, 8)
+    subprocess.run(["scancel", jid], check=True)
+    wait_gone([jid], timeout_s=30)
+    assert outcomes(queue, 1) == [states.OUTCOME_CANCELLED]
+    job = queue.jobs()[0]
+    assert job.state == states.PENDING  # handed back with its checkpoint: any worker may take it
+    tick = supervise.reconcile(queue)
+    assert tick.workers_alive == 0 and queue.workers()[0].state == "CANCELLED"
+    ids = launch(tmp_path, queue)  # a new worker reclaims it
+    wait_gone(ids, timeout_s=60)
+    assert outcomes(queue, 1) == [states.OUTCOME_CANCELLED, states.OUTCOME_SUCCEEDED]
+    assert starts(tmp_path, 1)[1] >= 8
+    assert_metrics_once(queue, 1, 30)
+
+
+def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, slurm_cluster):
+    enqueue(queue, 1, steps=40, delay=0.25)
+    (jid,) = launch(tmp_path, queue)
+    wait_for_step(queue, 1, 12)
+    node = slurm_cluster
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=gridlab-test"], check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while outcomes(queue, 1) == [None] and time.monotonic() < deadline:
+            supervise.reconcile(queue, grace_s=0)  # in case the worker could not hand the job back itself
+            time.sleep(0.5)
+        assert outcomes(queue, 1) == [states.OUTCOME_NODE_FAIL]
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
+    wait_gone([jid], timeout_s=90)  # Slurm requeued the worker itself; it reclaims the job
+    assert outcomes(queue, 1) == [states.OUTCOME_NODE_FAIL, states.OUTCOME_SUCCEEDED]
+    assert starts(tmp_path, 1)[-1] >= 12  # from its checkpoint, not scratch
+    assert_metrics_once(queue, 1, 40)
+
+
+def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
+    """A hard death (SIGKILL: no chance to hand back): one sacct pass ends the attempt
+    with Slurm's class, counted against the job's attempts; a new worker resumes it."""
+    enqueue(queue, 1, steps=30, delay=0.2, every=5)
+    (jid,) = launch(tmp_path, queue)
+    wait_for_step(queue, 1, 12)
+    (attempt,) = queue.attempts(1)
+    os.kill(attempt.pid, 9)
+    wait_gone([jid], timeout_s=30)
+    deadline = time.monotonic() + 30
+    while not (tick := supervise.reconcile(queue, grace_s=0)).attempts_ended and time.monotonic() < deadline:
+        time.sleep(1)
+    assert tick.attempts_ended == [(1, 1, states.OUTCOME_ERROR)]
+    assert queue.attempts(1)[0].error.startswith(f"Slurm job {jid} ended FAILED")
+    job = queue.jobs()[0]
+    assert job.state == states.PENDING and job.attempts == 1  # counted: max_attempts is unchanged
+    ids = launch(tmp_path, queue)
+    wait_gone(ids, timeout_s=60)
+    assert outcomes(queue, 1) == [states.OUTCOME_ERROR, states.OUTCOME_SUCCEEDED]
+    resumed = starts(tmp_path, 1)[-1]
+    assert resumed >= 10 and resumed % 5 == 0  # the last periodic checkpoint (every 5 steps)
+    assert_metrics_once(queue, 1, 30)
+
+
+def test_refused_submission_is_one_line_and_changes_nothing(queue, tmp_path):
+    enqueue(queue, 2, steps=3, delay=0.0)
+    with scope(queue.engine, write=False) as conn:
+        events_before = conn.execute(select(func.count()).select_from(events)).scalar_one()
+    before = [(j.id, j.state, j.attempts) for j in queue.jobs()]
+    r = gridlab(tmp_path, queue, "launch", "--runner", RUNNER, "--partition", "nosuch", "--workers", "2")
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.startswith("gridlab:")]
+    assert lines == ["gridlab: error: sbatch refused the workers: Invalid partition name specified; "
+                     "fix the Slurm settings (grid file slurm: block or flags) and launch again"]
+    assert "Traceback" not in r.stderr
+    assert [(j.id, j.state, j.attempts) for j in queue.jobs()] == before
+    assert queue.workers() == []
+    with scope(queue.engine, write=False) as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == events_before
