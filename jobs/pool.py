@@ -30,6 +30,8 @@ class PoolOptions:
 def worker_main(options: PoolOptions, index: int = 0) -> int:
     """Entry point of one worker process. Returns its exit code."""
     os.environ.update(options.env)
+    # Libraries' own progress bars (lm-eval, datasets) would tear the parent's progress display.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if options.threads_per_worker:
         os.environ.setdefault("OMP_NUM_THREADS", str(options.threads_per_worker))
     logging.basicConfig(level=options.log_level, format=f"[worker {index}] %(levelname)s %(message)s")

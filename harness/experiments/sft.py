@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.evaluation import hook
 from harness.params import Param
 
 NORMS = ("layernorm", "dyt", "rmsnorm", "none")
@@ -86,6 +87,8 @@ PARAMS = {
     "checkpoint_every": Param(int, 50, "steps between checkpoints", minimum=1),
     "log_every": Param(int, 1, "steps between logged training figures", minimum=1),
     "diagnostics": Param(bool, True, "at each evaluation, attention entropy and NaN/inf counts per layer"),
+    # after training: answers to a prompt set (timed), lm-eval tasks, ROUGE/BLEU
+    **hook.PARAMS,
 }
 
 

@@ -29,6 +29,7 @@ import transformers
 
 from harness.data import formats, loaders, split, synthetic, tokenization
 from harness.data.errors import DataError
+from harness.evaluation import hook
 from harness.models import calibrate, registry, surgery
 from harness.training import adapters, callbacks, checkpoints
 from harness.training.trainer import Trainer
@@ -82,6 +83,7 @@ class SFTRecipe:
             conversations = loaded.conversations
             self.summaries.update(data_records=loaded.report.total, data_skipped=len(loaded.report.skipped))
         train, val = split.train_validation(conversations, s["validation_share"], s["seed"])
+        self.validation = val  # kept for the evaluation after training (ROUGE/BLEU references)
 
         def tok(items):
             return tokenization.tokenize(items, self.tokenizer, seq2seq=self.family.seq2seq,
@@ -210,6 +212,9 @@ class SFTRecipe:
             final.update({k: v for k, v in self.callback.last_eval.items() if k in ("val_loss", "val_perplexity")})
         final.update(callbacks.peak_memory())
         self.ctx.summary(callbacks.without_nan(final))
+        # Answers, timing, lm-eval and ROUGE/BLEU for the final model: a judge job
+        # comparing this arm with another reads the stored answers.
+        hook.evaluate_after_training(self.ctx, self.trainer.model, self.tokenizer, validation=self.validation)
 
 
 def run(ctx, *, probe: bool = True) -> None:
