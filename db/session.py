@@ -49,7 +49,7 @@ def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
 
 def _is_sqlite_open_problem(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    return any(m in text for m in ("unable to open database file", "readonly database", "read-only file system", "disk i/o error"))
+    return any(m in text for m in ("unable to open database file", "read-only file system", "disk i/o error"))
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

@@ -58,9 +58,12 @@ def test_workers_ride_out_a_postgresql_restart(pg_url, tmp_path, capsys):
     for p in procs:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    engine.dispose()
-    figures = invariants.check(engine)
-    invariants.check_resumable_curves(engine, 20)
+    engine.dispose()  # its pooled connections died with the server
+    try:
+        figures = invariants.check(engine)
+        invariants.check_resumable_curves(engine, 20)
+    finally:
+        engine.dispose()
     with capsys.disabled():
         print(f"\n[reliability] postgres restart: jobs={figures['jobs']} restarts=1 (took {down_s:.1f}s) "
               f"attempts={figures['attempts']} reclaimed={figures['reclaimed']} lost={figures['lost']} "

@@ -66,9 +66,11 @@ def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path):
     lines = [json.dumps({"instruction": "Say hi.", "output": "hi"})] * 3 + ['{"instruction": "cut', 'not json at all'] * 2
     bad.write_text("\n".join(lines) + "\n")
     queue = run_grid(f"name: bad\nexperiment: sft\nfixed: {{dataset: alpaca, data_path: '{bad}', steps: 1}}\n"
-                     "retry: {max_attempts: 1}\naxes: {seed: [0]}\n")
+                     "retry: {max_attempts: 3}\naxes: {seed: [0]}\n")
     (job,) = queue.jobs()
     assert job.state == states.FAILED
-    error = queue.attempts(job.id)[0].error.strip().splitlines()[-1]
-    assert "DataError" in error and "broken.jsonl: 3 of 7 records used, 4 skipped" in error
+    (attempt,) = queue.attempts(job.id)  # invalid input: failed at once, not retried
+    assert attempt.outcome == states.OUTCOME_INVALID
+    error = attempt.error.strip().splitlines()[-1]
+    assert "broken.jsonl: 3 of 7 records used, 4 skipped" in error
     assert "repair the file or raise max_bad_share" in error
