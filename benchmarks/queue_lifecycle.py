@@ -7,6 +7,7 @@ in raw SQL (DBAPI, no SQLAlchemy) in the same run, with 1, 4 and 16 processes.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import time
 
@@ -85,11 +86,17 @@ def _raw_worker(url: str, barrier) -> int:
                             break
             return out
 
+    # The API's claim, written by hand: runnable (not backing off, no unmet dependency),
+    # most urgent first, returning what a worker needs to run the job.
     claim = (
         f"UPDATE jobs SET state='running', lease_owner={ph}, lease_expires_at={now} + 30, heartbeat_at={now}, "
         f"attempts=attempts+1, not_before=NULL, started_at=coalesce(started_at, {now}), updated_at={now} "
         f"WHERE id = (SELECT id FROM jobs WHERE state='pending' AND (not_before IS NULL OR not_before <= {now}) "
-        f"ORDER BY priority DESC, id LIMIT 1{skip}) RETURNING id, attempts, updated_at"
+        "AND NOT EXISTS (SELECT 1 FROM job_dependencies d JOIN jobs u ON u.id = d.depends_on "
+        "WHERE d.job_id = jobs.id AND u.state != 'succeeded') "
+        f"ORDER BY priority DESC, id LIMIT 1{skip}) "
+        "RETURNING id, attempts, updated_at, grid_id, spec_hash, spec, factors, experiment, state, priority, "
+        "max_attempts, checkpoint_path"
     )
     held = f"id={ph} AND state='running' AND lease_owner={ph} AND attempts={ph}"
     barrier.wait()
@@ -105,7 +112,9 @@ def _raw_worker(url: str, barrier) -> int:
         if row is None:
             conn.execute("COMMIT") if url.startswith("sqlite") else t.__exit__(None, None, None)
             break
-        job_id, attempt, started = row
+        job_id, attempt, started = row[:3]
+        spec = row[5] if isinstance(row[5], dict) else json.loads(row[5])  # the worker needs the spec
+        assert spec is not None
         conn.execute(f"INSERT INTO attempts (job_id, number, worker, host, pid, started_at) VALUES ({ph},{ph},{ph},{ph},{ph},{ph})",
                      (job_id, attempt, owner, "h", 0, started))
         conn.execute(f"INSERT INTO events (job_id, at, from_state, to_state, attempt, actor, reason) VALUES ({ph},{now},'pending','running',{ph},{ph},'claimed')",

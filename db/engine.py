@@ -117,7 +117,7 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
     def _begin(conn) -> None:
         # A writer takes the write lock at BEGIN: two claimers can never both read
         # the same pending row, and no lock upgrade can deadlock mid-transaction.
-        write = conn.get_execution_options().get("gridlab_write", True) and not readonly
+        write = conn.info.get("gridlab_write", True) and not readonly
         # Straight to the driver: whatever runs after BEGIN IMMEDIATE holds the lock.
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 

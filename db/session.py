@@ -23,7 +23,7 @@ def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """A transaction. ``write=False`` lets SQLite readers skip the write lock."""
     try:
         with engine.connect() as conn:
-            conn.execution_options(gridlab_write=write)
+            conn.info["gridlab_write"] = write  # read by SQLite's BEGIN hook (db.engine)
             with conn.begin():
                 yield conn
     except OperationalError as exc:
