@@ -25,7 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {"model": "tiny-gpt2", "peft": "full", "strategy": "full", "norm": "layernorm", "batch_size": 8,
-        "max_length": 128, "synthetic_records": 2000, "validation_share": 0.02, "lr": 1e-3, "seed": 0}
+        "max_length": 128, "synthetic_records": 2000, "validation_share": 0.02, "lr": 1e-3, "seed": 0,
+        # the bare script does no post-training evaluation, so the worker does none either
+        "eval_prompts": "", "eval_lm_tasks": "", "eval_references": 0}
 
 
 def bare(spec: dict, out_dir: str) -> float:

@@ -17,10 +17,21 @@ PARAMS = {
     "value_a": Param(str, "", "arm a's value of the factor"),
     "value_b": Param(str, "", "arm b's value of the factor"),
     "ranker": Param(str, "tiny-pairrm", "a local PairRM directory (e.g. a download of llm-blender/PairRM), "
-                    "or tiny-pairrm (random, offline: for demos and tests)"),
+                    "or tiny-pairrm (random, offline: for demos and tests)", check=lambda v: _check_ranker(v)),
     "judge_batch_size": Param(int, 4, "comparisons per ranker call", minimum=1),
     "device": Param(str, "cpu", "where the ranker runs (cpu, cuda, mps)"),
 }
+
+def _check_ranker(value: str) -> str | None:
+    """Checked when the grid is loaded: a judge job must not find out after its arms
+    trained for hours that its ranker is not there."""
+    from pathlib import Path
+
+    if value == "tiny-pairrm" or Path(value).expanduser().is_dir():
+        return None
+    return (f"no PairRM ranker directory at {value}; download llm-blender/PairRM to a local folder and give "
+            "its path, or use tiny-pairrm for a demo")
+
 
 #: the settings a grid's ``judge:`` block may set
 GRID_SETTINGS = ("ranker", "judge_batch_size", "device")

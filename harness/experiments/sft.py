@@ -10,6 +10,7 @@ one (and never downloads).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from harness.evaluation import hook
@@ -98,6 +99,22 @@ def check_spec(spec: dict) -> str | None:
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
+    if spec["data_path"] and Path(spec["data_path"]).expanduser().is_file():
+        return _data_file_problem(str(Path(spec["data_path"]).expanduser()), spec["dataset"], spec["max_bad_share"])
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _data_file_problem(path: str, dataset: str, max_bad_share: float) -> str | None:
+    """Read a local data file once at enqueue time, as the job will: a corrupted file is
+    refused before anything is queued, not after a worker has started on it."""
+    from harness.data import loaders
+    from harness.data.errors import DataError
+
+    try:
+        loaders.load(path, dataset, max_bad_share=max_bad_share)
+    except DataError as error:
+        return str(error)
     return None
 
 

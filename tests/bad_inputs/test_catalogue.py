@@ -22,6 +22,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 GOOD = "name: g\nexperiment: tiny_lm\nfixed: {steps: 2}\naxes: {seed: [0, 1]}\n"
+SFT = "name: g\nexperiment: sft\nfixed: {{dataset: {fmt}, data_path: '{path}'}}\naxes: {{seed: [0]}}\n"
+ALPACA_LINE = '{"instruction": "Say hi.", "input": "", "output": "hi"}\n'
+SHAREGPT_LINE = '{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}\n'
 BIG_AXIS = "[" + ", ".join(str(i) for i in range(1, 101)) + "]"
 
 # (id, {file: content}, argv, [substrings of the one-line error])
@@ -64,6 +67,27 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str]]] = [
      ["enqueue", "g.yaml"], ["100,000,000 cells", "pass --yes"]),
     ("several-problems-at-once", {"g.yaml": "name: g\naxes: {lr: [fast], colour: [red]}\nbogus: 1\n"}, ["enqueue", "g.yaml"],
      ["3 problems", "unknown key 'bogus'", "axes.lr[0]", "axes.colour"]),
+    # --- data files (an sft grid reads its local data file at enqueue time) --------------
+    ("data-truncated-json", {"d.json": '[{"instruction": "a", "output": "b"}, {"instruction": "c", "outp', "g.yaml": SFT.format(fmt="alpaca", path="d.json")},
+     ["enqueue", "g.yaml"], ["d.json"]),
+    ("data-wrong-schema", {"d.jsonl": '{"text": "no instruction here"}\n' * 20, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")},
+     ["enqueue", "g.yaml"], ["d.jsonl", "20 skipped"]),
+    ("data-empty", {"d.jsonl": "", "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")}, ["enqueue", "g.yaml"], ["d.jsonl"]),
+    ("data-binary", {"d.jsonl": bytes(range(256)) * 8, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")}, ["enqueue", "g.yaml"], ["d.jsonl"]),
+    ("data-mixed-formats", {"d.jsonl": ALPACA_LINE * 5 + SHAREGPT_LINE * 5, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")},
+     ["enqueue", "g.yaml"], ["d.jsonl: 5 of 10 records used, 5 skipped", "max_bad_share"]),
+    ("data-corrupted-lines", {"d.jsonl": ALPACA_LINE * 6 + '{"instruction": "cut\n' * 4, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")},
+     ["enqueue", "g.yaml"], ["d.jsonl: 6 of 10 records used, 4 skipped", "line 7"]),
+    ("data-missing-file", {"g.yaml": SFT.format(fmt="alpaca", path="./nope.jsonl")}, ["enqueue", "g.yaml"], ["no file at ./nope.jsonl"]),
+    # --- models ---------------------------------------------------------------------------
+    ("model-unknown-name", {"g.yaml": "name: g\nexperiment: sft\naxes: {model: [gpt-17]}\n"}, ["enqueue", "g.yaml"], ["gpt-17"]),
+    ("model-path-without-weights", {"m/README": "empty", "g.yaml": "name: g\nexperiment: sft\naxes: {model: ['{tmp}/m']}\n"},
+     ["enqueue", "g.yaml"], ["m"]),
+    # --- PairRM judge -------------------------------------------------------------------------
+    ("ranker-path-wrong", {"g.yaml": "name: g\nexperiment: sft\naxes: {norm: [dyt, layernorm]}\ncompare: {norm: [dyt, layernorm]}\n"
+                                      "judge: {ranker: /nonexistent/PairRM}\n"}, ["enqueue", "g.yaml"], ["no PairRM ranker directory at /nonexistent/PairRM"]),
+    # --- Slurm ------------------------------------------------------------------------------
+    ("sbatch-missing", {}, ["launch", "--executor", "slurm", "--workers", "1", "--db", "{db}"], ["no Slurm here", "--executor local"]),
     # --- databases ------------------------------------------------------------------
     ("db-unreachable-host", {"g.yaml": GOOD}, ["enqueue", "g.yaml", "--db", "postgresql://postgres@127.0.0.1:1/gridlab"], ["cannot reach database", "server is running"]),
     ("db-password-not-shown", {"g.yaml": GOOD}, ["enqueue", "g.yaml", "--db", "postgresql://alice:hunter2@127.0.0.1:1/gridlab"], ["cannot reach database", "alice:***@"]),
@@ -84,8 +108,11 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str]]] = [
 ]
 
 
-def _gridlab(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _gridlab(argv: list[str], cwd: Path, *, no_slurm: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "GRIDLAB_DB"}
+    if no_slurm:  # a machine without Slurm's commands: drop the folders that hold sbatch
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                      if not (Path(p) / "sbatch").exists())
     return subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -136,13 +163,13 @@ def test_bad_input(case_id, files, argv, needles, tmp_path, existing_db):
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:
-            path.write_text(content)
+            path.write_text(content.replace("{tmp}", str(tmp_path)))
     _prepare(case_id, tmp_path)
     existing_path = Path(existing_db.removeprefix("sqlite:///"))
     before, before_existing = _snapshot(tmp_path), _snapshot(existing_path.parent)
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{db}", existing_db) for a in argv]
 
-    r = _gridlab(argv, tmp_path)
+    r = _gridlab(argv, tmp_path, no_slurm=case_id == "sbatch-missing")
 
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
