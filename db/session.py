@@ -18,14 +18,45 @@ from db.engine import redact
 from db.errors import DatabaseUnavailable, NotGridlabDatabase
 
 
+_CONNECTION_MARKERS = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "server closed the connection",
+    "terminating connection",
+    "could not translate host name",
+    "timeout expired",
+    "password authentication failed",
+    "unable to open database file",
+    "no route to host",
+    "consuming input failed",
+    "the connection is closed",
+    "the database system is",  # ... shutting down / starting up / in recovery mode
+    "connection reset",
+    "broken pipe",
+    "ssl connection has been closed",
+    "connection already closed",
+)
+
+
 @contextmanager
 def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
     """A transaction. ``write=False`` lets SQLite readers skip the write lock."""
+    driver_error = engine.dialect.loaded_dbapi.Error
     try:
         with engine.connect() as conn:
             conn.info["gridlab_write"] = write  # read by SQLite's BEGIN hook (db.engine)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except driver_error as exc:
+                # Raised by statements run on the driver's cursor (the queue's hot path,
+                # jobs.queries): wrap it as SQLAlchemy would, and drop a dead connection
+                # from the pool so the next transaction reconnects.
+                dead = _is_disconnect(engine, conn, exc)
+                if dead:
+                    conn.invalidate()
+                raise DBAPIError.instance(None, None, exc, driver_error, connection_invalidated=dead) from exc
     except OperationalError as exc:
         if engine.dialect.name == "sqlite" and _is_sqlite_open_problem(exc):
             raise DatabaseUnavailable(
@@ -38,13 +69,29 @@ def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
                 "check that the server is running and the URL (--db or GRIDLAB_DB) is right",
             ) from exc
         raise
-    except DatabaseError as exc:
-        if engine.dialect.name == "sqlite" and "not a database" in str(exc.orig):
+    except DBAPIError as exc:
+        # e.g. InterfaceError "the connection is closed" after a server restart
+        if _is_connection_problem(exc):
+            raise DatabaseUnavailable(
+                f"cannot reach database {redact(engine.url)}: {_first_line(exc.orig)}",
+                "check that the server is running and the URL (--db or GRIDLAB_DB) is right",
+            ) from exc
+        if isinstance(exc, DatabaseError) and engine.dialect.name == "sqlite" and "not a database" in str(exc.orig):
             raise NotGridlabDatabase(
                 f"{engine.url.database} is not a SQLite database (file is not a database)",
                 "point --db at a gridlab database, or at a new file name to create one",
             ) from exc
         raise
+
+
+def _is_disconnect(engine: Engine, conn: Connection, exc: Exception) -> bool:
+    try:
+        raw = conn.connection.dbapi_connection
+    except Exception:  # the connection is already gone
+        return True
+    if engine.dialect.is_disconnect(exc, raw, None):
+        return True
+    return engine.dialect.name == "postgresql" and any(m in str(exc).lower() for m in _CONNECTION_MARKERS)
 
 
 def _is_sqlite_open_problem(exc: DBAPIError) -> bool:
@@ -56,24 +103,7 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
     text = str(exc.orig).lower()
-    return any(
-        marker in text
-        for marker in (
-            "connection refused",
-            "could not connect",
-            "connection failed",
-            "server closed the connection",
-            "terminating connection",
-            "could not translate host name",
-            "timeout expired",
-            "password authentication failed",
-            "does not exist",
-            "unable to open database file",
-            "no route to host",
-            "consuming input failed",
-            "the connection is closed",
-        )
-    )
+    return any(marker in text for marker in _CONNECTION_MARKERS)
 
 
 def _first_line(exc: BaseException | None) -> str:
