@@ -148,7 +148,14 @@ def filled_sqlite(sqlite_url) -> Filled:
 def app(monkeypatch):
     """An AppTest of the dashboard, given a database URL (through GRIDLAB_DB, as a
     user without `gridlab dashboard` would)."""
+    import sys
+
     from streamlit.testing.v1 import AppTest
+
+    # Streamlit's script runner installs the app as sys.modules["__main__"] and leaves it
+    # there; multiprocessing's spawn then re-runs the dashboard in every worker process
+    # a later test starts. Put the real __main__ back afterwards.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
 
     def make(url: str, page: str | None = None, query: dict | None = None) -> AppTest:
         monkeypatch.setenv("GRIDLAB_DB", url)
