@@ -99,13 +99,15 @@ def check_spec(spec: dict) -> str | None:
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
-    if spec["data_path"] and Path(spec["data_path"]).expanduser().is_file():
-        return _data_file_problem(str(Path(spec["data_path"]).expanduser()), spec["dataset"], spec["max_bad_share"])
+    path = Path(spec["data_path"]).expanduser()
+    if spec["data_path"] and path.is_file():
+        stat = path.stat()  # in the cache key: a file changed since is read again
+        return _data_file_problem(str(path), spec["dataset"], spec["max_bad_share"], stat.st_mtime_ns, stat.st_size)
     return None
 
 
 @functools.lru_cache(maxsize=64)
-def _data_file_problem(path: str, dataset: str, max_bad_share: float) -> str | None:
+def _data_file_problem(path: str, dataset: str, max_bad_share: float, _mtime_ns: int, _size: int) -> str | None:
     """Read a local data file once at enqueue time, as the job will: a corrupted file is
     refused before anything is queued, not after a worker has started on it."""
     from harness.data import loaders

@@ -61,12 +61,31 @@ def test_divergence_ends_as_diverged_and_is_not_retried(run_grid):
     assert len(attempts) == 1 and "loss diverged at step" in attempts[0].error
 
 
-def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path):
+def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path, monkeypatch):
+    """A file that goes bad after enqueue (enqueue itself refuses a bad one): the job
+    fails at once as invalid input, with the loader's one-line report."""
+    from harness.grid import GridFileError
+
     bad = tmp_path / "broken.jsonl"
+    good = [json.dumps({"instruction": "Say hi.", "output": "hi"})] * 7
     lines = [json.dumps({"instruction": "Say hi.", "output": "hi"})] * 3 + ['{"instruction": "cut', 'not json at all'] * 2
+    text = (f"name: bad\nexperiment: sft\nfixed: {{dataset: alpaca, data_path: '{bad}', steps: 1}}\n"
+            "retry: {max_attempts: 3}\naxes: {seed: [0]}\n")
     bad.write_text("\n".join(lines) + "\n")
-    queue = run_grid(f"name: bad\nexperiment: sft\nfixed: {{dataset: alpaca, data_path: '{bad}', steps: 1}}\n"
-                     "retry: {max_attempts: 3}\naxes: {seed: [0]}\n")
+    with pytest.raises(GridFileError, match="3 of 7 records used, 4 skipped"):
+        run_grid(text)
+
+    bad.write_text("\n".join(good) + "\n")
+    from harness import experiments
+
+    original = experiments.run
+
+    def corrupt_then_run(ctx):  # the file is damaged between enqueue and the run
+        bad.write_text("\n".join(lines) + "\n")
+        original(ctx)
+
+    monkeypatch.setattr(experiments, "run", corrupt_then_run)
+    queue = run_grid(text)
     (job,) = queue.jobs()
     assert job.state == states.FAILED
     (attempt,) = queue.attempts(job.id)  # invalid input: failed at once, not retried
