@@ -201,11 +201,21 @@ class SFTRecipe:
             raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
         if self.resume_path is not None:
             log.info("resuming from %s", self.resume_path)
-        result = self.trainer.train(resume_from_checkpoint=str(self.resume_path) if self.resume_path else None)
+        trained = self.resume_path is not None and (checkpoints.step_of(self.resume_path) or 0) >= self.spec["steps"]
+        if trained:
+            # The previous attempt finished training and died afterwards (e.g. while
+            # evaluating): load the final weights. Asking Trainer to resume at max_steps
+            # makes transformers 5 run one step too many.
+            self.trainer._load_from_checkpoint(str(self.resume_path))
+            self.trainer.state.global_step = self.spec["steps"]
+            train_runtime = math.nan
+        else:
+            result = self.trainer.train(resume_from_checkpoint=str(self.resume_path) if self.resume_path else None)
+            train_runtime = result.metrics.get("train_runtime", math.nan)
         if self.callback.stopping and self.trainer.state.global_step < self.spec["steps"]:
             raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
         final = dict(self.summaries)
-        final.update(steps=self.trainer.state.global_step, train_runtime_s=result.metrics.get("train_runtime", math.nan))
+        final.update(steps=self.trainer.state.global_step, train_runtime_s=train_runtime)
         if self.eval_dataset is not None:
             if self.callback.last_eval_step != self.trainer.state.global_step:
                 self.trainer.evaluate()
