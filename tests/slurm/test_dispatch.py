@@ -97,7 +97,13 @@ def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
         assert attempt.slurm_array_index == int(attempt.slurm_job_id.split("_")[1])
         assert attempt.node == slurm_cluster and attempt.host
         assert_metrics_once(queue, job.id, 4)
-    supervise.reconcile(queue)
+    # slurmdbd records a task's end a moment after squeue forgets it: poll, as supervise does.
+    deadline = time.monotonic() + 30
+    while True:
+        supervise.reconcile(queue)
+        if {w.state for w in queue.workers()} == {"COMPLETED"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert {w.state for w in queue.workers()} == {"COMPLETED"}
     r = gridlab(tmp_path, queue, "status")
     assert r.returncode == 0 and "Workers" in r.stdout and "completed" in r.stdout
