@@ -12,6 +12,7 @@ from harness.enqueue import new_jobs
 from harness.grid import parse
 from jobs import queries, states
 from jobs.worker import Worker
+from tests.support import runners
 
 pytestmark = pytest.mark.e2e
 
@@ -37,18 +38,7 @@ def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
     # Job 2: the worker is asked to stop after step 6 (as on SIGTERM or preemption).
     worker = Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5)
 
-    def stopping_runner(ctx):
-        original = ctx.log
-
-        def log(step, values):
-            original(step, values)
-            if step == 6:
-                worker.request_stop("test stop", "preempted")
-
-        ctx.log = log
-        experiments.run(ctx)
-
-    worker.runner = stopping_runner
+    worker.runner = runners.stop_after(worker, 6, experiments.run)
     worker.run(max_jobs=1)
     assert queue.counts()[states.PENDING] == 1
     ckpt = Path(queue.jobs(grid="interrupted")[0].spec_hash and tmp_path / "job-2")

@@ -16,6 +16,7 @@ from harness.enqueue import new_jobs
 from harness.grid import parse
 from jobs import queries, states
 from jobs.worker import Worker
+from tests.support import runners
 from tests.faults import invariants
 
 pytestmark = pytest.mark.contract
@@ -75,18 +76,7 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_one_before(queue, engine,
 
     worker = Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5)
 
-    def stop_after_step_6(ctx):
-        log = ctx.log
-
-        def logging(step, values):
-            log(step, values)
-            if step == 6:
-                worker.request_stop("test stop", states.OUTCOME_PREEMPTED)
-
-        ctx.log = logging
-        experiments.run(ctx)
-
-    worker.runner = stop_after_step_6
+    worker.runner = runners.stop_after(worker, 6, experiments.run)
     worker.run(max_jobs=1)
     run_dir = tmp_path / "job-2"
     newest = checkpoints.available(run_dir)[-1]

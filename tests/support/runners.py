@@ -101,3 +101,21 @@ def counting(ctx) -> None:
         if step % every == 0 and step < steps:
             save()
     ctx.summary({"steps": float(step)})
+
+
+def stop_after(worker, step: int, runner):
+    """Wrap ``runner`` so that ``worker`` is asked to stop (as on SIGTERM or preemption)
+    once the job has logged ``step``."""
+
+    def wrapped(ctx) -> None:
+        log = ctx.log
+
+        def logging(at, values):
+            log(at, values)
+            if at == step:
+                worker.request_stop("test stop", "preempted")
+
+        ctx.log = logging
+        runner(ctx)
+
+    return wrapped
