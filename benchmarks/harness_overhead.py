@@ -31,7 +31,7 @@ SPEC = {"model": "tiny-gpt2", "peft": "full", "strategy": "full", "norm": "layer
 
 
 def bare(spec: dict, out_dir: str) -> float:
-    """The bare script; returns Trainer.train's seconds."""
+    """The bare script; returns Trainer.train's seconds (its ``train_runtime``)."""
     import transformers
 
     from harness.experiments import sft
@@ -53,9 +53,8 @@ def bare(spec: dict, out_dir: str) -> float:
     trainer = transformers.Trainer(model=r.model, args=r.trainer.args, train_dataset=r.train_dataset,
                                    eval_dataset=r.eval_dataset, data_collator=r.collator, processing_class=r.tokenizer)
     trainer.remove_callback(transformers.PrinterCallback)
-    t0 = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - t0
+    # Trainer's own train_runtime, the figure the worker side stores as train_runtime_s
+    return trainer.train().metrics["train_runtime"]
 
 
 def _run(code: str, env: dict) -> float:
@@ -65,46 +64,69 @@ def _run(code: str, env: dict) -> float:
     return time.perf_counter() - t0
 
 
-def one_pair(spec: dict, work: Path, index: int) -> dict[str, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
-    result_file = work / f"bare-{index}.json"
-    bare_code = (
-        "import json, torch; torch.set_num_threads(1)\n"
+def bench_env(threads: int = 1) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
+
+
+def run_bare(spec: dict, work: Path, tag: str, env: dict[str, str]) -> dict[str, float]:
+    """The bare script in a fresh process: its wall time and Trainer.train's seconds."""
+    threads = env.get("OMP_NUM_THREADS", "1")
+    result_file = work / f"bare-{tag}.json"
+    code = (
+        f"import json, torch; torch.set_num_threads({int(threads)})\n"
         "from benchmarks.harness_overhead import bare\n"
-        f"t = bare({spec!r}, {str(work / f'bare-{index}')!r})\n"
+        f"t = bare({spec!r}, {str(work / f'bare-{tag}')!r})\n"
         f"open({str(result_file)!r}, 'w').write(json.dumps(t))\n"
     )
-    bare_wall = _run(bare_code, env)
+    wall = _run(code, env)
+    return {"wall": wall, "train": json.loads(result_file.read_text())}
 
+
+def run_worker(spec: dict, work: Path, tag: str, env: dict[str, str]) -> dict:
+    """One cell claimed from a fresh SQLite queue and run by ``jobs.pool.worker_main`` in a
+    fresh process: its wall time, the job's summaries and its per-step metrics."""
     from db import engine as db_engine
     from db import schema
+    from db.session import scope
     from harness.enqueue import new_jobs
     from harness.grid import parse
+    from jobs import queries
     from jobs.queue import Queue
 
-    url = f"sqlite:///{work / f'bench-{index}.db'}"
+    url = f"sqlite:///{work / f'bench-{tag}.db'}"
     engine = db_engine.create(url)
     schema.upgrade(engine)
-    grid = parse(json.dumps({"name": "overhead", "experiment": "sft", "fixed": spec, "axes": {"dataset": ["synthetic"]}}))
+    fixed = {k: v for k, v in spec.items() if k != "seed"}
+    grid = parse(json.dumps({"name": "overhead", "experiment": "sft", "fixed": fixed, "axes": {"seed": [spec.get("seed", 0)]}}))
     queue = Queue(engine, lease_s=30)
     queue.enqueue(grid.name, new_jobs(grid))
-    worker_code = (
+    code = (
         "from jobs.pool import PoolOptions, worker_main\n"
-        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(work / f'runs-{index}')!r},"
-        " threads_per_worker=1, max_jobs=1)))\n"
+        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(work / f'runs-{tag}')!r},"
+        f" threads_per_worker={int(env.get('OMP_NUM_THREADS', '1'))}, max_jobs=1)))\n"
     )
-    worker_wall = _run(worker_code, env)
+    wall = _run(code, env)
     (job,) = queue.jobs()
-    from db.session import scope
-    from jobs import queries
-
     with scope(engine, write=False) as conn:
         summary = queries.job_summaries(conn, job.id)
-        points = len(queries.job_metrics(conn, job.id))
+        metrics: dict[str, list[tuple[int, float]]] = {}
+        for name, step, value, _attempt in queries.job_metrics(conn, job.id):
+            metrics.setdefault(name, []).append((step, value))
+    errors = [a.error for a in queue.attempts(job.id)]
     engine.dispose()
-    assert job.state == "succeeded", job.state
-    return {"bare_wall": bare_wall, "bare_train": json.loads(result_file.read_text()),
-            "worker_wall": worker_wall, "worker_train": summary["train_runtime_s"], "points": points}
+    if job.state != "succeeded":
+        raise RuntimeError(f"the benchmark cell ended {job.state}: {errors}")
+    return {"wall": wall, "train": summary["train_runtime_s"], "summary": summary, "metrics": metrics}
+
+
+def one_pair(spec: dict, work: Path, index: int) -> dict[str, float]:
+    env = bench_env(threads=1)
+    bare_side = run_bare(spec, work, str(index), env)
+    worker_side = run_worker(spec, work, str(index), env)
+    return {"bare_wall": bare_side["wall"], "bare_train": bare_side["train"],
+            "worker_wall": worker_side["wall"], "worker_train": worker_side["train"],
+            "points": sum(len(v) for v in worker_side["metrics"].values())}
 
 
 def main() -> None:

@@ -70,6 +70,7 @@ def cli() -> None:
       gridlab work --workers 2            # local workers drain the queue
       gridlab status                      # where the grid stands
       gridlab results                     # final figures per cell
+      gridlab params sft                  # what a grid file may set for an experiment
     """
 
 
@@ -273,6 +274,21 @@ def show(job_id: int, db_url: str | None) -> None:
         log.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)), e.from_state or "", e.to_state,
                     str(e.attempt or ""), e.actor, (e.reason or "")[:80])
     console.print(log)
+
+
+@cli.command()
+@click.argument("experiment", required=False)
+def params(experiment: str | None) -> None:
+    """What a grid file may set: the experiments, or one experiment's parameters."""
+    from harness import experiments
+
+    if experiment is None:
+        for name in sorted(experiments.REGISTRY):
+            doc = (experiments.load(name).__doc__ or "").strip().splitlines()
+            console.print(f"[bold]{name}[/]  {doc[0] if doc else ''}", highlight=False)
+        console.print("See one experiment's parameters with `gridlab params NAME`.")
+        return
+    console.print(report.params_table(experiment, experiments.load(experiment).PARAMS))
 
 
 @cli.group()

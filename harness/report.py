@@ -105,3 +105,27 @@ def _num(value: float | None) -> str:
     if abs(value) >= 1000 and float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:.4g}"
+
+
+def params_table(experiment: str, params: dict) -> Table:
+    """What a grid file may set for ``experiment``: name, kind, default, allowed values, meaning."""
+    from harness.params import REQUIRED
+
+    table = Table(title=f"Parameters of experiment {experiment!r}", title_justify="left")
+    for col in ("name", "kind", "default", "allowed", "meaning"):
+        table.add_column(col, overflow="fold")
+    for name, p in params.items():
+        if p.default is REQUIRED:
+            default = "(required)"
+        elif isinstance(p.default, bool):
+            default = "true" if p.default else "false"  # as a YAML grid file writes it
+        else:
+            default = _fmt(p.default) if p.default != "" else "''"
+        if p.choices:
+            allowed = ", ".join(map(str, p.choices))
+        elif p.minimum is not None:
+            allowed = f">= {p.minimum:g}"
+        else:
+            allowed = ""
+        table.add_row(name, p.kind.__name__, default, allowed, p.help)
+    return table

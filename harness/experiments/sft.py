@@ -34,6 +34,15 @@ def _check_model(name: str) -> str | None:
     return None
 
 
+def _is_seq2seq(name: str) -> bool:
+    from harness.models import registry
+
+    try:
+        return registry.family_of(name).seq2seq
+    except registry.UnknownModel:
+        return False  # reported by the model's own check
+
+
 def _check_data_path(path: str) -> str | None:
     if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
         return f"no file at {path}; give an existing local file or a hub dataset name"
@@ -82,6 +91,9 @@ PARAMS = {
     "batch_size": Param(int, 8, "examples per micro-batch", minimum=1),
     "grad_accum": Param(int, 1, "micro-batches per optimizer step", minimum=1),
     "bf16": Param(bool, False, "bfloat16 mixed precision (needs a GPU or a CPU that supports it)"),
+    "packing": Param(bool, False, "padding-free packing (causal models): each micro-batch's examples end to end "
+                     "in one row, attention kept within each example; same examples per step, no pad tokens"),
+    "torch_compile": Param(bool, False, "compile the model with torch.compile (first steps are slow)"),
     "seed": Param(int, 0, "seed for adapter init, data split and order, dropout"),
     # bookkeeping
     "eval_every": Param(int, 50, "steps between evaluations (0: only at the end)", minimum=0),
@@ -97,6 +109,8 @@ def check_spec(spec: dict) -> str | None:
     """A problem with a whole cell's settings together (checked when the grid is loaded)."""
     if spec["peft"] == "full" and spec["strategy"] != "full":
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
+    if spec["packing"] and _is_seq2seq(spec["model"]):
+        return f"packing applies to causal models; {spec['model']!r} is encoder-decoder, so set packing: false"
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
     path = Path(spec["data_path"]).expanduser()

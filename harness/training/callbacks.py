@@ -59,9 +59,11 @@ class GridlabCallback(transformers.TrainerCallback):
         self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        # Reading the loss waits for the step's queued device work (backward, optimizer), so
+        # on a GPU the step time below is the step's real time, not its kernel launches'.
+        loss = self.stats.take_loss()
         self._step_time += time.perf_counter() - self._t0
         self._steps += 1
-        loss = self.stats.take_loss()
         if loss is not None and not math.isfinite(loss):
             log_finite(self.ctx, state.global_step, {"loss": loss})
             raise Diverged(state.global_step, f"loss={loss}")

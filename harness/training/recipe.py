@@ -94,11 +94,12 @@ class SFTRecipe:
             raise DataError(f"no training example is left after cutting at max_length={s['max_length']}; raise max_length")
         self.train_dataset = train_tok.dataset
         self.eval_dataset = val_tok.dataset if val_tok is not None and len(val_tok.dataset) else None
+        lengths = [len(ids) for ids in self.train_dataset["input_ids"]]
         self.summaries.update(train_examples=len(self.train_dataset),
+                              train_tokens_mean=sum(lengths) / len(lengths),
                               val_examples=len(self.eval_dataset) if self.eval_dataset is not None else 0,
                               dropped_examples=train_tok.dropped + (val_tok.dropped if val_tok else 0))
-        self.collator = transformers.DataCollatorForSeq2Seq(
-            self.tokenizer, label_pad_token_id=tokenization.IGNORE, return_tensors="pt")
+        self.collator = collator(self.tokenizer, packing=s["packing"])
 
     def _setup_surgery(self) -> None:
         s = self.spec
@@ -157,6 +158,9 @@ class SFTRecipe:
             weight_decay=s["weight_decay"],
             max_grad_norm=s["max_grad_norm"],
             bf16=s["bf16"],
+            # bf16 without a GPU: Trainer wants the CPU asked for by name (its bf16 autocast).
+            use_cpu=s["bf16"] and not torch.cuda.is_available(),
+            torch_compile=s["torch_compile"],
             seed=s["seed"],
             data_seed=s["seed"],
             logging_strategy="steps",
@@ -225,6 +229,19 @@ class SFTRecipe:
         # Answers, timing, lm-eval and ROUGE/BLEU for the final model: a judge job
         # comparing this arm with another reads the stored answers.
         hook.evaluate_after_training(self.ctx, self.trainer.model, self.tokenizer, validation=self.validation)
+
+
+def collator(tokenizer, *, packing: bool):
+    """Padded micro-batches, or with ``packing`` one row per micro-batch: its examples end to
+    end, ``position_ids`` restarting at each and no attention mask, from which transformers'
+    masking builds a block-diagonal causal mask (no attention across examples). The label at
+    each example's first position becomes -100, which a causal model never predicts anyway,
+    so a packed batch has the same loss as the padded one, without the pad tokens. The model
+    must run without a key/value cache (``config.use_cache = False``, as ``_setup_model``
+    sets it): with one, transformers does not look for packed rows."""
+    if packing:
+        return transformers.DataCollatorWithFlattening(return_position_ids=True, separator_id=tokenization.IGNORE)
+    return transformers.DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=tokenization.IGNORE, return_tensors="pt")
 
 
 def run(ctx, *, probe: bool = True) -> None:

@@ -63,9 +63,21 @@ def test_small_grid_end_to_end(db_url, tmp_path):
 
 
 def test_help_on_every_command(tmp_path):
-    for cmd in ([], ["enqueue"], ["work"], ["status"], ["results"], ["retry"], ["cancel"], ["show"], ["db"], ["db", "upgrade"]):
+    for cmd in ([], ["enqueue"], ["work"], ["status"], ["results"], ["retry"], ["cancel"], ["show"], ["params"],
+                ["db"], ["db", "upgrade"]):
         r = gridlab(*cmd, "--help", cwd=tmp_path)
         assert r.returncode == 0 and "Usage:" in r.stdout, cmd
+
+
+def test_params_lists_what_a_grid_may_set(tmp_path):
+    r = gridlab("params", cwd=tmp_path)
+    assert r.returncode == 0 and all(name in r.stdout for name in ("sft", "tiny_lm", "judge", "generate"))
+    r = gridlab("params", "sft", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.count("│") >= 5}
+    assert {"model", "norm", "peft", "strategy", "packing", "torch_compile", "bf16"} <= set(rows)
+    assert "layernorm, dyt, rmsnorm, none" in rows["norm"] and "false" in rows["packing"]
+    _assert_one_line_error(gridlab("params", "nope", cwd=tmp_path), "unknown experiment 'nope'", "sft")
 
 
 def _assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:

@@ -93,3 +93,27 @@ def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path, monkey
     error = attempt.error.strip().splitlines()[-1]
     assert "broken.jsonl: 3 of 7 records used, 4 skipped" in error
     assert "repair the file or raise max_bad_share" in error
+
+
+def test_packing_trains_the_same_curve_without_pad_tokens(run_grid):
+    """Packing changes how a micro-batch is laid out, not what it learns: the same examples per
+    step, so the per-step losses match the padded run's. Pythia has no dropout; GPT-2's dropout
+    draws other masks for other tensor shapes, so its curves are compared for shape only."""
+    queue = run_grid("name: packing\nexperiment: sft\n"
+                     "fixed: {steps: 4, batch_size: 4, max_length: 48, synthetic_records: 40, validation_share: 0.2, "
+                     "eval_every: 4, checkpoint_every: 4, peft: full, strategy: full, lr: 1.0e-3, "
+                     "eval_prompts: '', eval_lm_tasks: '', eval_references: 0}\n"
+                     "axes: {model: [tiny-gpt2, tiny-pythia], packing: [false, true]}\n")
+    jobs = queue.jobs()
+    assert len(jobs) == 4 and all(j.state == states.SUCCEEDED for j in jobs), [(j.factors, j.state) for j in jobs]
+    curves = {}
+    for job in jobs:
+        points = metrics_of(queue, job.id)
+        curves[(job.factors["model"], job.factors["packing"])] = {
+            name: [p.value for p in points if p.name == name] for name in ("loss", "val_loss", "token_accuracy")}
+    padded, packed = curves[("tiny-pythia", False)], curves[("tiny-pythia", True)]
+    assert len(packed["loss"]) == 4 and len(packed["val_loss"]) == 1
+    assert packed["loss"] == pytest.approx(padded["loss"], rel=1e-4)
+    assert packed["val_loss"] == pytest.approx(padded["val_loss"], rel=1e-4)
+    assert packed["token_accuracy"] == pytest.approx(padded["token_accuracy"], abs=1e-6)
+    assert len(curves[("tiny-gpt2", True)]["loss"]) == 4
