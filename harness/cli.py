@@ -14,19 +14,15 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import commands_dashboard, commands_eval, commands_slurm, report
+from harness import commands_dashboard, commands_eval, commands_slurm, report, terminal
 from jobs import states
 
-# Piped or logged output (not a terminal) gets wide lines rather than cut columns.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True)
+console, err_console = terminal.console, terminal.err_console
 
 DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
 

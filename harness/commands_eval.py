@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
+from harness import terminal
 
-console = Console()
+console = terminal.console
 DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
 SEED = "seed"
 TIMING = (("gen_total_s", "total s"), ("gen_tokens_per_s", "tokens/s"), ("gen_mean_latency_s", "mean latency s"))

@@ -11,6 +11,8 @@ Figures are named ``<task alias>.<metric>``, e.g. ``heldout.word_perplexity``.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import tempfile
 from collections.abc import Sequence
@@ -76,6 +78,32 @@ def run(
     return flatten(results)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """lm-eval on a worker's terminal, silenced where it would tear the ``gridlab work``
+    progress display: its progress bars (passed ``disable=False`` explicitly, so
+    ``TQDM_DISABLE`` does not reach them) and its ``git describe``, which stamps lm-eval's own
+    results file with the caller's commit and, outside a checkout, prints git's "fatal: not a
+    git repository". gridlab stores figures, not that file. Warnings and errors still show."""
+    import tqdm as tqdm_module
+    from lm_eval import evaluator
+    from lm_eval.api import task
+    from lm_eval.models import huggingface
+
+    def silent(*args, **kwargs):
+        return tqdm_module.tqdm(*args, **{**kwargs, "disable": True})
+
+    patched = [(evaluator, "get_git_commit_hash", lambda: None), (huggingface, "tqdm", silent), (task, "tqdm", silent)]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in patched]
+    for module, name, value in patched:
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module, name, value in originals:
+            setattr(module, name, value)
+
+
 def flatten(results: dict) -> dict[str, float]:
     """lm-eval's ``results`` section as ``{"<alias>.<metric>": value}`` (numbers only, filters
     other than ``none`` kept in the name, standard errors left out)."""
@@ -100,18 +128,20 @@ def _manager(include_path: Sequence[str | Path], metadata: dict, *, defaults: bo
 
 def _evaluate(model, tokenizer, tasks: list[str], manager, *, batch_size: int, limit):
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     device = next(model.parameters()).device
     was_training = model.training
+    from lm_eval.models.huggingface import HFLM
+
     lm = HFLM(pretrained=model, tokenizer=tokenizer, backend="seq2seq" if seq2seq else "causal",
               batch_size=batch_size, device=str(device))
     try:
-        out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
-                                      log_samples=False, limit=limit,
-                                      # leave the caller's random state alone (nothing here samples)
-                                      random_seed=None, numpy_random_seed=None, torch_random_seed=None)
+        with _quiet():
+            out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, bootstrap_iters=0,
+                                          log_samples=False, limit=limit,
+                                          # leave the caller's random state alone (nothing here samples)
+                                          random_seed=None, numpy_random_seed=None, torch_random_seed=None)
     finally:
         model.train(was_training)
     # Non-finite figures are kept: a diverged model's infinite perplexity is a finding.

@@ -8,7 +8,10 @@ validating a grid file stays fast. :func:`run` is the worker's runner
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
+import warnings
 from types import ModuleType
 
 from db.errors import GridlabError
@@ -31,6 +34,32 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(REGISTRY[name])
 
 
+#: Libraries whose notices a quiet worker keeps to errors only.
+LIBRARIES = ("transformers", "peft", "datasets", "accelerate", "lm_eval", "lm-eval", "llm_blender", "torch")
+
+
 def run(ctx) -> None:
     """The worker's runner: run the experiment the job names."""
+    _library_output(verbose=logging.getLogger().getEffectiveLevel() <= logging.INFO)
     load(ctx.job.experiment).run(ctx)
+
+
+@functools.cache
+def _library_output(*, verbose: bool) -> None:
+    """Once per worker process: unless the worker logs at INFO (``gridlab work -v``, Slurm
+    workers' log files), the ML libraries' notices and deprecation warnings stay off the
+    terminal, where every job would repeat them under the progress display. Their errors
+    still show, and a job's own failure is stored with its attempt either way."""
+    if verbose:
+        return
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()  # transformers 5 logs through its own handler
+    except ImportError:
+        pass
+    pattern = "|".join(n.replace("-", "_") for n in LIBRARIES)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=rf"({pattern})(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"({pattern})(\.|$)")

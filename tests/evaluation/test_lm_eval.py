@@ -37,3 +37,17 @@ def test_flatten_names_figures_by_alias():
     results = {"t": {"alias": "heldout", "word_perplexity,none": 3.0, "word_perplexity_stderr,none": "N/A",
                      "acc,strict": 0.5, "sample_len": 4}}
     assert lm_eval_tasks.flatten(results) == {"heldout.word_perplexity": 3.0, "heldout.acc.strict": 0.5}
+
+
+def test_evaluation_prints_nothing_on_the_workers_terminal(tiny, tmp_path, monkeypatch, capfd):
+    """No progress bar of lm-eval's and no "fatal: not a git repository" from its commit lookup
+    (outside a checkout, as a user's run directory is): either would tear `gridlab work`'s display."""
+    monkeypatch.chdir(tmp_path)
+    model, tokenizer = tiny()
+    held_out = [formats.alpaca(r) for r in synthetic.records(6, seed=5)]
+    capfd.readouterr()
+    figures = lm_eval_tasks.run(model, tokenizer, [lm_eval_tasks.HELDOUT], heldout=held_out, batch_size=4)
+    out, err = capfd.readouterr()
+    assert figures
+    assert "fatal" not in err and "git" not in err, err
+    assert "Running loglikelihood" not in err + out and "it/s" not in err + out, err
