@@ -24,12 +24,24 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Double, Integer, Text, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from db import clock
-from db.models import attempts, events, grids, job_dependencies, jobs, metrics, summaries, worker_jobs
+from db.models import (
+    ROLLUP_BUCKETS,
+    attempts,
+    curve_buckets,
+    curve_rollups,
+    events,
+    grids,
+    job_dependencies,
+    jobs,
+    metrics,
+    summaries,
+    worker_jobs,
+)
 from jobs import states
 
 _JOB_COLUMNS = (
@@ -548,6 +560,52 @@ def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dic
         set_={"value": stmt.excluded.value, "attempt": stmt.excluded.attempt},
     )
     conn.execute(stmt, [{"job_id": job_id, "name": k, "value": v, "attempt": attempt} for k, v in values.items()])
+
+
+# --- curve roll-ups ---------------------------------------------------------------
+
+
+def drop_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Remove the jobs' curve roll-ups (a job going back to the queue logs more points)."""
+    ids = [int(i) for i in job_ids]
+    if not ids:
+        return
+    conn.execute(delete(curve_buckets).where(curve_buckets.c.job_id.in_(ids)))
+    conn.execute(delete(curve_rollups).where(curve_rollups.c.job_id.in_(ids)))
+
+
+def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Roll up every curve of the jobs, which have just reached a final state (their
+    metrics can no longer change: writes are fenced by the lease they no longer have).
+
+    Each (job, metric) gets its step range and grain (ceil(span / ROLLUP_BUCKETS)
+    steps) in curve_rollups, and one curve_buckets row per grain of steps holding
+    points, count of numbers, sum, min, max and last step. Replaces earlier roll-ups of
+    these jobs. Three statements; a 1,000,000-point curve takes a fraction of a second."""
+    ids = [int(i) for i in job_ids]
+    if not ids:
+        return
+    drop_curve_rollups(conn, ids)
+    first, last = func.min(metrics.c.step), func.max(metrics.c.step)
+    grain = (last - first + ROLLUP_BUCKETS) // ROLLUP_BUCKETS  # ceil(span / ROLLUP_BUCKETS), as db.models.rollup_grain
+    conn.execute(insert(curve_rollups).from_select(
+        ["job_id", "name", "first_step", "last_step", "grain", "points"],
+        select(metrics.c.job_id, metrics.c.name, first, last, grain, func.count())
+        .where(metrics.c.job_id.in_(ids))
+        .group_by(metrics.c.job_id, metrics.c.name),
+    ))
+    r = curve_rollups
+    bucket = (metrics.c.step - r.c.first_step) // r.c.grain  # integer division on both backends
+    conn.execute(insert(curve_buckets).from_select(
+        ["job_id", "name", "bucket", "last_step", "points", "value_count", "value_sum", "value_min", "value_max"],
+        select(metrics.c.job_id, metrics.c.name, bucket, func.max(metrics.c.step), func.count(),
+               func.count(metrics.c.value), func.sum(metrics.c.value), func.min(metrics.c.value),
+               func.max(metrics.c.value))
+        .select_from(r)
+        .join(metrics, and_(metrics.c.job_id == r.c.job_id, metrics.c.name == r.c.name))
+        .where(r.c.job_id.in_(ids))
+        .group_by(metrics.c.job_id, metrics.c.name, bucket),
+    ))
 
 
 # --- reading ----------------------------------------------------------------------
