@@ -9,10 +9,10 @@ Curves are downsampled here, in the database: steps are cut into equal buckets a
 each bucket returns one row (mean, min, max of the values in it), so a curve of a
 million points reaches the page as a few hundred rows. A finished job's curves are
 read from their roll-up (curve_buckets, written by the queue when the job reached a
-final state), at most ROLLUP_BUCKETS rows per curve however long; running jobs, and
-jobs finished before roll-ups existed and not yet rolled up, are read point by point.
-Both give the same buckets: a bucket is a whole number of grains (ceil(span /
-ROLLUP_BUCKETS) steps), so the roll-up's buckets add up to it exactly.
+final state: at most 1,000 or 250 rows per curve, however long); running jobs, and
+jobs finished before roll-ups existed and not rolled up, are read point by point.
+Both give the same buckets: a bucket is a whole number of grains of one roll-up level
+(see curve_width), so that level's buckets add up to it exactly.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from db.models import (
     jobs,
     judgments,
     metrics,
+    ROLLUP_LEVELS,
     rollup_grain,
     summaries,
 )
@@ -265,12 +266,21 @@ def bucket_width(lo: int, hi: int, buckets: int) -> int:
     return max(1, math.ceil((hi - lo + 1) / max(1, buckets)))
 
 
-def curve_width(lo: int, hi: int, buckets: int, grain: int | None = None) -> int:
-    """bucket_width rounded up to whole grains (by default the roll-up grain of
-    [lo, hi]: 1 for curves of up to ROLLUP_BUCKETS steps), so that a rolled-up curve's
-    buckets add up to exactly the same buckets."""
-    g = rollup_grain(lo, hi) if grain is None else grain
-    return g * math.ceil(bucket_width(lo, hi, buckets) / g)
+#: A bucket is made of grains of the coarsest roll-up level that fits in it at least
+#: this many times (rounding it up to whole grains then costs at most a quarter of the
+#: buckets asked for), else of the finest level's.
+MIN_GRAINS = 3
+
+
+def curve_width(lo: int, hi: int, buckets: int, grains: Sequence[int] | None = None) -> tuple[int, int]:
+    """(width, level): bucket_width rounded up to whole grains of roll-up ``level``, the
+    coarsest level whose grain fits MIN_GRAINS times (else the finest). ``grains`` per
+    level default to the roll-up grains of [lo, hi] (all 1 for a curve of up to 250
+    steps: exact). A rolled-up curve's buckets of that level add up to exactly these."""
+    grains = [rollup_grain(lo, hi, level) for level in range(len(ROLLUP_LEVELS))] if grains is None else grains
+    width = bucket_width(lo, hi, buckets)
+    level = max((level for level, g in enumerate(grains) if width >= MIN_GRAINS * g), default=0)
+    return grains[level] * math.ceil(width / grains[level]), level
 
 
 def plan_buckets(ranges: pd.DataFrame, buckets: int, lo: int | None, hi: int | None,
@@ -296,32 +306,39 @@ def plan_buckets(ranges: pd.DataFrame, buckets: int, lo: int | None, hi: int | N
     groups: dict[tuple[int, int, int], list[int]] = {}
     for job_id, span_lo, span_hi, dense, _ in plans:
         k = stride if dense else 1
-        width = k * math.ceil(curve_width(span_lo, span_hi, buckets) / k)  # whole strides per bucket
+        width = k * math.ceil(curve_width(span_lo, span_hi, buckets)[0] / k)  # whole strides per bucket
         groups.setdefault((width, k, span_lo), []).append(job_id)
     return groups
 
 
 def rollup_ranges(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.DataFrame:
     """Per job that is final and has a roll-up of metric ``name``: job_id, lo, hi (its
-    first and last step) and grain. One row per job, from the roll-ups' primary key."""
+    first and last step) and grains (one per level, finest first). From the roll-ups'
+    primary key: a row per job and level."""
+    r = curve_rollups
     stmt = (
-        select(curve_rollups.c.job_id, curve_rollups.c.first_step.label("lo"), curve_rollups.c.last_step.label("hi"),
-               curve_rollups.c.grain)
-        .join(jobs, jobs.c.id == curve_rollups.c.job_id)
-        .where(curve_rollups.c.name == bindparam("name"), curve_rollups.c.job_id.in_(bindparam("ids", expanding=True)),
+        select(r.c.job_id, r.c.level, r.c.first_step, r.c.last_step, r.c.grain)
+        .join(jobs, jobs.c.id == r.c.job_id)
+        .where(r.c.name == bindparam("name"), r.c.job_id.in_(bindparam("ids", expanding=True)),
                jobs.c.state.in_(FINAL_STATES))
-        .order_by(curve_rollups.c.job_id)
+        .order_by(r.c.job_id, r.c.level)
     )
-    return _frame(conn, stmt, {"name": name, "ids": _ids(job_ids)})
+    rows = conn.execute(stmt, {"name": name, "ids": _ids(job_ids)}).all()
+    ranges: dict[int, tuple[int, int, list[int]]] = {}
+    for job_id, _level, first, last, grain in rows:
+        ranges.setdefault(job_id, (first, last, []))[2].append(grain)
+    return pd.DataFrame([(j, lo, hi, tuple(g)) for j, (lo, hi, g) in ranges.items()],
+                        columns=["job_id", "lo", "hi", "grains"])
 
 
 def _rolled_up_curves(conn: Connection, name: str, ranges: pd.DataFrame, buckets: int) -> list[pd.DataFrame]:
     """Buckets of rolled-up curves (rows as curves() returns them): each bucket is the
-    sum of ``width / grain`` consecutive roll-up buckets. Jobs whose buckets span the
-    same number of grains share one statement."""
-    groups: dict[int, list[int]] = {}
-    for job_id, first, last, grain in ranges.itertuples(index=False):
-        groups.setdefault(curve_width(first, last, buckets, grain) // grain, []).append(int(job_id))
+    sum of ``width / grain`` consecutive roll-up buckets of one level. Jobs read at the
+    same level and number of grains per bucket share one statement."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for job_id, first, last, grains in ranges.itertuples(index=False):
+        width, level = curve_width(first, last, buckets, grains)
+        groups.setdefault((level, width // grains[level]), []).append(int(job_id))
     b = curve_buckets
     stmt = (
         select(
@@ -332,11 +349,12 @@ def _rolled_up_curves(conn: Connection, name: str, ranges: pd.DataFrame, buckets
             func.max(b.c.value_max).label("max"),
             func.sum(b.c.points).label("points"),
         )
-        .where(b.c.name == bindparam("name"), b.c.job_id.in_(bindparam("ids", expanding=True)))
+        .where(b.c.name == bindparam("name"), b.c.job_id.in_(bindparam("ids", expanding=True)),
+               b.c.level == bindparam("level"))
         .group_by(b.c.job_id, b.c.bucket // bindparam("grains", type_=Integer))
     )
-    return [_frame(conn, stmt, {"name": name, "ids": members, "grains": grains}).assign(stride=1)
-            for grains, members in groups.items()]
+    return [_frame(conn, stmt, {"name": name, "ids": members, "level": level, "grains": grains}).assign(stride=1)
+            for (level, grains), members in groups.items()]
 
 
 def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int = 400,

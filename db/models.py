@@ -236,29 +236,32 @@ class WorkerJob(Base):
     updated_at: Mapped[float]
 
 
-#: Buckets a finished curve is rolled up into (at most): the most the dashboard draws
-#: per curve. A curve's grain (steps per bucket) is ceil(span / ROLLUP_BUCKETS).
-ROLLUP_BUCKETS = 1000
+#: Roll-up levels of a finished curve, finest first: at most this many buckets each.
+#: The finest is the most the dashboard draws per curve; the coarser serves overlays
+#: of hundreds of runs (a few dozen points each) at a quarter of the rows.
+ROLLUP_LEVELS = (1000, 250)
 
 
-def rollup_grain(first: int, last: int) -> int:
-    """Steps per roll-up bucket of a curve logged from step ``first`` to ``last``."""
-    return max(1, -(-(last - first + 1) // ROLLUP_BUCKETS))
+def rollup_grain(first: int, last: int, level: int = 0) -> int:
+    """Steps per bucket of roll-up ``level`` of a curve logged from step ``first`` to
+    ``last``: ceil(span / ROLLUP_LEVELS[level])."""
+    return max(1, -(-(last - first + 1) // ROLLUP_LEVELS[level]))
 
 
 class CurveRollup(Base):
-    """One finished curve (a job's metric), rolled up when the job reached a final state:
-    its step range and grain. Its buckets are in curve_buckets. Written and removed by
-    the queue only (a job put back in the queue loses its roll-ups); read by the
-    dashboard, which never writes."""
+    """One level of a finished curve's roll-up (a job's metric), written when the job
+    reached a final state: its step range and grain. Its buckets are in curve_buckets.
+    Written and removed by the queue only (a job put back in the queue loses its
+    roll-ups); read by the dashboard, which never writes."""
 
     __tablename__ = "curve_rollups"
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int] = mapped_column(primary_key=True)  # index into ROLLUP_LEVELS
     first_step: Mapped[int]
     last_step: Mapped[int]
-    grain: Mapped[int]  # steps per bucket: rollup_grain(first_step, last_step) when written
+    grain: Mapped[int]  # steps per bucket: rollup_grain(first_step, last_step, level) when written
     points: Mapped[int]
 
 
@@ -269,13 +272,15 @@ class CurveBucket(Base):
 
     __tablename__ = "curve_buckets"
     __table_args__ = (
-        ForeignKeyConstraint(["job_id", "name"], ["curve_rollups.job_id", "curve_rollups.name"], ondelete="CASCADE"),
-        # On SQLite, clustered by (job, name, bucket): a curve is read in one range scan.
+        ForeignKeyConstraint(["job_id", "name", "level"],
+                             ["curve_rollups.job_id", "curve_rollups.name", "curve_rollups.level"], ondelete="CASCADE"),
+        # On SQLite, clustered by its key: a curve's level is read in one range scan.
         {"sqlite_with_rowid": False},
     )
 
     job_id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int] = mapped_column(primary_key=True)
     bucket: Mapped[int] = mapped_column(primary_key=True)
     last_step: Mapped[int]
     points: Mapped[int]
