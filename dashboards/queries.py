@@ -9,7 +9,7 @@ Curves are downsampled here, in the database: steps are cut into equal buckets a
 each bucket returns one row (mean, min, max of the values in it), so a curve of a
 million points reaches the page as a few hundred rows. A finished job's curves are
 read from their roll-up (curve_buckets, written by the queue when the job reached a
-final state: at most 1,000 or 250 rows per curve, however long); running jobs, and
+final state: at most 1,000 rows per curve at level 0 and 250 at level 1, however long); running jobs, and
 jobs finished before roll-ups existed and not rolled up, are read point by point.
 Both give the same buckets: a bucket is a whole number of grains of one roll-up level
 (see curve_width), so that level's buckets add up to it exactly.
@@ -275,9 +275,9 @@ MIN_GRAINS = 3
 def curve_width(lo: int, hi: int, buckets: int, grains: Sequence[int] | None = None) -> tuple[int, int]:
     """(width, level): bucket_width rounded up to whole grains of roll-up ``level``, the
     coarsest level whose grain fits MIN_GRAINS times (else the finest). ``grains`` per
-    level default to the roll-up grains of [lo, hi] (all 1 for a curve of up to 250
-    steps: exact). A rolled-up curve's buckets of that level add up to exactly these."""
-    grains = [rollup_grain(lo, hi, level) for level in range(len(ROLLUP_LEVELS))] if grains is None else grains
+    level default to the roll-up grains of [lo, hi] (1 and 4 for a curve of up to 1,000
+    steps). A rolled-up curve's buckets of that level add up to exactly these."""
+    grains = [rollup_grain(lo, hi, level) for level in range(ROLLUP_LEVELS)] if grains is None else grains
     width = bucket_width(lo, hi, buckets)
     level = max((level for level, g in enumerate(grains) if width >= MIN_GRAINS * g), default=0)
     return grains[level] * math.ceil(width / grains[level]), level

@@ -236,16 +236,18 @@ class WorkerJob(Base):
     updated_at: Mapped[float]
 
 
-#: Roll-up levels of a finished curve, finest first: at most this many buckets each.
-#: The finest is the most the dashboard draws per curve; the coarser serves overlays
-#: of hundreds of runs (a few dozen points each) at a quarter of the rows.
-ROLLUP_LEVELS = (1000, 250)
+#: Buckets of a finished curve's finest roll-up level (at most): the most the
+#: dashboard draws per curve. Each coarser level's grain is ROLLUP_FACTOR grains of the
+#: level below (250 buckets at level 1), for overlays of hundreds of runs.
+ROLLUP_BUCKETS = 1000
+ROLLUP_FACTOR = 4
+ROLLUP_LEVELS = 2
 
 
 def rollup_grain(first: int, last: int, level: int = 0) -> int:
     """Steps per bucket of roll-up ``level`` of a curve logged from step ``first`` to
-    ``last``: ceil(span / ROLLUP_LEVELS[level])."""
-    return max(1, -(-(last - first + 1) // ROLLUP_LEVELS[level]))
+    ``last``: ceil(span / ROLLUP_BUCKETS) * ROLLUP_FACTOR ** level."""
+    return max(1, -(-(last - first + 1) // ROLLUP_BUCKETS)) * ROLLUP_FACTOR**level
 
 
 class CurveRollup(Base):
@@ -258,7 +260,7 @@ class CurveRollup(Base):
 
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    level: Mapped[int] = mapped_column(primary_key=True)  # index into ROLLUP_LEVELS
+    level: Mapped[int] = mapped_column(primary_key=True)  # 0 (finest) .. ROLLUP_LEVELS - 1
     first_step: Mapped[int]
     last_step: Mapped[int]
     grain: Mapped[int]  # steps per bucket: rollup_grain(first_step, last_step, level) when written

@@ -30,6 +30,8 @@ from sqlalchemy.engine import Connection, Row
 
 from db import clock
 from db.models import (
+    ROLLUP_BUCKETS,
+    ROLLUP_FACTOR,
     ROLLUP_LEVELS,
     attempts,
     curve_buckets,
@@ -578,42 +580,52 @@ def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
     """Roll up every curve of the jobs, which have just reached a final state (their
     metrics can no longer change: writes are fenced by the lease they no longer have).
 
-    Each (job, metric) gets, per level of ROLLUP_LEVELS, its step range and grain
-    (ceil(span / buckets) steps, as db.models.rollup_grain) in curve_rollups, and one
-    curve_buckets row per grain of steps holding points, count of numbers, sum, min,
-    max and last step. Replaces earlier roll-ups of these jobs. A 1,000,000-point
-    curve takes about a second."""
+    Each (job, metric) gets, per level, its step range and grain (as
+    db.models.rollup_grain) in curve_rollups, and one curve_buckets row per grain of
+    steps holding points, count of numbers, sum, min, max and last step: level 0 from
+    the points, each coarser level from the level below. Replaces earlier roll-ups of
+    these jobs. Reads each point once: tens of milliseconds for a 4,500-step run,
+    seconds for a 1,000,000-point curve."""
     ids = [int(i) for i in job_ids]
     if not ids:
         return
     drop_curve_rollups(conn, ids)
-    columns = ["job_id", "name", "level", "first_step", "last_step", "grain", "points"]
+    r, b = curve_rollups, curve_buckets
     first, last = func.min(metrics.c.step), func.max(metrics.c.step)
-    finest = ROLLUP_LEVELS[0]
-    conn.execute(insert(curve_rollups).from_select(columns, (
-        select(metrics.c.job_id, metrics.c.name, literal(0, Integer), first, last, (last - first + finest) // finest,
-               func.count())
+    rollup_columns = ["job_id", "name", "level", "first_step", "last_step", "grain", "points"]
+    conn.execute(insert(r).from_select(rollup_columns, (
+        select(metrics.c.job_id, metrics.c.name, literal(0, Integer), first, last,
+               (last - first + ROLLUP_BUCKETS) // ROLLUP_BUCKETS, func.count())  # ceil(span / ROLLUP_BUCKETS)
         .where(metrics.c.job_id.in_(ids))
         .group_by(metrics.c.job_id, metrics.c.name)
     )))
-    r = curve_rollups
-    for level, buckets in enumerate(ROLLUP_LEVELS[1:], start=1):
-        conn.execute(insert(curve_rollups).from_select(columns, (
+    for level in range(1, ROLLUP_LEVELS):
+        conn.execute(insert(r).from_select(rollup_columns, (
             select(r.c.job_id, r.c.name, literal(level, Integer), r.c.first_step, r.c.last_step,
-                   (r.c.last_step - r.c.first_step + buckets) // buckets, r.c.points)
+                   r.c.grain * ROLLUP_FACTOR**level, r.c.points)
             .where(r.c.job_id.in_(ids), r.c.level == 0)
         )))
+    bucket_columns = ["job_id", "name", "level", "bucket", "last_step", "points", "value_count", "value_sum",
+                      "value_min", "value_max"]
     bucket = (metrics.c.step - r.c.first_step) // r.c.grain  # integer division on both backends
-    conn.execute(insert(curve_buckets).from_select(
-        ["job_id", "name", "level", "bucket", "last_step", "points", "value_count", "value_sum", "value_min", "value_max"],
+    conn.execute(insert(b).from_select(bucket_columns, (
         select(metrics.c.job_id, metrics.c.name, r.c.level, bucket, func.max(metrics.c.step), func.count(),
                func.count(metrics.c.value), func.sum(metrics.c.value), func.min(metrics.c.value),
                func.max(metrics.c.value))
         .select_from(r)
         .join(metrics, and_(metrics.c.job_id == r.c.job_id, metrics.c.name == r.c.name))
-        .where(r.c.job_id.in_(ids))
-        .group_by(metrics.c.job_id, metrics.c.name, r.c.level, bucket),
-    ))
+        .where(r.c.job_id.in_(ids), r.c.level == 0)
+        .group_by(metrics.c.job_id, metrics.c.name, r.c.level, bucket)
+    )))
+    for level in range(1, ROLLUP_LEVELS):
+        coarser = b.c.bucket // ROLLUP_FACTOR
+        conn.execute(insert(b).from_select(bucket_columns, (
+            select(b.c.job_id, b.c.name, literal(level, Integer), coarser, func.max(b.c.last_step),
+                   func.sum(b.c.points), func.sum(b.c.value_count), func.sum(b.c.value_sum), func.min(b.c.value_min),
+                   func.max(b.c.value_max))
+            .where(b.c.job_id.in_(ids), b.c.level == level - 1)
+            .group_by(b.c.job_id, b.c.name, coarser)
+        )))
 
 
 # --- reading ----------------------------------------------------------------------

@@ -99,9 +99,9 @@ def test_a_finished_jobs_rollup_reads_exactly_the_live_querys_buckets(db_url):
         loss = queries.curves(conn, "loss", [job_id], buckets=400)
         assert len(loss) == 278 and loss["step"].iloc[:3].tolist() == [8, 17, 26] and loss["step"].iloc[-1] == 2499
         assert loss["points"].sum() == 2500  # NaN points counted, as the live query counts them
-        # 40 buckets (63 steps) hold 3 grains of the coarse level (10 steps): 70-step buckets from it
+        # 40 buckets (63 steps) hold 5 grains of the coarse level (12 steps): 72-step buckets from it
         coarse = queries.curves(conn, "loss", [job_id], buckets=40)
-        assert len(coarse) == 36 and coarse["step"].iloc[0] == 69 and coarse["points"].sum() == 2500
+        assert len(coarse) == 35 and coarse["step"].iloc[0] == 71 and coarse["points"].sum() == 2500
 
     _read(db_url, check)
 
@@ -186,8 +186,9 @@ def test_upgrade_rolls_up_jobs_finished_before_it(db_url):
 
 def test_bucket_widths_are_whole_grains_of_one_level():
     assert queries.curve_width(1, 1000, 10) == (100, 1)  # grains 1 and 4: 100 is 25 of level 1's
-    assert queries.curve_width(1, 4500, 400) == (15, 0)  # 12 steps < 3 grains of 18: level 0's grains of 5
-    assert queries.curve_width(1, 4500, 40) == (126, 1)  # 113 steps: 7 grains of 18
+    assert queries.curve_width(1, 4500, 400) == (15, 0)  # 12 steps < 3 grains of 20: level 0's grains of 5
+    assert queries.curve_width(1, 4500, 40) == (120, 1)  # 113 steps: 6 grains of 20
     assert queries.curve_width(1, 1_000_000, 400) == (3000, 0)  # 2,500 steps: 3 grains of 1,000
     assert queries.curve_width(1, 1_000_000, 1000) == (1000, 0)
-    assert queries.curve_width(0, 99, 7) == (15, 1)  # short curves: grains of 1, exact
+    assert queries.curve_width(0, 99, 7) == (16, 1)  # 15 steps: 4 grains of 4
+    assert queries.curve_width(0, 99, 50) == (2, 0)  # short curves, many buckets: exact
