@@ -308,6 +308,11 @@ def page_queries(info: dict) -> dict[str, Callable]:
         q.metric_names(conn, ids)
         q.curves(conn, "loss", ids, buckets=overlay, rollups=False)  # as before roll-ups: every index entry
 
+    def curves_half(conn):
+        # 250 runs: 80 buckets each, too fine for the coarse roll-up level; the most rows
+        # a page of this database reads from roll-ups (about 1,000 per curve)
+        q.curves(conn, "loss", ids[:250], buckets=buckets_per_run(250, 400))
+
     def curves_long_run(conn):
         q.curves(conn, "loss", [long_job])  # one curve of 1,000,000 points
 
@@ -359,6 +364,7 @@ def page_queries(info: dict) -> dict[str, Callable]:
         "overview": overview,
         "curves (500 runs' loss)": curves,
         "  same, point by point": curves_point_by_point,
+        "curves (250 runs' loss)": curves_half,
         "curves (1M-point run)": curves_long_run,
         "  same, point by point ": curves_long_run_point_by_point,
         "results": results,
