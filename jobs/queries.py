@@ -616,6 +616,9 @@ def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
         .join(metrics, and_(metrics.c.job_id == r.c.job_id, metrics.c.name == r.c.name))
         .where(r.c.job_id.in_(ids), r.c.level == 0)
         .group_by(metrics.c.job_id, metrics.c.name, r.c.level, bucket)
+        # In key order: on PostgreSQL a curve's rows then share heap pages, and reading
+        # 250 curves touches a few thousand pages, not a page per row.
+        .order_by(metrics.c.job_id, metrics.c.name, bucket)
     )))
     for level in range(1, ROLLUP_LEVELS):
         coarser = b.c.bucket // ROLLUP_FACTOR
@@ -625,6 +628,7 @@ def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
                    func.max(b.c.value_max))
             .where(b.c.job_id.in_(ids), b.c.level == level - 1)
             .group_by(b.c.job_id, b.c.name, coarser)
+            .order_by(b.c.job_id, b.c.name, coarser)
         )))
 
 

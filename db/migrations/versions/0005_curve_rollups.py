@@ -72,13 +72,14 @@ def upgrade() -> None:
         "value_max) SELECT m.job_id, m.name, 0, (m.step - r.first_step) / r.grain, MAX(m.step), COUNT(*), "
         "COUNT(m.value), SUM(m.value), MIN(m.value), MAX(m.value) "
         "FROM curve_rollups r JOIN metrics m ON m.job_id = r.job_id AND m.name = r.name WHERE r.level = 0 "
-        "GROUP BY m.job_id, m.name, (m.step - r.first_step) / r.grain"
+        "GROUP BY m.job_id, m.name, (m.step - r.first_step) / r.grain "
+        "ORDER BY m.job_id, m.name, (m.step - r.first_step) / r.grain"  # a curve's rows share heap pages
     )
     op.execute(
         "INSERT INTO curve_buckets (job_id, name, level, bucket, last_step, points, value_count, value_sum, value_min, "
         f"value_max) SELECT job_id, name, 1, bucket / {ROLLUP_FACTOR}, MAX(last_step), SUM(points), SUM(value_count), "
         "SUM(value_sum), MIN(value_min), MAX(value_max) FROM curve_buckets WHERE level = 0 "
-        f"GROUP BY job_id, name, bucket / {ROLLUP_FACTOR}"
+        f"GROUP BY job_id, name, bucket / {ROLLUP_FACTOR} ORDER BY job_id, name, bucket / {ROLLUP_FACTOR}"
     )
 
 
