@@ -268,7 +268,8 @@ def bucket_width(lo: int, hi: int, buckets: int) -> int:
 
 #: A bucket is made of grains of the coarsest roll-up level that fits in it at least
 #: this many times (rounding it up to whole grains then costs at most a quarter of the
-#: buckets asked for), else of the finest level's.
+#: buckets asked for), else of the finest level's (a thousandth of the span: a curve
+#: asked for 400 buckets of a 4,497-step run gets 300).
 MIN_GRAINS = 3
 
 
