@@ -143,6 +143,7 @@ def build(url: str, total_points: int) -> dict:
         ])
     eng.dispose()
     points = _load_metrics(url, ids, long_job, steps, t0, long_points)
+    _roll_up(url, [j for i, j in enumerate(ids) if state_of(i) in ("succeeded", "failed", "diverged", "cancelled")])
     _analyze(url)
     return {"ids": ids, "long_job": long_job, "arms": (arms[0], arms[1]), "points": points}
 
@@ -208,6 +209,21 @@ def _load_metrics(url: str, ids: list[int], long_job: int, steps: int, t0: float
     return total
 
 
+def _roll_up(url: str, final: list[int]) -> None:
+    """The curve roll-ups the queue writes as each job reaches a final state (here all
+    at once, since the jobs were made final by hand above)."""
+    from db import engine as db_engine
+    from jobs import queries
+
+    eng = db_engine.create(url)
+    t = time.perf_counter()
+    with eng.begin() as conn:
+        for start in range(0, len(final), 50):
+            queries.write_curve_rollups(conn, final[start:start + 50])
+    print(f"  rolled up {len(final)} finished jobs' curves in {time.perf_counter() - t:.1f} s", flush=True)
+    eng.dispose()
+
+
 def _analyze(url: str) -> None:
     """Fresh planner statistics (and PostgreSQL's visibility map), as autovacuum would
     have them on a database that grew over days."""
@@ -270,8 +286,10 @@ def describe(url: str) -> dict:
 def page_queries(info: dict) -> dict[str, Callable]:
     """Page -> a function running the statements that page runs with its defaults."""
     from dashboards import queries as q
+    from dashboards.curves import buckets_per_run
 
     ids = info["ids"]
+    overlay = buckets_per_run(len(ids), 400)  # the page's default resolution, cut for 500 runs
     long_job = info["long_job"]
     arm_a, arm_b = info["arms"]
 
@@ -284,10 +302,22 @@ def page_queries(info: dict) -> dict[str, Callable]:
     def curves(conn):
         names = q.metric_names(conn, ids)
         assert "loss" in names, names
-        q.curves(conn, "loss", ids)  # every run's loss, overlaid
+        q.curves(conn, "loss", ids, buckets=overlay)  # every run's loss, overlaid
+
+    def curves_point_by_point(conn):
+        q.metric_names(conn, ids)
+        q.curves(conn, "loss", ids, buckets=overlay, rollups=False)  # as before roll-ups: every index entry
+
+    def curves_half(conn):
+        # 250 runs: 80 buckets each, too fine for the coarse roll-up level; the most rows
+        # a page of this database reads from roll-ups (about 1,000 per curve)
+        q.curves(conn, "loss", ids[:250], buckets=buckets_per_run(250, 400))
 
     def curves_long_run(conn):
         q.curves(conn, "loss", [long_job])  # one curve of 1,000,000 points
+
+    def curves_long_run_point_by_point(conn):
+        q.curves(conn, "loss", [long_job], rollups=False)
 
     def results(conn):
         q.summary_names(conn)
@@ -333,7 +363,10 @@ def page_queries(info: dict) -> dict[str, Callable]:
     return {
         "overview": overview,
         "curves (500 runs' loss)": curves,
+        "  same, point by point": curves_point_by_point,
+        "curves (250 runs' loss)": curves_half,
         "curves (1M-point run)": curves_long_run,
+        "  same, point by point ": curves_long_run_point_by_point,
         "results": results,
         "comparisons": comparisons,
         "timing": timing,

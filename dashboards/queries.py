@@ -7,7 +7,12 @@ parameterised, and portable between SQLite and PostgreSQL.
 
 Curves are downsampled here, in the database: steps are cut into equal buckets and
 each bucket returns one row (mean, min, max of the values in it), so a curve of a
-million points reaches the page as a few hundred rows.
+million points reaches the page as a few hundred rows. A finished job's curves are
+read from their roll-up (curve_buckets, written by the queue when the job reached a
+final state: at most 1,000 rows per curve at level 0 and 250 at level 1, however long); running jobs, and
+jobs finished before roll-ups existed and not rolled up, are read point by point.
+Both give the same buckets: a bucket is a whole number of grains of one roll-up level
+(see curve_width), so that level's buckets add up to it exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +26,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from db import clock
-from db.models import attempts, events, generations, grids, jobs, judgments, metrics, summaries
+from db.models import (
+    attempts,
+    curve_buckets,
+    curve_rollups,
+    events,
+    generations,
+    grids,
+    jobs,
+    judgments,
+    metrics,
+    ROLLUP_LEVELS,
+    rollup_grain,
+    summaries,
+)
 
 #: The final states of a job (as in jobs.states, which the dashboard may not import).
 FINAL_STATES = ("succeeded", "failed", "diverged", "cancelled")
@@ -248,11 +266,30 @@ def bucket_width(lo: int, hi: int, buckets: int) -> int:
     return max(1, math.ceil((hi - lo + 1) / max(1, buckets)))
 
 
+#: A bucket is made of grains of the coarsest roll-up level that fits in it at least
+#: this many times (rounding it up to whole grains then costs at most a quarter of the
+#: buckets asked for), else of the finest level's (a thousandth of the span: a curve
+#: asked for 400 buckets of a 4,497-step run gets 300).
+MIN_GRAINS = 3
+
+
+def curve_width(lo: int, hi: int, buckets: int, grains: Sequence[int] | None = None) -> tuple[int, int]:
+    """(width, level): bucket_width rounded up to whole grains of roll-up ``level``, the
+    coarsest level whose grain fits MIN_GRAINS times (else the finest). ``grains`` per
+    level default to the roll-up grains of [lo, hi] (1 and 4 for a curve of up to 1,000
+    steps). A rolled-up curve's buckets of that level add up to exactly these."""
+    grains = [rollup_grain(lo, hi, level) for level in range(ROLLUP_LEVELS)] if grains is None else grains
+    width = bucket_width(lo, hi, buckets)
+    level = max((level for level, g in enumerate(grains) if width >= MIN_GRAINS * g), default=0)
+    return grains[level] * math.ceil(width / grains[level]), level
+
+
 def plan_buckets(ranges: pd.DataFrame, buckets: int, lo: int | None, hi: int | None,
                  read_budget: int = READ_BUDGET) -> dict[tuple[int, int, int], list[int]]:
     """Jobs grouped by (bucket width, stride, first step) for their part of [lo, hi].
 
-    The width cuts a job's range, from its first step, into at most ``buckets`` buckets. The stride is 1 (every
+    The width cuts a job's range, from its first step, into at most ``buckets`` buckets
+    of whole grains (see curve_width). The stride is 1 (every
     point) unless the selection holds more than ``read_budget`` points in the range;
     then dense curves (every step logged) are read at every stride-th step, and sparse
     ones (e.g. a validation loss every 100 steps) still in full."""
@@ -270,23 +307,79 @@ def plan_buckets(ranges: pd.DataFrame, buckets: int, lo: int | None, hi: int | N
     groups: dict[tuple[int, int, int], list[int]] = {}
     for job_id, span_lo, span_hi, dense, _ in plans:
         k = stride if dense else 1
-        width = k * math.ceil(bucket_width(span_lo, span_hi, buckets) / k)  # whole strides per bucket
+        width = k * math.ceil(curve_width(span_lo, span_hi, buckets)[0] / k)  # whole strides per bucket
         groups.setdefault((width, k, span_lo), []).append(job_id)
     return groups
 
 
-def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int = 400,
-           lo: int | None = None, hi: int | None = None, read_budget: int = READ_BUDGET) -> pd.DataFrame:
-    """Metric ``name`` of the jobs, downsampled in the database: each job's steps in
-    [lo, hi] are cut into at most ``buckets`` equal buckets, and each bucket comes back as
-    one row: job_id, step (the bucket's last step), value (mean), min, max, points (how
-    many were aggregated), stride (1: every point; k: every k-th step, see plan_buckets).
+def rollup_ranges(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.DataFrame:
+    """Per job that is final and has a roll-up of metric ``name``: job_id, lo, hi (its
+    first and last step) and grains (one per level, finest first). From the roll-ups'
+    primary key: a row per job and level."""
+    r = curve_rollups
+    stmt = (
+        select(r.c.job_id, r.c.level, r.c.first_step, r.c.last_step, r.c.grain)
+        .join(jobs, jobs.c.id == r.c.job_id)
+        .where(r.c.name == bindparam("name"), r.c.job_id.in_(bindparam("ids", expanding=True)),
+               jobs.c.state.in_(FINAL_STATES))
+        .order_by(r.c.job_id, r.c.level)
+    )
+    rows = conn.execute(stmt, {"name": name, "ids": _ids(job_ids)}).all()
+    ranges: dict[int, tuple[int, int, list[int]]] = {}
+    for job_id, _level, first, last, grain in rows:
+        ranges.setdefault(job_id, (first, last, []))[2].append(grain)
+    return pd.DataFrame([(j, lo, hi, tuple(g)) for j, (lo, hi, g) in ranges.items()],
+                        columns=["job_id", "lo", "hi", "grains"])
 
-    A bucket of width 1 holds one point, so short curves come back exact. Jobs with the
-    same width, stride and first step share one statement."""
+
+def _rolled_up_curves(conn: Connection, name: str, ranges: pd.DataFrame, buckets: int) -> list[pd.DataFrame]:
+    """Buckets of rolled-up curves (rows as curves() returns them): each bucket is the
+    sum of ``width / grain`` consecutive roll-up buckets of one level. Jobs read at the
+    same level and number of grains per bucket share one statement."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for job_id, first, last, grains in ranges.itertuples(index=False):
+        width, level = curve_width(first, last, buckets, grains)
+        groups.setdefault((level, width // grains[level]), []).append(int(job_id))
+    b = curve_buckets
+    stmt = (
+        select(
+            b.c.job_id,
+            func.max(b.c.last_step).label("step"),
+            (func.sum(b.c.value_sum) / func.nullif(func.sum(b.c.value_count), 0)).label("value"),
+            func.min(b.c.value_min).label("min"),
+            func.max(b.c.value_max).label("max"),
+            func.sum(b.c.points).label("points"),
+        )
+        .where(b.c.name == bindparam("name"), b.c.job_id.in_(bindparam("ids", expanding=True)),
+               b.c.level == bindparam("level"))
+        .group_by(b.c.job_id, b.c.bucket // bindparam("grains", type_=Integer))
+    )
+    return [_frame(conn, stmt, {"name": name, "ids": members, "level": level, "grains": grains}).assign(stride=1)
+            for (level, grains), members in groups.items()]
+
+
+def curves(conn: Connection, name: str, job_ids: Sequence[int], *, buckets: int = 400,
+           lo: int | None = None, hi: int | None = None, read_budget: int = READ_BUDGET,
+           rollups: bool = True) -> pd.DataFrame:
+    """Metric ``name`` of the jobs, downsampled in the database: each job's steps in
+    [lo, hi] are cut into at most ``buckets`` equal buckets (of whole grains, see
+    curve_width), and each bucket comes back as one row: job_id, step (the bucket's last
+    step), value (mean), min, max, points (how many were aggregated), stride (1: every
+    point; k: every k-th step, see plan_buckets).
+
+    A bucket of width 1 holds one point, so short curves come back exact. Finished
+    jobs' whole curves are read from their roll-ups (unless ``rollups`` is False), the
+    rest point by point; jobs with the same width, stride and first step share one
+    statement. Only the points read point by point count against ``read_budget``."""
     ids = _ids(job_ids)
     frames = []
-    for (width, stride, first), members in plan_buckets(step_ranges(conn, name, ids), buckets, lo, hi, read_budget).items():
+    if rollups and lo is None and hi is None and ids:
+        rolled = rollup_ranges(conn, name, ids)
+        frames.extend(_rolled_up_curves(conn, name, rolled, buckets))
+        done = set(rolled["job_id"].tolist())
+        ids = [i for i in ids if i not in done]
+    live = plan_buckets(step_ranges(conn, name, ids), buckets, lo, hi, read_budget) if ids else {}
+    for (width, stride, first), members in live.items():
         offset = metrics.c.step - bindparam("first", type_=Integer)
         bucket = offset // bindparam("width", type_=Integer)  # integer division on both backends
         stmt = (

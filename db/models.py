@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -235,7 +236,65 @@ class WorkerJob(Base):
     updated_at: Mapped[float]
 
 
+#: Buckets of a finished curve's finest roll-up level (at most): the most the
+#: dashboard draws per curve. Each coarser level's grain is ROLLUP_FACTOR grains of the
+#: level below (250 buckets at level 1), for overlays of hundreds of runs.
+ROLLUP_BUCKETS = 1000
+ROLLUP_FACTOR = 4
+ROLLUP_LEVELS = 2
+
+
+def rollup_grain(first: int, last: int, level: int = 0) -> int:
+    """Steps per bucket of roll-up ``level`` of a curve logged from step ``first`` to
+    ``last``: ceil(span / ROLLUP_BUCKETS) * ROLLUP_FACTOR ** level."""
+    return max(1, -(-(last - first + 1) // ROLLUP_BUCKETS)) * ROLLUP_FACTOR**level
+
+
+class CurveRollup(Base):
+    """One level of a finished curve's roll-up (a job's metric), written when the job
+    reached a final state: its step range and grain. Its buckets are in curve_buckets.
+    Written and removed by the queue only (a job put back in the queue loses its
+    roll-ups); read by the dashboard, which never writes."""
+
+    __tablename__ = "curve_rollups"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int] = mapped_column(primary_key=True)  # 0 (finest) .. ROLLUP_LEVELS - 1
+    first_step: Mapped[int]
+    last_step: Mapped[int]
+    grain: Mapped[int]  # steps per bucket: rollup_grain(first_step, last_step, level) when written
+    points: Mapped[int]
+
+
+class CurveBucket(Base):
+    """Steps first_step + bucket * grain .. + grain - 1 of a rolled-up curve: how many
+    points, how many of them are numbers (not NaN), their sum, min and max, and the
+    last step logged. Any whole number of grains is re-aggregated from these exactly."""
+
+    __tablename__ = "curve_buckets"
+    __table_args__ = (
+        ForeignKeyConstraint(["job_id", "name", "level"],
+                             ["curve_rollups.job_id", "curve_rollups.name", "curve_rollups.level"], ondelete="CASCADE"),
+        # On SQLite, clustered by its key: a curve's level is read in one range scan.
+        {"sqlite_with_rowid": False},
+    )
+
+    job_id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    level: Mapped[int] = mapped_column(primary_key=True)
+    bucket: Mapped[int] = mapped_column(primary_key=True)
+    last_step: Mapped[int]
+    points: Mapped[int]
+    value_count: Mapped[int]  # points whose value is not NULL (NaN)
+    value_sum: Mapped[float | None]
+    value_min: Mapped[float | None]
+    value_max: Mapped[float | None]
+
+
 job_dependencies = JobDependency.__table__
+curve_rollups = CurveRollup.__table__
+curve_buckets = CurveBucket.__table__
 generations = Generation.__table__
 judgments = Judgment.__table__
 worker_jobs = WorkerJob.__table__

@@ -24,12 +24,26 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Double, Integer, Text, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from db import clock
-from db.models import attempts, events, grids, job_dependencies, jobs, metrics, summaries, worker_jobs
+from db.models import (
+    ROLLUP_BUCKETS,
+    ROLLUP_FACTOR,
+    ROLLUP_LEVELS,
+    attempts,
+    curve_buckets,
+    curve_rollups,
+    events,
+    grids,
+    job_dependencies,
+    jobs,
+    metrics,
+    summaries,
+    worker_jobs,
+)
 from jobs import states
 
 _JOB_COLUMNS = (
@@ -548,6 +562,74 @@ def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dic
         set_={"value": stmt.excluded.value, "attempt": stmt.excluded.attempt},
     )
     conn.execute(stmt, [{"job_id": job_id, "name": k, "value": v, "attempt": attempt} for k, v in values.items()])
+
+
+# --- curve roll-ups ---------------------------------------------------------------
+
+
+def drop_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Remove the jobs' curve roll-ups (a job going back to the queue logs more points)."""
+    ids = [int(i) for i in job_ids]
+    if not ids:
+        return
+    conn.execute(delete(curve_buckets).where(curve_buckets.c.job_id.in_(ids)))
+    conn.execute(delete(curve_rollups).where(curve_rollups.c.job_id.in_(ids)))
+
+
+def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Roll up every curve of the jobs, which have just reached a final state (their
+    metrics can no longer change: writes are fenced by the lease they no longer have).
+
+    Each (job, metric) gets, per level, its step range and grain (as
+    db.models.rollup_grain) in curve_rollups, and one curve_buckets row per grain of
+    steps holding points, count of numbers, sum, min, max and last step: level 0 from
+    the points, each coarser level from the level below. Replaces earlier roll-ups of
+    these jobs. Reads each point once: tens of milliseconds for a 4,500-step run,
+    seconds for a 1,000,000-point curve."""
+    ids = [int(i) for i in job_ids]
+    if not ids:
+        return
+    drop_curve_rollups(conn, ids)
+    r, b = curve_rollups, curve_buckets
+    first, last = func.min(metrics.c.step), func.max(metrics.c.step)
+    rollup_columns = ["job_id", "name", "level", "first_step", "last_step", "grain", "points"]
+    conn.execute(insert(r).from_select(rollup_columns, (
+        select(metrics.c.job_id, metrics.c.name, literal(0, Integer), first, last,
+               (last - first + ROLLUP_BUCKETS) // ROLLUP_BUCKETS, func.count())  # ceil(span / ROLLUP_BUCKETS)
+        .where(metrics.c.job_id.in_(ids))
+        .group_by(metrics.c.job_id, metrics.c.name)
+    )))
+    for level in range(1, ROLLUP_LEVELS):
+        conn.execute(insert(r).from_select(rollup_columns, (
+            select(r.c.job_id, r.c.name, literal(level, Integer), r.c.first_step, r.c.last_step,
+                   r.c.grain * ROLLUP_FACTOR**level, r.c.points)
+            .where(r.c.job_id.in_(ids), r.c.level == 0)
+        )))
+    bucket_columns = ["job_id", "name", "level", "bucket", "last_step", "points", "value_count", "value_sum",
+                      "value_min", "value_max"]
+    bucket = (metrics.c.step - r.c.first_step) // r.c.grain  # integer division on both backends
+    conn.execute(insert(b).from_select(bucket_columns, (
+        select(metrics.c.job_id, metrics.c.name, r.c.level, bucket, func.max(metrics.c.step), func.count(),
+               func.count(metrics.c.value), func.sum(metrics.c.value), func.min(metrics.c.value),
+               func.max(metrics.c.value))
+        .select_from(r)
+        .join(metrics, and_(metrics.c.job_id == r.c.job_id, metrics.c.name == r.c.name))
+        .where(r.c.job_id.in_(ids), r.c.level == 0)
+        .group_by(metrics.c.job_id, metrics.c.name, r.c.level, bucket)
+        # In key order: on PostgreSQL a curve's rows then share heap pages, and reading
+        # 250 curves touches a few thousand pages, not a page per row.
+        .order_by(metrics.c.job_id, metrics.c.name, bucket)
+    )))
+    for level in range(1, ROLLUP_LEVELS):
+        coarser = b.c.bucket // ROLLUP_FACTOR
+        conn.execute(insert(b).from_select(bucket_columns, (
+            select(b.c.job_id, b.c.name, literal(level, Integer), coarser, func.max(b.c.last_step),
+                   func.sum(b.c.points), func.sum(b.c.value_count), func.sum(b.c.value_sum), func.min(b.c.value_min),
+                   func.max(b.c.value_max))
+            .where(b.c.job_id.in_(ids), b.c.level == level - 1)
+            .group_by(b.c.job_id, b.c.name, coarser)
+            .order_by(b.c.job_id, b.c.name, coarser)
+        )))
 
 
 # --- reading ----------------------------------------------------------------------

@@ -194,6 +194,8 @@ class Queue:
             raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost, {state!r} not recorded")
         queries.end_attempt(conn, job_id=lease.job_id, number=lease.attempt, outcome=outcome, error=error)
         queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, state, lease.attempt, lease.owner, reason)])
+        if state in states.FINAL:  # its curves are final: roll them up for the dashboard
+            queries.write_curve_rollups(conn, [lease.job_id])
 
     # --- recovery -------------------------------------------------------------------
 
@@ -215,6 +217,7 @@ class Queue:
                     queries.end_attempt(conn, job_id=row.id, number=row.attempts, outcome=states.OUTCOME_LEASE_EXPIRED, error=error)
                     queries.insert_events(conn, [_event(row.id, states.RUNNING, decision.state, row.attempts, actor, error)])
                     if not decision.retry:
+                        queries.write_curve_rollups(conn, [row.id])
                         _cancel_dependents(conn, row.id, actor=actor)
                     reclaimed.append(row.id)
         return reclaimed
@@ -234,6 +237,7 @@ class Queue:
                     done.append(row.id)
                     events.append(_event(row.id, row.state, states.CANCELLED, row.attempts, actor, "cancelled by user"))
             queries.insert_events(conn, events)
+            queries.write_curve_rollups(conn, done)  # an earlier attempt may have logged points
             for job_id in list(done):
                 done.extend(_cancel_dependents(conn, job_id, actor=actor))
         return done
@@ -257,6 +261,7 @@ class Queue:
                     done.append(row.id)
                     events.append(_event(row.id, row.state, states.PENDING, row.attempts, actor, "retried by user"))
             queries.insert_events(conn, events)
+            queries.drop_curve_rollups(conn, done)  # it will log more points
         return done
 
     def _select(self, conn, *, ids, grid, where, in_states):
@@ -384,6 +389,7 @@ def _cancel_dependents(conn, job_id: int, *, actor: str) -> list[int]:
                                                     f"dependency job {upstream} will not succeed")])
                 cancelled.append(row.id)
                 frontier.append(row.id)
+    queries.write_curve_rollups(conn, cancelled)  # an earlier attempt may have logged points
     return cancelled
 
 

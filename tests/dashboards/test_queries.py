@@ -62,13 +62,18 @@ def test_curves_over_the_read_budget_average_every_kth_step_of_dense_runs_only(d
                                     "val_loss": [(s, 1.0) for s in range(100, 2001, 100)]}})
     eng = database.open_readonly(db_url)
     with scope(eng, write=False) as conn:
-        sampled = queries.curves(conn, "loss", [ids[0]], buckets=10, read_budget=500)
-        exact = queries.curves(conn, "loss", [ids[0]], buckets=10)
-        sparse = queries.curves(conn, "val_loss", [ids[0]], buckets=10, read_budget=5)
+        # The read budget bounds curves read point by point (running jobs): rollups=False.
+        sampled = queries.curves(conn, "loss", [ids[0]], buckets=10, read_budget=500, rollups=False)
+        exact = queries.curves(conn, "loss", [ids[0]], buckets=10, rollups=False)
+        rolled = queries.curves(conn, "loss", [ids[0]], buckets=10, read_budget=500)
+        sparse = queries.curves(conn, "val_loss", [ids[0]], buckets=10, read_budget=5, rollups=False)
         ranges = queries.step_ranges(conn, "val_loss", [ids[0]])
     eng.dispose()
     assert set(sampled["stride"]) == {4} and sampled["points"].sum() == 500
     assert exact["points"].sum() == 2000 and exact["value"].tolist() == pytest.approx([0.5] * 10)
+    # a finished job's roll-up holds every point: no sampling, whatever the budget
+    assert set(rolled["stride"]) == {1} and rolled["points"].sum() == 2000
+    assert rolled["value"].tolist() == pytest.approx([0.5] * 10)
     # every 4th step from step 1 is odd: the sample's mean is 1, and says it is a sample
     assert sampled["value"].tolist() == pytest.approx([1.0] * 10)
     assert set(sparse["stride"]) == {1} and sparse["points"].sum() == 20  # sparse curves are read whole
