@@ -1,6 +1,10 @@
 """gridlab's Slurm path on the real one-node cluster: launch, requeue, time limit,
 scancel, node failure, refused submission. Every test checks the database: attempts,
-their failure classes, and that each per-step metric is stored exactly once."""
+their failure classes, and that each per-step metric is stored exactly once.
+
+Every test runs on SQLite; the ones marked ``@on_both_backends`` (the array draining
+the queue, requeue, SIGKILL reconciled from sacct) run on PostgreSQL too, the backend
+gridlab recommends for clusters, in a throwaway database per test (``pg_url``)."""
 
 from __future__ import annotations
 
@@ -28,9 +32,23 @@ pytestmark = pytest.mark.slurm
 RUNNER = "tests.support.runners:counting"
 
 
+#: Runs a test once per backend; tests without it run on SQLite only (the ``backend``
+#: fixture), to keep the tier's time down.
+on_both_backends = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+
+
 @pytest.fixture
-def queue(tmp_path, slurm_cluster):
-    eng = db_engine.create(f"sqlite:///{tmp_path / 'gridlab.db'}")
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def queue(backend, request, tmp_path, slurm_cluster):
+    # PostgreSQL: pg_url makes a fresh database and drops it after this fixture's
+    # teardown (it skips with the reason where PostgreSQL is down, fails under CI=true).
+    url = f"sqlite:///{tmp_path / 'gridlab.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    eng = db_engine.create(url)
     schema.upgrade(eng)
     yield Queue(eng, lease_s=15.0)
     for w in Queue(eng).workers(executor="slurm"):  # never leave a test's workers behind
@@ -84,6 +102,7 @@ def assert_metrics_once(queue: Queue, job_id: int, steps: int) -> None:
     assert steps_logged(queue, job_id) == list(range(1, steps + 1))
 
 
+@on_both_backends
 def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
     enqueue(queue, 6, steps=4, delay=0.05)
     ids = launch(tmp_path, queue, "--workers", "3", "--array-parallelism", "2")
@@ -109,6 +128,7 @@ def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
     assert r.returncode == 0 and "Workers" in r.stdout and "completed" in r.stdout
 
 
+@on_both_backends
 def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
     enqueue(queue, 1, steps=40, delay=0.25)
     (jid,) = launch(tmp_path, queue)
@@ -177,6 +197,7 @@ def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, sl
     assert_metrics_once(queue, 1, 40)
 
 
+@on_both_backends
 def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
     """A hard death (SIGKILL: no chance to hand back): one sacct pass ends the attempt
     with Slurm's class, counted against the job's attempts; a new worker resumes it."""
