@@ -124,10 +124,30 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
     return engine
 
 
+#: Per-session server settings: the server drops a connection whose client (a crashed node)
+#: stopped answering after about a minute, not after the kernel's two hours, and ends a
+#: transaction left idle for 5 minutes (gridlab's are milliseconds long), so a dead worker
+#: can never keep a job's row locked; claims skip locked rows and reconcile would wait on it.
+PG_SESSION_SETTINGS = {
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+    "idle_in_transaction_session_timeout": "300000",  # ms
+}
+#: libpq's keepalives, the same from the client's side: a worker notices a dead server or
+#: network within about a minute and its caller retries, rather than hanging on a socket.
+PG_CLIENT_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
 def _postgresql_engine(url: URL, *, readonly: bool) -> Engine:
-    connect_args: dict[str, object] = {"connect_timeout": 5}
+    settings = dict(PG_SESSION_SETTINGS)
     if readonly:
-        connect_args["options"] = "-c default_transaction_read_only=on"
+        settings["default_transaction_read_only"] = "on"
+    connect_args: dict[str, object] = {
+        "connect_timeout": 5,
+        **PG_CLIENT_KEEPALIVES,
+        "options": " ".join(f"-c {name}={value}" for name, value in settings.items()),
+    }
     # No pre-ping (a round trip per checkout): a dropped connection surfaces as an
     # error that invalidates the pool, the transaction is retried by its caller.
     # No reset-on-return: db.session.scope always ends its own transaction.

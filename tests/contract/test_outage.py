@@ -52,3 +52,27 @@ def test_an_unreachable_server_is_a_clear_error():
     eng = db_engine.create("postgresql://postgres@127.0.0.1:1/nothing")
     with pytest.raises(DatabaseUnavailable, match="cannot reach database"):
         Queue(eng).counts()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("readonly", [False, True])
+def test_postgresql_sessions_let_go_of_dead_clients(pg_url, readonly):
+    """Every gridlab session on PostgreSQL has server-side keepalives and an idle-transaction
+    timeout, so a node that dies mid-transaction cannot keep a job's row locked for the
+    kernel's two hours; the read-only (dashboard) engine keeps them too, and stays read-only."""
+    from sqlalchemy import text
+
+    writer = db_engine.create(pg_url)
+    schema.upgrade(writer)
+    writer.dispose()
+    eng = db_engine.create(pg_url, readonly=readonly)
+    try:
+        with eng.connect() as conn:
+            shown = {name: conn.execute(text(f"SHOW {name}")).scalar()
+                     for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count",
+                                  "idle_in_transaction_session_timeout", "default_transaction_read_only")}
+    finally:
+        eng.dispose()
+    assert shown["tcp_keepalives_idle"] == "30" and shown["tcp_keepalives_interval"] == "10"
+    assert shown["tcp_keepalives_count"] == "3" and shown["idle_in_transaction_session_timeout"] == "5min"
+    assert shown["default_transaction_read_only"] == ("on" if readonly else "off")
