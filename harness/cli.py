@@ -140,11 +140,14 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
     try:
         with _progress() as progress:
             task = progress.add_task("running", total=todo)
+            job_bars: dict[int, int] = {}  # one bar per running job: its training steps
             while any(p.is_alive() for p in procs):
                 counts = queue.counts()
                 done = sum(counts[s] for s in states.FINAL) - done_before
                 progress.update(task, completed=min(done, todo), description=_counts_line(counts))
+                _update_job_bars(progress, job_bars, queue.running())
                 time.sleep(0.5)
+            _update_job_bars(progress, job_bars, [])
             counts = queue.counts()
             progress.update(task, completed=min(sum(counts[s] for s in states.FINAL) - done_before, todo),
                             description=_counts_line(counts))
@@ -159,6 +162,20 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
     console.print(f"Workers finished: {_counts_line(counts)}")
     if failed_workers:
         raise GridlabError(f"{len(failed_workers)} worker process(es) exited with an error", "run with -v to see why")
+
+
+def _update_job_bars(progress: Progress, bars: dict[int, int], running: list) -> None:
+    """Show each running job's training progress under the queue's bar; drop finished ones."""
+    now = {j.id: j for j in running}
+    for job_id in [i for i in bars if i not in now]:
+        progress.remove_task(bars.pop(job_id))
+    for job_id, job in now.items():
+        text = f"  job {job_id} {report.cell_label(job.factors, 40)}: {report.progress_text(job)}"
+        if job.value is not None:
+            text += f" loss {job.value:.4g}"
+        if job_id not in bars:
+            bars[job_id] = progress.add_task(text, total=job.total_steps)
+        progress.update(bars[job_id], description=text, completed=job.step or 0, total=job.total_steps)
 
 
 def _counts_line(counts: dict[str, int]) -> str:
@@ -179,6 +196,9 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     console.print(report.counts_table({g: queue.counts(g) for g in grids}))
     for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
         console.print(table)
+    running = queue.running(grid)
+    if running:
+        console.print(report.running_table(running))
     workers = commands_slurm.workers_table(queue)
     if workers is not None:
         console.print(workers)

@@ -94,6 +94,8 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the grid file writes it
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -117,8 +119,6 @@ def params_table(experiment: str, params: dict) -> Table:
     for name, p in params.items():
         if p.default is REQUIRED:
             default = "(required)"
-        elif isinstance(p.default, bool):
-            default = "true" if p.default else "false"  # as a YAML grid file writes it
         else:
             default = _fmt(p.default) if p.default != "" else "''"
         if p.choices:
@@ -128,4 +128,33 @@ def params_table(experiment: str, params: dict) -> Table:
         else:
             allowed = ""
         table.add_row(name, p.kind.__name__, default, allowed, p.help)
+    return table
+
+
+def cell_label(factors: dict[str, Any], width: int = 60) -> str:
+    """A grid cell in one short line: its factors as key=value."""
+    text = " ".join(f"{k}={_fmt(v)}" for k, v in factors.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def progress_text(job) -> str:
+    """How far a running job has got: ``step 120/400 (30%)``, or ``starting``."""
+    if job.step is None:
+        return "starting"
+    if job.total_steps:
+        return f"step {job.step}/{job.total_steps} ({job.step / job.total_steps:.0%})"
+    return f"step {job.step}"
+
+
+def running_table(running: list) -> Table:
+    """Running jobs: where each one's training has got, its loss, its worker, its heartbeat."""
+    table = Table(title="Running", title_justify="left")
+    for col, justify in (("job", "right"), ("grid", "left"), ("cell", "left"), ("attempt", "right"),
+                         ("progress", "left"), ("loss", "right"), ("worker", "left"), ("heartbeat", "right")):
+        table.add_column(col, justify=justify)
+    for j in running:
+        age = "" if j.heartbeat_age_s is None else f"{j.heartbeat_age_s:.0f} s ago"
+        loss = "" if j.value is None else f"{j.value:.4g}"
+        table.add_row(str(j.id), j.grid, cell_label(j.factors), str(j.attempt), progress_text(j), loss,
+                      j.worker or "", age)
     return table

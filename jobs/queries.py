@@ -689,6 +689,27 @@ def summaries_table(conn: Connection, *, grid: int | None = None) -> list[Row]:
     return list(conn.execute(stmt.order_by(jobs.c.id)))
 
 
+def running_progress(conn: Connection, *, grid: int | None = None, curve: str = "loss") -> list[Row]:
+    """Each running job with the newest step and value of its ``curve`` and the seconds since
+    its last heartbeat (by the database's clock): two index seeks per running job, on
+    ``ix_metrics_curves``, however long its curve."""
+    newest = (select(metrics.c.step, metrics.c.value)
+              .where(metrics.c.job_id == jobs.c.id, metrics.c.name == curve)
+              .order_by(metrics.c.step.desc()).limit(1))
+    stmt = (
+        select(jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.attempts, jobs.c.lease_owner,
+               (clock.now() - jobs.c.heartbeat_at).label("heartbeat_age_s"),
+               newest.with_only_columns(metrics.c.step).scalar_subquery().label("step"),
+               newest.with_only_columns(metrics.c.value).scalar_subquery().label("value"))
+        .join(grids, grids.c.id == jobs.c.grid_id)
+        .where(jobs.c.state == states.RUNNING)
+        .order_by(jobs.c.id)
+    )
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return list(conn.execute(stmt))
+
+
 def stale_count(conn: Connection) -> int:
     stmt = select(func.count()).where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
     return conn.execute(stmt).scalar_one()

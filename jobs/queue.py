@@ -21,7 +21,7 @@ from db.errors import GridlabError
 from db.session import scope
 from jobs import queries, retry, states
 from jobs.errors import LeaseLost
-from jobs.records import Claimed, EnqueueResult, JobRecord, Lease
+from jobs.records import Claimed, EnqueueResult, JobRecord, Lease, RunningJob
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,14 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.summaries_table(conn, grid=self._grid_id(conn, grid))
 
+    def running(self, grid: str | None = None) -> list[RunningJob]:
+        """Running jobs with the newest step and value of their loss curve."""
+        with scope(self.engine, write=False) as conn:
+            rows = queries.running_progress(conn, grid=self._grid_id(conn, grid))
+        return [RunningJob(id=r.id, grid=r.grid, factors=r.factors, attempt=r.attempts, worker=r.lease_owner,
+                           step=r.step, total_steps=_int_or_none(r.spec.get("steps")), value=r.value,
+                           heartbeat_age_s=r.heartbeat_age_s) for r in rows]
+
     def grids(self) -> list[str]:
         with scope(self.engine, write=False) as conn:
             return queries.grid_names(conn)
@@ -391,6 +399,10 @@ def _cancel_dependents(conn, job_id: int, *, actor: str) -> list[int]:
                 frontier.append(row.id)
     queries.write_curve_rollups(conn, cancelled)  # an earlier attempt may have logged points
     return cancelled
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _matches(actual: Any, wanted: Any) -> bool:

@@ -249,3 +249,22 @@ def test_nan_and_inf_metrics_are_stored(engine, queue):
         summary = queries.job_summaries(conn, c.job.id)
     assert values[0] is None and values[1] == math.inf
     assert summary == {"val_loss": None}
+
+
+def test_running_jobs_report_the_newest_step_and_loss_of_their_curve(queue):
+    queue.enqueue("g", make_jobs(3, steps=40))
+    a, b = queue.claim(W1), queue.claim(W2)
+    writer = MetricsWriter(queue.engine, a.lease)
+    for step in range(1, 13):
+        writer.log(step, {"loss": 10.0 - step, "lr": 0.1})
+    writer.log(12, {"val_loss": 99.0})  # other curves do not count
+    writer.flush()
+    queue.heartbeat(a.lease)
+    running = {j.id: j for j in queue.running()}
+    assert set(running) == {a.job.id, b.job.id}  # the third job is pending, not running
+    ja, jb = running[a.job.id], running[b.job.id]
+    assert (ja.step, ja.total_steps, ja.value, ja.attempt, ja.grid) == (12, 40, -2.0, 1, "g")
+    assert ja.worker == a.lease.owner and 0 <= ja.heartbeat_age_s < 60
+    assert (jb.step, jb.value) == (None, None)  # nothing logged yet: "starting"
+    queue.complete(a.lease)
+    assert [j.id for j in queue.running("g")] == [b.job.id]
