@@ -1,5 +1,6 @@
-"""Overview page: where each grid stands, jobs by state, a heatmap of cells by two
-factors coloured by state, and running jobs whose lease has gone stale."""
+"""Overview page: where each grid stands, jobs by state, how far each running job's training
+has got, a heatmap of cells by two factors coloured by state, and running jobs whose lease
+has gone stale."""
 
 from __future__ import annotations
 
@@ -40,12 +41,24 @@ def heatmap_cells(jobs: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return cells
 
 
+def running_table(running: pd.DataFrame) -> pd.DataFrame:
+    """One row per running job: its cell, step of steps, share done, loss, worker, heartbeat."""
+    cells = [" ".join(f"{k}={factors.fmt(v)}" for k, v in f.items()) for f in running["factors"]]
+    share = (running["step"] / running["steps"]).clip(0.0, 1.0)
+    return pd.DataFrame({
+        "id": running["id"], "grid": running["grid"], "cell": cells, "attempt": running["attempts"],
+        "step": running["step"], "steps": running["steps"], "progress": share, "loss": running["loss"],
+        "worker": running["lease_owner"], "heartbeat": running["heartbeat_s_ago"].map(ui.fmt_age),
+    })
+
+
 def render() -> None:
     st.title("Overview")
     with ui.reading() as conn:
         progress = queries.grid_progress(conn)
         jobs, names = ui.jobs(conn)
         stale = queries.stale_leases(conn)
+        running = queries.running_jobs(conn)
         now = queries.db_now(conn)
     if progress.empty:
         st.info("No jobs yet. Enqueue a grid: `gridlab enqueue GRID.yaml`.")
@@ -54,6 +67,7 @@ def render() -> None:
     if grid is not None:
         progress = progress[progress["grid"] == grid]
         stale = stale[stale["grid"] == grid]
+        running = running[running["grid"] == grid]
 
     counts = progress.groupby("state")["jobs"].sum()
     cols = st.columns(len(ui.STATES) + 1)
@@ -69,6 +83,11 @@ def render() -> None:
                                f"({row.succeeded} succeeded, {row.failed} failed, {row.diverged} diverged, "
                                f"{row.running} running, {row.pending} pending)")
     ui.table(table, "grid_progress")
+
+    if not running.empty:
+        st.subheader("Running now")
+        ui.table(running_table(running), "running", column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
 
     st.subheader("Cells by factor")
     varying = factors.varying(jobs, names)

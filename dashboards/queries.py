@@ -132,6 +132,30 @@ def stale_leases(conn: Connection) -> pd.DataFrame:
     return _frame(conn, stmt)
 
 
+def running_jobs(conn: Connection, *, curve: str = "loss") -> pd.DataFrame:
+    """Running jobs and how far each has got: the newest step and value of its ``curve`` (two
+    index seeks per job on ``ix_metrics_curves``), the ``steps`` its spec asks for (NaN where
+    the experiment has none), its worker and its heartbeat's age by the database's clock."""
+    newest = (select(metrics.c.step, metrics.c.value)
+              .where(metrics.c.job_id == jobs.c.id, metrics.c.name == curve)
+              .order_by(metrics.c.step.desc()).limit(1))
+    stmt = (
+        select(
+            jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.lease_owner, jobs.c.attempts,
+            newest.with_only_columns(metrics.c.step).scalar_subquery().label("step"),
+            newest.with_only_columns(metrics.c.value).scalar_subquery().label(curve),
+            (clock.now() - jobs.c.heartbeat_at).label("heartbeat_s_ago"),
+        )
+        .join(grids, grids.c.id == jobs.c.grid_id)
+        .where(jobs.c.state == "running")
+        .order_by(jobs.c.id)
+    )
+    frame = _frame(conn, stmt)
+    steps = [spec.get("steps") if isinstance(spec, dict) else None for spec in frame["spec"]]
+    frame["steps"] = pd.to_numeric(pd.Series(steps, index=frame.index, dtype=object), errors="coerce")
+    return frame.drop(columns=["spec"])
+
+
 def job(conn: Connection, job_id: int) -> dict | None:
     """One job's row, with its grid's name, as a dict (None if there is no such job)."""
     stmt = select(jobs, grids.c.name.label("grid")).join(grids, grids.c.id == jobs.c.grid_id).where(

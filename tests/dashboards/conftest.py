@@ -96,8 +96,12 @@ def fill(url: str) -> Filled:
     slurm_worker = WorkerInfo(name=f"{FAIL_HOST}:222", host=FAIL_HOST, pid=222, slurm_job_id=SLURM_JOB,
                               slurm_array_index=7, node=FAIL_HOST)
     for state in plan[:4]:
-        if state == "running":  # a worker that died right after claiming: its lease is long gone
+        if state == "running":  # a worker that died after 3 steps of loss: its lease is long gone
             claimed = Queue(engine, lease_s=0.001).claim(worker)
+            running_writer = MetricsWriter(engine, claimed.lease)
+            for step in (1, 2, 3):
+                running_writer.log(step, {"loss": 5.0 - step})
+            running_writer.flush()
             time.sleep(0.05)
         else:
             claimed = queue.claim(slurm_worker if state == "failed" else worker)

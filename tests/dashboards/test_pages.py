@@ -45,6 +45,12 @@ def test_overview_counts_progress_heatmap_and_stale_leases(filled, app):
     assert progress.loc["probe", "finished"] == 4 and progress.loc["probe", "total"] == 6
     assert any("ablation" in p.proto.text and "12 of 12 finished" in p.proto.text for p in at.get("progress"))
 
+    running = _frame_with(at, "cell", "step", "steps", "progress", "loss")
+    assert running["id"].tolist() == [filled.by_state["running"]]
+    (row,) = running.itertuples()
+    assert (row.step, row.loss, row.attempt) == (3, 2.0, 1) and "lr=0.003" in row.cell and "seed=0" in row.cell
+    assert row.steps == STEPS and row.progress == pytest.approx(3 / STEPS)
+
     stale = _frame_with(at, "lease_owner", "expired")
     assert stale["id"].tolist() == [filled.by_state["running"]]
     assert stale["expired_s_ago"].iloc[0] > 0
@@ -58,7 +64,8 @@ def test_overview_counts_progress_heatmap_and_stale_leases(filled, app):
     by_cell = {(r.lr, r.seed): r.state for r in cells.itertuples()}
     assert by_cell == {("0.001", "0"): "succeeded", ("0.001", "1"): "failed", ("0.001", "2"): "diverged",
                        ("0.003", "0"): "running", ("0.003", "1"): "cancelled", ("0.003", "2"): "pending"}
-    assert {"Download grid_progress.csv", "Download cells_by_factor.csv", "Download stale_leases.csv"} <= set(_downloads(at))
+    assert {"Download grid_progress.csv", "Download running.csv", "Download cells_by_factor.csv",
+            "Download stale_leases.csv"} <= set(_downloads(at))
 
 
 def test_curves_overlay_coloured_by_a_factor_and_filtered(filled, app):
