@@ -41,7 +41,7 @@ import yaml
 
 from db.errors import GridlabError
 from harness import experiments
-from harness.params import Param, defaults, required
+from harness.params import Param, required, resolve, stored, stored_defaults
 from slurm import settings as slurm_settings
 
 TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm",
@@ -107,7 +107,8 @@ class Grid:
     def cells(self) -> Iterator[Cell]:
         """Every cell, in file order, exclusions applied, extra cells last; each once."""
         params = experiments.load(self.experiment).PARAMS
-        base = {**defaults(params), **self.fixed, "experiment": self.experiment}
+        # Neutral settings at their default stay out of the stored spec and its hash (harness.params).
+        base = {**stored_defaults(params), **stored(params, self.fixed), "experiment": self.experiment}
         encode = _SpecEncoder(base)
         names = list(self.axes)
         choices: list[list[tuple[tuple[str, Any], ...]]] = [[((n, v),) for v in self.axes[n]] for n in names]
@@ -361,7 +362,9 @@ def _check_cells(grid: Grid, show: int = 5) -> None:
     check = getattr(experiments.load(grid.experiment), "check_spec", None)
     if check is None:
         return
-    problems = [f"cell {cell.factors}: {problem}" for cell in grid.cells() if (problem := check(cell.spec))]
+    params = experiments.load(grid.experiment).PARAMS
+    problems = [f"cell {cell.factors}: {problem}" for cell in grid.cells()
+                if (problem := check(resolve(params, cell.spec)))]
     if problems:
         more = [f"and {len(problems) - show} more such cells (use exclude to drop them)"] if len(problems) > show else []
         raise GridFileError(grid.path, problems[:show] + more)

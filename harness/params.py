@@ -3,6 +3,13 @@
 An experiment declares ``PARAMS: dict[str, Param]``. A grid file's fixed settings and
 axes are checked against them before anything is written: an unknown name lists the
 valid ones, a wrong value says which values are allowed.
+
+A cell's identity (its spec hash, which makes enqueueing idempotent) is its resolved spec.
+A setting added to an experiment after grids were enqueued would change every cell's spec,
+so re-enqueueing an unchanged grid file after an upgrade would queue every cell again. Such
+a setting is declared ``neutral``: its default is the behaviour from before it existed, and
+at that default it stays out of the stored spec and so out of the hash. A worker fills it in
+(:func:`resolve`) before the experiment runs.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+    #: added after grids were first enqueued: at its default it leaves specs (and hashes) as before
+    neutral: bool = False
 
     def coerce(self, value: Any) -> tuple[Any, str | None]:
         """(value converted to this kind, problem or None)."""
@@ -63,6 +72,22 @@ class Param:
 
 def defaults(params: dict[str, Param]) -> dict[str, Any]:
     return {name: p.default for name, p in params.items() if p.default is not REQUIRED}
+
+
+def stored_defaults(params: dict[str, Param]) -> dict[str, Any]:
+    """The defaults a cell's stored spec (and hash) carries: all but the neutral ones."""
+    return {name: p.default for name, p in params.items() if p.default is not REQUIRED and not p.neutral}
+
+
+def stored(params: dict[str, Param], spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` less the neutral settings that are at their default."""
+    return {k: v for k, v in spec.items() if not (k in params and params[k].neutral and v == params[k].default)}
+
+
+def resolve(params: dict[str, Param], spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with every default filled in: what the experiment runs with (a spec
+    stored before a setting existed, or without a neutral one, gets its default)."""
+    return {**defaults(params), **spec}
 
 
 def required(params: dict[str, Param]) -> list[str]:

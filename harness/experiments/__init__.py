@@ -15,6 +15,7 @@ import warnings
 from types import ModuleType
 
 from db.errors import GridlabError
+from harness import params
 
 #: experiment name -> module
 REGISTRY = {
@@ -41,7 +42,12 @@ LIBRARIES = ("transformers", "peft", "datasets", "accelerate", "lm_eval", "lm-ev
 def run(ctx) -> None:
     """The worker's runner: run the experiment the job names."""
     _library_output(verbose=logging.getLogger().getEffectiveLevel() <= logging.INFO)
-    load(ctx.job.experiment).run(ctx)
+    experiment = load(ctx.job.experiment)
+    # Settings the stored spec leaves out (neutral ones at their default, or ones added to the
+    # experiment after the job was enqueued) get their defaults, so ctx.spec is complete.
+    for name, value in params.resolve(experiment.PARAMS, ctx.spec).items():
+        ctx.spec.setdefault(name, value)
+    experiment.run(ctx)
 
 
 @functools.cache

@@ -92,8 +92,9 @@ PARAMS = {
     "grad_accum": Param(int, 1, "micro-batches per optimizer step", minimum=1),
     "bf16": Param(bool, False, "bfloat16 mixed precision (needs a GPU or a CPU that supports it)"),
     "packing": Param(bool, False, "padding-free packing (causal models): each micro-batch's examples end to end "
-                     "in one row, attention kept within each example; same examples per step, no pad tokens"),
-    "torch_compile": Param(bool, False, "compile the model with torch.compile (first steps are slow)"),
+                     "in one row, attention kept within each example; same examples per step, no pad tokens",
+                     neutral=True),
+    "torch_compile": Param(bool, False, "compile the model with torch.compile (first steps are slow)", neutral=True),
     "seed": Param(int, 0, "seed for adapter init, data split and order, dropout"),
     # bookkeeping
     "eval_every": Param(int, 50, "steps between evaluations (0: only at the end)", minimum=0),
