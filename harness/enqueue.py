@@ -24,6 +24,7 @@ def new_jobs(grid: Grid) -> list[NewJob]:
             max_attempts=grid.max_attempts,
             backoff_s=grid.backoff_s,
             spec_json=cell.spec_json,
+            factors_json=cell.factors_json,
         )
         for cell in grid.cells()
     ]
