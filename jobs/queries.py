@@ -63,6 +63,8 @@ def db_now(conn: Connection) -> float:
 
 
 def upsert_grid(conn: Connection, *, name: str, source_path: str | None, source_text: str | None) -> int:
+    """The grid's id, its row made or updated, and so locked until commit: enqueues of
+    one grid take turns (on SQLite every writer does, from BEGIN IMMEDIATE)."""
     stmt = _dialect_insert(conn, grids).values(
         name=name, source_path=source_path, source_text=source_text, created_at=clock.now()
     )
