@@ -38,17 +38,17 @@ def _collector_paused() -> Iterator[None]:
 def _new_jobs(grid: Grid) -> list[NewJob]:
     jobs = [
         NewJob(
-            spec_hash=cell.spec_hash,
-            spec=cell.spec,
-            factors=cell.factors,
+            spec_hash=digest,
+            spec=spec,
+            factors=factors,
             experiment=grid.experiment,
             priority=grid.priority,
             max_attempts=grid.max_attempts,
             backoff_s=grid.backoff_s,
-            spec_json=cell.spec_json,
-            factors_json=cell.factors_json,
+            spec_json=spec_json,
+            factors_json=factors_json,
         )
-        for cell in grid.cells()
+        for factors, spec, digest, spec_json, factors_json in grid.cell_records()
     ]
     if not jobs:
         raise GridFileError(grid.path, ["exclude: the exclusions remove every cell, so the grid has nothing to run"])
