@@ -9,6 +9,7 @@ expand and hash every cell, insert the new jobs and their events in one transact
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from benchmarks.common import backends, database
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     text = grid_text(args.cells)
     rows = []
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'backend':<11}{'cells':>8}{'parse s':>9}{'expand s':>10}{'insert s':>10}{'total s':>9}{'again s':>9}{'again new':>10}")
     for backend in backends():
         with database(backend) as url:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,7 +65,10 @@ class Job(Base):
         UniqueConstraint("grid_id", "spec_hash"),
         # The claim query's access path: runnable jobs in priority order.
         Index("ix_jobs_claim", "state", "priority", "id"),
-        Index("ix_jobs_lease", "state", "lease_expires_at"),
+        # The reaper's access path: running jobs by lease expiry. Only running jobs are
+        # in it, so enqueueing (pending jobs) never writes to it.
+        Index("ix_jobs_lease", "lease_expires_at", postgresql_where=text("state = 'running'"),
+              sqlite_where=text("state = 'running'")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

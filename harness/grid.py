@@ -62,12 +62,14 @@ class GridFileError(GridlabError):
         super().__init__(head, "fix the grid file and run the command again")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cell:
+    # Field order is the order of Grid.cell_records' tuples.
     factors: dict[str, Any]
     spec: dict[str, Any]
     spec_hash: str
     spec_json: str  # canonical JSON: what the hash is of
+    factors_json: str  # json.dumps(factors): what the job row stores
 
 
 @dataclass
@@ -106,58 +108,100 @@ class Grid:
 
     def cells(self) -> Iterator[Cell]:
         """Every cell, in file order, exclusions applied, extra cells last; each once."""
+        return itertools.starmap(Cell, self.cell_records())
+
+    def cell_records(self) -> Iterator[tuple[dict[str, Any], dict[str, Any], str, str, str]]:
+        """What :meth:`cells` yields, as plain tuples in :class:`Cell`'s field order, for
+        callers that turn 100,000 cells into something else (making each Cell object cost
+        a fifth of expansion)."""
         params = experiments.load(self.experiment).PARAMS
         # Neutral settings at their default stay out of the stored spec and its hash (harness.params).
         base = {**stored_defaults(params), **stored(params, self.fixed), "experiment": self.experiment}
         encode = _SpecEncoder(base)
-        names = list(self.axes)
-        choices: list[list[tuple[tuple[str, Any], ...]]] = [[((n, v),) for v in self.axes[n]] for n in names]
+        levels: list[list[tuple[tuple[str, Any], ...]]] = [[((n, v),) for v in self.axes[n]] for n in self.axes]
         for group in self.zips:
             keys = list(group)
-            choices.append([tuple(zip(keys, values)) for values in zip(*(group[k] for k in keys))])
-        seen: set[str] = set()
+            levels.append([tuple(zip(keys, values)) for values in zip(*(group[k] for k in keys))])
+        excluded = self._excluded if self.exclude else None
         # No axes and no zip groups: the grid is its extra cells only (not one default cell more).
-        combos = itertools.product(*choices) if choices else ()
-        cells = (dict(pair for part in combo for pair in part) for combo in combos)
-        for factors in itertools.chain((f for f in cells if not self._excluded(f)), self.include):
-            text = encode(factors)
+        product = encode.product(levels, excluded) if levels else ()
+        seen: set[str] = set()
+        for factors, text, factors_text in itertools.chain(product, map(encode.one, self.include)):
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest not in seen:
                 seen.add(digest)
-                yield Cell(factors=dict(factors), spec={**base, **factors}, spec_hash=digest, spec_json=text)
+                yield factors, {**base, **factors}, digest, text, factors_text
 
     def _excluded(self, factors: dict[str, Any]) -> bool:
         return any(all(factors.get(k) in values for k, values in rule.items()) for rule in self.exclude)
 
 
 class _SpecEncoder:
-    """The canonical JSON of ``{**base, **factors}``, fast: a grid's cells share their
-    keys and repeat their values, so each ``"key":value`` fragment is encoded once and
-    a cell's JSON is a join. Equal, byte for byte, to :func:`canonical_json`."""
+    """The canonical JSON of ``{**base, **factors}`` and the JSON of ``factors``, fast.
+
+    Equal, byte for byte, to :func:`canonical_json` of the spec and ``json.dumps`` of
+    the factors. A grid's cells share their keys and repeat their values, so each
+    ``"key":value`` fragment is encoded once, and the crossed cells (:meth:`product`)
+    are filled in level by level: the outer levels' fragments go into a template once
+    per outer combination, and each cell only fills the last level's slots."""
 
     def __init__(self, base: dict[str, Any]) -> None:
         self.base = base
-        self._fragments: dict[tuple[str, str, Any], str] = {}
         self._base_fragments = {k: _fragment(k, v) for k, v in base.items()}
-        self._orders: dict[tuple[str, ...], list[str]] = {}
 
-    def __call__(self, factors: dict[str, Any]) -> str:
-        shape = tuple(factors)
-        order = self._orders.get(shape)
-        if order is None:
-            order = self._orders[shape] = sorted(set(self.base) | set(factors))
-        parts = []
-        for key in order:
-            if key in factors:
-                value = factors[key]
-                memo = (key, type(value).__name__, value)
-                part = self._fragments.get(memo)
-                if part is None:
-                    part = self._fragments[memo] = _fragment(key, value)
-                parts.append(part)
-            else:
-                parts.append(self._base_fragments[key])
-        return "{" + ",".join(parts) + "}"
+    def one(self, factors: dict[str, Any]) -> tuple[dict[str, Any], str, str]:
+        """(factors, spec JSON, factors JSON) of one cell."""
+        spec = {**self.base, **factors}
+        parts = [self._base_fragments[k] if k not in factors else _fragment(k, spec[k]) for k in sorted(spec)]
+        return dict(factors), "{" + ",".join(parts) + "}", json.dumps(factors)
+
+    def product(self, levels: list[list[tuple[tuple[str, Any], ...]]], excluded=None):
+        """(factors, spec JSON, factors JSON) of every cell of the product of ``levels``
+        (each a list of choices; a choice is the (key, value) pairs it sets), in order,
+        less the cells ``excluded`` says to drop."""
+        keys = [k for level in levels for k, _ in level[0]]
+        slot = {k: i for i, k in enumerate(keys)}
+        # The spec JSON as segments: constant text, or the index of a factor's slot.
+        segments: list[str | int] = []
+        for key in sorted(set(self.base) | set(keys)):
+            segments.append(slot[key] if key in slot else self._base_fragments[key])
+        choices = [
+            [(dict(pairs), {slot[k]: _fragment(k, v) for k, v in pairs}, ", ".join(f"{json.dumps(k)}: {json.dumps(v)}"
+                                                                                for k, v in pairs))
+             for pairs in level]
+            for level in levels
+        ]
+        *outer, last = choices
+        # The last level's fragments in the order of their slots in the template (sorted keys).
+        last_slots = [slot[k] for k in sorted(k for k, _ in levels[-1][0])]
+        inner = [(pairs, tuple(fragments[i] for i in last_slots), text + "}") for pairs, fragments, text in last]
+        for combo in itertools.product(*outer):
+            factors = {k: v for choice in combo for k, v in choice[0].items()}
+            filled = {i: text for choice in combo for i, text in choice[1].items()}
+            template = _template(segments, filled)
+            head = "{" + "".join(choice[2] + ", " for choice in combo)
+            for pairs, fragments, tail in inner:
+                cell = {**factors, **pairs}
+                if excluded is not None and excluded(cell):
+                    continue
+                yield cell, template % fragments, head + tail
+
+
+def _template(segments: list[str | int], filled: dict[int, str]) -> str:
+    """A %-template of the spec JSON: constants and the outer levels' fragments written
+    in, ``%s`` in each slot of the last level (in segment order: sorted keys)."""
+    out = ["{"]
+    for i, seg in enumerate(segments):
+        if i:
+            out.append(",")
+        if isinstance(seg, str):
+            out.append(seg.replace("%", "%%"))
+        elif seg in filled:
+            out.append(filled[seg].replace("%", "%%"))
+        else:
+            out.append("%s")
+    out.append("}")
+    return "".join(out)
 
 
 def _fragment(key: str, value: Any) -> str:

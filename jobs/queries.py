@@ -24,7 +24,8 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Double, Integer, Text, and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, func, insert, literal, literal_column, or_,
+                        select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -77,6 +78,8 @@ def db_now(conn: Connection) -> float:
 
 
 def upsert_grid(conn: Connection, *, name: str, source_path: str | None, source_text: str | None) -> int:
+    """The grid's id, its row made or updated, and so locked until commit: enqueues of
+    one grid take turns (on SQLite every writer does, from BEGIN IMMEDIATE)."""
     stmt = _dialect_insert(conn, grids).values(
         name=name, source_path=source_path, source_text=source_text, created_at=clock.now()
     )
@@ -99,17 +102,25 @@ def spec_hashes(conn: Connection, grid: int) -> set[str]:
     return set(conn.execute(select(jobs.c.spec_hash).where(jobs.c.grid_id == grid)).scalars())
 
 
+def last_job_id(conn: Connection, grid: int) -> int:
+    """The highest job id the grid has (0 if none): its next jobs' ids are higher."""
+    return conn.execute(select(func.coalesce(func.max(jobs.c.id), 0)).where(jobs.c.grid_id == grid)).scalar_one()
+
+
 #: Column order of the rows insert_jobs takes (spec and factors as JSON text).
 JOB_ROW = ("grid_id", "spec_hash", "spec", "factors", "experiment", "priority", "max_attempts", "backoff_s")
 
 
 def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, chunk: int = 5000, progress=None) -> int:
-    """Insert job rows (tuples in JOB_ROW order), skipping any (grid, spec hash)
-    already present; returns how many were new.
+    """Insert new pending jobs (tuples in JOB_ROW order); returns how many.
 
-    Bulk paths: executemany on SQLite; on PostgreSQL a COPY into a temporary table
-    and one INSERT ... SELECT ... ON CONFLICT DO NOTHING (row-by-row inserts of
-    100,000 jobs take seconds there; COPY takes a fraction of one)."""
+    Plain inserts, no conflict handling: the caller has locked the grid
+    (:func:`upsert_grid`) and left out the spec hashes it already has
+    (:func:`spec_hashes`), so every row is new. The unique (grid, spec hash)
+    constraint still stands behind that: a duplicate fails the whole transaction.
+
+    Bulk paths: executemany on SQLite; COPY straight into ``jobs`` on PostgreSQL
+    (row-by-row inserts of 100,000 jobs take seconds there; COPY a fraction of one)."""
     if not rows:
         return 0
     cursor = conn.connection.cursor()
@@ -117,39 +128,23 @@ def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, c
     if not _is_pg(conn):
         sql = (
             f"INSERT INTO jobs ({columns}, state, attempts, created_at, updated_at) "
-            f"VALUES ({', '.join('?' * len(JOB_ROW))}, '{states.PENDING}', 0, ?, ?) "
-            "ON CONFLICT (grid_id, spec_hash) DO NOTHING"
+            f"VALUES ({', '.join('?' * len(JOB_ROW))}, '{states.PENDING}', 0, ?, ?)"
         )
-        new = 0
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             cursor.executemany(sql, [(*r, created_at, created_at) for r in part])
-            new += cursor.rowcount
             if progress is not None:
                 progress(len(part))
-        return new
-    cursor.execute(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS gridlab_enqueue (grid_id integer, spec_hash text, spec text, "
-        "factors text, experiment text, priority integer, max_attempts integer, backoff_s double precision) "
-        "ON COMMIT DROP"
-    )
-    with cursor.copy(f"COPY gridlab_enqueue ({columns}) FROM STDIN") as copy:
+        return len(rows)
+    tail = (states.PENDING, 0, created_at, created_at)
+    with cursor.copy(f"COPY jobs ({columns}, state, attempts, created_at, updated_at) FROM STDIN") as copy:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             for r in part:
-                copy.write_row(r)
+                copy.write_row(r + tail)
             if progress is not None:
                 progress(len(part))
-    cursor.execute(
-        f"INSERT INTO jobs ({columns}, state, attempts, created_at, updated_at) "
-        "SELECT grid_id, spec_hash, spec::json, factors::json, experiment, priority, max_attempts, backoff_s, "
-        f"'{states.PENDING}', 0, %(t)s, %(t)s FROM gridlab_enqueue "
-        "ON CONFLICT (grid_id, spec_hash) DO NOTHING",
-        {"t": created_at},
-    )
-    new = cursor.rowcount
-    cursor.execute("DROP TABLE gridlab_enqueue")
-    return new
+    return len(rows)
 
 
 def insert_dependencies(conn: Connection, *, grid: int, pairs: Sequence[tuple[str, str]]) -> None:
@@ -179,20 +174,21 @@ def dependencies_of(conn: Connection, job_ids: Sequence[int]) -> list[Row]:
     return list(conn.execute(stmt))
 
 
-def insert_enqueue_events(conn: Connection, *, grid: int, created_at: float, actor: str) -> None:
-    """One 'created' event for every job this enqueue made (server-side, no round trips)."""
+def insert_enqueue_events(conn: Connection, *, grid: int, after_id: int, created_at: float, actor: str) -> None:
+    """One 'created' event for every job of the grid with an id above ``after_id``
+    (:func:`last_job_id` before this enqueue inserted): server-side, no round trips."""
     conn.execute(
         insert(events).from_select(
             ["job_id", "at", "from_state", "to_state", "attempt", "actor", "reason"],
             select(
                 jobs.c.id,
-                jobs.c.created_at,
+                literal(created_at, type_=events.c.at.type),
                 literal(None, type_=events.c.from_state.type),
                 literal(states.PENDING),
                 literal(None, type_=events.c.attempt.type),
                 literal(actor),
                 literal("enqueued"),
-            ).where(jobs.c.grid_id == grid, jobs.c.created_at == created_at),
+            ).where(jobs.c.grid_id == grid, jobs.c.id > after_id),
         )
     )
 
@@ -417,11 +413,17 @@ def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, p
     return conn.execute(stmt, {"job_id": job_id, "owner": owner, "attempt": attempt, "path": path}).rowcount == 1
 
 
+def _lease_held():
+    """``state = 'running'`` with the state written into the SQL, not bound: both
+    planners use the lease index (running jobs only) only when they see that constant."""
+    return jobs.c.state == literal_column(f"'{states.RUNNING}'")
+
+
 def stale_leases(conn: Connection, *, limit: int = 1000) -> list[Row]:
     """Running jobs whose lease has expired by the database's clock."""
     stmt = (
         select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.backoff_s, jobs.c.lease_owner)
-        .where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
+        .where(_lease_held(), jobs.c.lease_expires_at < clock.now())
         .order_by(jobs.c.id)
         .limit(limit)
     )
@@ -711,7 +713,7 @@ def running_progress(conn: Connection, *, grid: int | None = None, curve: str = 
 
 
 def stale_count(conn: Connection) -> int:
-    stmt = select(func.count()).where(jobs.c.state == states.RUNNING, jobs.c.lease_expires_at < clock.now())
+    stmt = select(func.count()).where(_lease_held(), jobs.c.lease_expires_at < clock.now())
     return conn.execute(stmt).scalar_one()
 
 

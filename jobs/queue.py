@@ -24,7 +24,7 @@ from jobs.errors import LeaseLost
 from jobs.records import Claimed, EnqueueResult, JobRecord, Lease, RunningJob
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to enqueue: one grid cell's resolved spec."""
 
@@ -39,6 +39,8 @@ class NewJob:
     depends_on: tuple[str, ...] = ()
     #: the spec as JSON text, if the caller already has it (it hashed it)
     spec_json: str | None = None
+    #: ``json.dumps(factors)``, if the caller already has it
+    factors_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,28 @@ class Queue:
         """Add the grid's jobs; jobs whose spec hash the grid already has are skipped.
         All or nothing: one transaction."""
         with scope(self.engine) as conn:
+            # Upserting the grid's row locks it until commit (on SQLite the whole database
+            # is locked from BEGIN), so enqueues of one grid take turns: the hashes read
+            # next are all the grid has, and the rows left after them are all new.
             grid_id = queries.upsert_grid(conn, name=grid, source_path=source_path, source_text=source_text)
             created_at = queries.db_now(conn)
+            seen = queries.spec_hashes(conn, grid_id)
+            fresh: list[NewJob] = []
+            for j in new_jobs:
+                if j.spec_hash not in seen:
+                    seen.add(j.spec_hash)
+                    fresh.append(j)
+            if progress is not None and len(fresh) < len(new_jobs):
+                progress(len(new_jobs) - len(fresh))
             rows = [
-                (grid_id, j.spec_hash, j.spec_json or json.dumps(j.spec), json.dumps(j.factors), j.experiment,
-                 j.priority, j.max_attempts, j.backoff_s)
-                for j in new_jobs
+                (grid_id, j.spec_hash, j.spec_json or json.dumps(j.spec), j.factors_json or json.dumps(j.factors),
+                 j.experiment, j.priority, j.max_attempts, j.backoff_s)
+                for j in fresh
             ]
+            after_id = queries.last_job_id(conn, grid_id)
             new = queries.insert_jobs(conn, rows, created_at=created_at, chunk=chunk, progress=progress)
             if new:
-                queries.insert_enqueue_events(conn, grid=grid_id, created_at=created_at, actor=actor)
+                queries.insert_enqueue_events(conn, grid=grid_id, after_id=after_id, created_at=created_at, actor=actor)
             pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]
             queries.insert_dependencies(conn, grid=grid_id, pairs=pairs)
         return EnqueueResult(grid=grid, total=len(new_jobs), new=new, existing=len(new_jobs) - new)

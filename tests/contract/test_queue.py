@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
 
 import pytest
+from sqlalchemy import func, select
 
+from db.models import events, jobs
+from db.session import scope
 from jobs import states
 from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter
@@ -26,6 +31,29 @@ def test_enqueue_is_idempotent_and_logs_creation(queue):
     assert queue.counts("g")[states.PENDING] == 7
     assert [e.to_state for e in queue.events(1)] == [states.PENDING]
     assert queue.existing_hashes("g") == {j.spec_hash for j in make_jobs(7)}
+
+
+def test_concurrent_enqueues_of_one_grid_add_each_job_once_with_one_creation_event(engine, queue):
+    # Overlapping job lists, enqueued at once: the grid's row lock makes them take turns,
+    # so every job is added by exactly one of them and logged exactly once.
+    lists = [make_jobs(200 + 50 * k) for k in range(4)]
+    barrier = threading.Barrier(len(lists))
+
+    def enqueue(new_jobs):
+        barrier.wait()
+        return queue.enqueue("g", new_jobs)
+
+    with concurrent.futures.ThreadPoolExecutor(len(lists)) as pool:
+        results = list(pool.map(enqueue, lists))
+    assert sum(r.new for r in results) == 350
+    assert [r.total for r in results] == [len(jobs) for jobs in lists]
+    assert queue.existing_hashes("g") == {j.spec_hash for j in lists[-1]}
+    with scope(engine, write=False) as conn:
+        created = dict(conn.execute(
+            select(events.c.job_id, func.count()).where(events.c.reason == "enqueued").group_by(events.c.job_id)
+        ).all())
+        n_jobs = conn.execute(select(func.count()).select_from(jobs)).scalar_one()
+    assert n_jobs == 350 and len(created) == 350 and set(created.values()) == {1}
 
 
 def test_claim_takes_highest_priority_then_oldest_and_records_attempt(queue):
