@@ -297,6 +297,7 @@ def page_queries(info: dict) -> dict[str, Callable]:
         q.grid_progress(conn)
         q.job_table(conn)
         q.stale_leases(conn)
+        q.running_jobs(conn)
         q.db_now(conn)
 
     def curves(conn):

@@ -414,8 +414,8 @@ def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, p
 
 
 def _lease_held():
-    """``state = 'running'`` with the state written into the SQL, not bound: both
-    planners use the lease index (running jobs only) only when they see that constant."""
+    """``state = 'running'`` with the state written into the SQL, not bound, so that
+    SQLite's planner searches ``ix_jobs_lease`` (state, lease expiry) for stale leases."""
     return jobs.c.state == literal_column(f"'{states.RUNNING}'")
 
 
