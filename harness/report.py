@@ -30,18 +30,26 @@ def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:
     return table
 
 
-def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None = None) -> list[Table]:
-    """One table per grid factor: each value's jobs by state."""
+#: A factor with more values than this gets a line, not a table, unless asked for by name.
+MAX_FACTOR_ROWS = 30
+
+
+def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None = None) -> list[Table | str]:
+    """One table per grid factor: each value's jobs by state (a factor with very many values,
+    such as 1,000 seeds, gets one line saying how to see it)."""
     by_factor: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for factors, state in rows:
         for name, value in factors.items():
             if only and name not in only:
                 continue
             by_factor[name][_fmt(value)][state] += 1
-    tables = []
+    tables: list[Table | str] = []
     for name, values in by_factor.items():
         if len(values) < 2 and not only:
             continue  # a factor with one value says nothing
+        if len(values) > MAX_FACTOR_ROWS and not only:
+            tables.append(f"By {name}: {len(values):,} values, not listed (see them with --by {name})")
+            continue
         table = Table(title=f"By {name}", title_justify="left")
         table.add_column(name)
         for s in states.ALL:
