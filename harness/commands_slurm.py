@@ -181,7 +181,7 @@ def _supervise(queue, *, workers, submit, interval, console, grace=10.0, keep_al
     from slurm import supervise as supervise_mod
 
     def on_tick(tick) -> None:
-        if tick.attempts_ended or tick.submitted or tick.workers_changed or tick.worker_errors:
+        if tick.attempts_ended or tick.attempts_refined or tick.submitted or tick.workers_changed or tick.worker_errors:
             console.print(f"{time.strftime('%H:%M:%S')} {_tick_line(tick)}")
 
     try:
@@ -199,6 +199,8 @@ def _tick_line(tick) -> str:
         parts.append(f"submitted {tick.submitted}")
     for job, attempt, outcome in tick.attempts_ended:
         parts.append(f"job {job} attempt {attempt} ended {outcome}")
+    for job, attempt, outcome in tick.attempts_refined:
+        parts.append(f"job {job} attempt {attempt}: lease had expired, Slurm says {outcome}")
     parts += tick.worker_errors
     return "; ".join(parts)
 

@@ -759,6 +759,35 @@ def worker_job_counts(conn: Connection) -> dict[tuple[str, str], int]:
     return {(executor, state): n for executor, state, n in conn.execute(stmt)}
 
 
+def expired_slurm_attempts(conn: Connection, *, within_s: float = 7 * 86400) -> list[Row]:
+    """Attempts run by a Slurm job that ended as ``lease_expired`` (the reaper got there
+    before any sacct pass) in the last ``within_s`` seconds, by the database's clock:
+    job_id, number, worker, slurm_job_id."""
+    stmt = (
+        select(attempts.c.job_id, attempts.c.number, attempts.c.worker, attempts.c.slurm_job_id)
+        .where(
+            attempts.c.outcome == states.OUTCOME_LEASE_EXPIRED,
+            attempts.c.slurm_job_id.is_not(None),
+            attempts.c.ended_at > clock.now() - bindparam("within_s", type_=Double),
+        )
+        .order_by(attempts.c.job_id, attempts.c.number)
+    )
+    return list(conn.execute(stmt, {"within_s": within_s}))
+
+
+def refine_expired_outcome(conn: Connection, *, job_id: int, number: int, outcome: str, note: str) -> bool:
+    """Give an attempt that ended ``lease_expired`` the cause Slurm knows (``node_fail``,
+    ``oom``, ...), keeping its error text and adding ``note``. True if it was refined."""
+    stmt = (
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.number == number,
+               attempts.c.outcome == states.OUTCOME_LEASE_EXPIRED)
+        .values(outcome=outcome,
+                error=func.coalesce(attempts.c.error + literal("\n"), literal("")) + literal(note))
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
 def running_slurm_attempts(conn: Connection) -> list[Row]:
     """Attempts the database calls running (their job is running, under this attempt's
     lease) that a Slurm job runs: job_id, number, worker, slurm_job_id, started_at."""

@@ -374,6 +374,17 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.running_slurm_attempts(conn)
 
+    def expired_slurm_attempts(self):
+        """Recent attempts run by Slurm that ended ``lease_expired`` (for reconciling)."""
+        with scope(self.engine, write=False) as conn:
+            return queries.expired_slurm_attempts(conn)
+
+    def refine_expired_outcome(self, job_id: int, number: int, outcome: str, note: str) -> bool:
+        """Record the cause Slurm gives for an attempt that ended ``lease_expired``. The job's
+        state is left alone: the retry policy already acted on the expiry."""
+        with scope(self.engine) as conn:
+            return queries.refine_expired_outcome(conn, job_id=job_id, number=number, outcome=outcome, note=note)
+
     def pending(self) -> int:
         with scope(self.engine, write=False) as conn:
             return queries.runnable_count(conn)

@@ -9,6 +9,8 @@ Every interval, ONE ``sacct`` call about all of gridlab's live worker jobs
    with the failure class Slurm gives (``preempted``, ``timeout``, ``node_fail``,
    ``oom``, ``cancelled``, ``error``) instead of waiting for their lease to expire;
    the retry policy decides whether the job runs again, from its last checkpoint;
+   an attempt the reaper ended first (``lease_expired``, no supervisor was running) gets
+   Slurm's class afterwards, for the record (the job already went on);
 3. if runnable jobs remain and fewer workers are alive than wanted, more are submitted.
 
 A run is judged only ``grace_s`` after Slurm ended it, so a worker that got its signal
@@ -44,6 +46,7 @@ class Tick:
     workers_alive: int = 0
     workers_changed: int = 0
     attempts_ended: list[tuple[int, int, str]] = field(default_factory=list)  # (job, attempt, outcome)
+    attempts_refined: list[tuple[int, int, str]] = field(default_factory=list)  # lease_expired -> outcome
     submitted: int = 0
     worker_errors: list[str] = field(default_factory=list)  # last lines of workers that failed
 
@@ -62,7 +65,8 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
     tick = Tick()
     live = queue.workers(executor=EXECUTOR, in_states=LIVE)
     attempts = queue.running_slurm_attempts()
-    ids = {w.external_id for w in live} | {a.slurm_job_id for a in attempts}
+    expired = queue.expired_slurm_attempts()
+    ids = {w.external_id for w in live} | {a.slurm_job_id for a in attempts} | {a.slurm_job_id for a in expired}
     if not ids:
         return tick
     all_runs = accounting.runs(ids)
@@ -79,15 +83,20 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
                 tick.worker_errors.append(f"worker {w.external_id}: {message}")
     tick.workers_alive = sum(1 for w in live if w.external_id not in latest or latest[w.external_id].active)
 
+    for a in expired:
+        run = _run_of(a, all_runs)
+        if run is None or run.active or run.state == "COMPLETED":
+            continue  # still running (a hung worker) or ended cleanly: the expiry is the whole story
+        outcome = accounting.outcome_of(run.state)
+        note = f"Slurm job {a.slurm_job_id} ended {run.state} on {run.node or '?'} (found after the lease expired)"
+        if queue.refine_expired_outcome(a.job_id, a.number, outcome, note):
+            log.warning("job %d attempt %d: %s (%s)", a.job_id, a.number, note, outcome)
+            tick.attempts_refined.append((a.job_id, a.number, outcome))
+
     for a in attempts:
-        parsed = parse_worker_name(a.worker)
-        restart = parsed[1] if parsed else 0
-        runs = all_runs.get(a.slurm_job_id, [])
-        if len(runs) <= restart:
-            continue  # sacct does not know this start yet
-        run = runs[restart]
-        if run.active:
-            continue
+        run = _run_of(a, all_runs)
+        if run is None or run.active:
+            continue  # sacct does not know this start yet, or it still runs
         ended = _epoch(run.end)
         if ended is not None and now() - ended < grace_s:
             continue  # the worker may still be handing the job back itself
@@ -100,6 +109,15 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
         log.warning("job %d attempt %d: %s (%s)", a.job_id, a.number, error, outcome)
         tick.attempts_ended.append((a.job_id, a.number, outcome))
     return tick
+
+
+def _run_of(attempt, all_runs: dict[str, list[accounting.Run]]) -> accounting.Run | None:
+    """The start of its Slurm job that ran ``attempt`` (a requeued job starts again under
+    the same id; the worker's name counts its restarts), or None if sacct lacks it yet."""
+    parsed = parse_worker_name(attempt.worker)
+    restart = parsed[1] if parsed else 0
+    runs = all_runs.get(attempt.slurm_job_id, [])
+    return runs[restart] if len(runs) > restart else None
 
 
 def wanted_workers(queue: Queue, target: int) -> int:

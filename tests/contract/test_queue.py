@@ -296,3 +296,22 @@ def test_running_jobs_report_the_newest_step_and_loss_of_their_curve(queue):
     assert (jb.step, jb.value) == (None, None)  # nothing logged yet: "starting"
     queue.complete(a.lease)
     assert [j.id for j in queue.running("g")] == [b.job.id]
+
+
+def test_an_expired_slurm_attempt_can_be_given_its_cause_once(queue):
+    from jobs.queue import Queue
+
+    queue.enqueue("g", make_jobs(1))
+    slurm_worker = WorkerInfo(name="node1:99", host="node1", pid=99, slurm_job_id="42_0", slurm_array_index=0,
+                              node="node1")
+    Queue(queue.engine, lease_s=0.01).claim(slurm_worker)
+    time.sleep(0.05)
+    assert queue.reclaim_stale() == [1]
+    (expired,) = queue.expired_slurm_attempts()
+    assert (expired.job_id, expired.number, expired.slurm_job_id) == (1, 1, "42_0")
+    assert queue.refine_expired_outcome(1, 1, states.OUTCOME_NODE_FAIL, "Slurm job 42_0 ended NODE_FAIL on node1")
+    (attempt,) = queue.attempts(1)
+    assert attempt.outcome == states.OUTCOME_NODE_FAIL and attempt.error.endswith("ended NODE_FAIL on node1")
+    assert not queue.refine_expired_outcome(1, 1, states.OUTCOME_OOM, "again")  # only a lease_expired one
+    assert queue.expired_slurm_attempts() == []
+    assert queue.counts()[states.PENDING] == 1  # the job's state is the reaper's

@@ -197,6 +197,31 @@ def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, sl
     assert_metrics_once(queue, 1, 40)
 
 
+def test_attempt_the_reaper_ended_first_gets_slurms_cause_afterwards(queue, tmp_path):
+    """No supervisor ran while a worker died hard: the reaper ends the attempt as
+    lease_expired and the job goes on. A later sacct pass records Slurm's cause for it
+    (the job's state is left alone: the retry policy already acted)."""
+    enqueue(queue, 1, steps=30, delay=0.2, every=5)
+    (jid,) = launch(tmp_path, queue)
+    wait_for_step(queue, 1, 12)
+    (attempt,) = queue.attempts(1)
+    os.kill(attempt.pid, 9)
+    wait_gone([jid], timeout_s=30)
+    deadline = time.monotonic() + 60  # the lease is 3 heartbeats of 3 s
+    while not queue.reclaim_stale() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert outcomes(queue, 1) == [states.OUTCOME_LEASE_EXPIRED]
+    assert queue.jobs()[0].state == states.PENDING
+    deadline = time.monotonic() + 30
+    while not (tick := supervise.reconcile(queue, grace_s=0)).attempts_refined and time.monotonic() < deadline:
+        time.sleep(1)
+    assert tick.attempts_refined == [(1, 1, states.OUTCOME_ERROR)] and tick.attempts_ended == []
+    (refined,) = queue.attempts(1)
+    assert refined.outcome == states.OUTCOME_ERROR and f"Slurm job {jid} ended FAILED" in refined.error
+    assert queue.jobs()[0].state == states.PENDING  # unchanged
+    assert supervise.reconcile(queue, grace_s=0).attempts_refined == []  # once
+
+
 @on_both_backends
 def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
     """A hard death (SIGKILL: no chance to hand back): one sacct pass ends the attempt
