@@ -45,7 +45,7 @@ def run(ctx) -> None:
     experiment = load(ctx.job.experiment)
     # Settings the stored spec leaves out (neutral ones at their default, or ones added to the
     # experiment after the job was enqueued) get their defaults, so ctx.spec is complete.
-    for name, value in params.resolve(experiment.PARAMS, ctx.spec).items():
+    for name, value in params.defaults(experiment.PARAMS).items():
         ctx.spec.setdefault(name, value)
     experiment.run(ctx)
 
