@@ -59,14 +59,20 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     assert queue.jobs(grid="straight")[0].state == states.SUCCEEDED
 
     rng = random.Random()
-    kill_after = rng.choice([4, 8, 12])  # a sealed checkpoint at this step, then a random delay
+    # A sealed checkpoint at this step, then a random delay of up to two steps (as long as
+    # the uninterrupted run's steps took): the kill lands mid-training, at least two
+    # checkpoints before the end. (Killed after its last step, the job would finish from its
+    # final checkpoint with no training left for the second attempt to do.)
+    kill_after = rng.choice([4, 8])
+    step_s = sorted(p.value for p in metrics_of(queue, 1, "step_time_s"))[STEPS // 2]
+    delay = rng.uniform(0.0, min(0.15, 2 * step_s))
     victim = _worker(url, runs)
     deadline = time.monotonic() + 120
     while not any(s >= kill_after for s in _sealed(runs / "job-2")):
         assert victim.poll() is None, "the worker finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.15))
+    time.sleep(delay)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
     assert queue.jobs(grid="killed")[0].state == states.RUNNING  # nobody recorded the death
