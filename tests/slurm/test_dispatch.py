@@ -197,16 +197,23 @@ def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, sl
     assert_metrics_once(queue, 1, 40)
 
 
-def test_attempt_the_reaper_ended_first_gets_slurms_cause_afterwards(queue, tmp_path):
-    """No supervisor ran while a worker died hard: the reaper ends the attempt as
-    lease_expired and the job goes on. A later sacct pass records Slurm's cause for it
-    (the job's state is left alone: the retry policy already acted)."""
+def kill_worker_mid_job(queue: Queue, tmp_path) -> str:
+    """One job run by one launched worker, SIGKILLed at step 12 (no chance to hand the job
+    back); returns the Slurm job id once Slurm has let go of it."""
     enqueue(queue, 1, steps=30, delay=0.2, every=5)
     (jid,) = launch(tmp_path, queue)
     wait_for_step(queue, 1, 12)
     (attempt,) = queue.attempts(1)
     os.kill(attempt.pid, 9)
     wait_gone([jid], timeout_s=30)
+    return jid
+
+
+def test_attempt_the_reaper_ended_first_gets_slurms_cause_afterwards(queue, tmp_path):
+    """No supervisor ran while a worker died hard: the reaper ends the attempt as
+    lease_expired and the job goes on. A later sacct pass records Slurm's cause for it
+    (the job's state is left alone: the retry policy already acted)."""
+    jid = kill_worker_mid_job(queue, tmp_path)
     deadline = time.monotonic() + 60  # the lease is 3 heartbeats of 3 s
     while not queue.reclaim_stale() and time.monotonic() < deadline:
         time.sleep(1)
@@ -226,12 +233,7 @@ def test_attempt_the_reaper_ended_first_gets_slurms_cause_afterwards(queue, tmp_
 def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
     """A hard death (SIGKILL: no chance to hand back): one sacct pass ends the attempt
     with Slurm's class, counted against the job's attempts; a new worker resumes it."""
-    enqueue(queue, 1, steps=30, delay=0.2, every=5)
-    (jid,) = launch(tmp_path, queue)
-    wait_for_step(queue, 1, 12)
-    (attempt,) = queue.attempts(1)
-    os.kill(attempt.pid, 9)
-    wait_gone([jid], timeout_s=30)
+    jid = kill_worker_mid_job(queue, tmp_path)
     deadline = time.monotonic() + 30
     while not (tick := supervise.reconcile(queue, grace_s=0)).attempts_ended and time.monotonic() < deadline:
         time.sleep(1)
