@@ -124,8 +124,13 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
         # A writer takes the write lock at BEGIN: two claimers can never both read
         # the same pending row, and no lock upgrade can deadlock mid-transaction.
         write = conn.info.get("gridlab_write", True) and not readonly
+        driver = conn.connection.driver_connection
+        busy_ms = int(1000 * (conn.info.get("gridlab_busy_s") or SQLITE_BUSY_TIMEOUT_S))
+        if conn.connection.info.get("busy_ms", int(1000 * SQLITE_BUSY_TIMEOUT_S)) != busy_ms:
+            driver.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            conn.connection.info["busy_ms"] = busy_ms
         # Straight to the driver: whatever runs after BEGIN IMMEDIATE holds the lock.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

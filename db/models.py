@@ -44,6 +44,16 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, float: Double}
 
 
+class Meta(Base):
+    """Facts about the database itself: ``database_id``, minted once when the schema is
+    made, names this database's runs on disk (two databases never share a run folder)."""
+
+    __tablename__ = "gridlab_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class Grid(Base):
     """One grid file, by name. Re-enqueueing a grid of the same name adds to it."""
 
@@ -91,7 +101,13 @@ class Job(Base):
     started_at: Mapped[float | None]
     finished_at: Mapped[float | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The sealed checkpoint the job resumes from, and its step: what the database
+    #: records is the only checkpoint a later attempt loads (jobs.checkpoints).
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    checkpoint_step: Mapped[int | None]
+    #: The newest metrics batch stored by the current attempt (reset at each claim):
+    #: a batch retried after a lost commit acknowledgement is recognised and skipped.
+    metrics_batch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Attempt(Base):
@@ -113,6 +129,10 @@ class Attempt(Base):
     ended_at: Mapped[float | None]
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    #: The failure's exception type (module.Class), as data: never parsed from the error text.
+    error_type: Mapped[str | None] = mapped_column(String(200))
+    #: The step this attempt's curve continues from (its checkpoint's), or None: it started fresh.
+    resumed_from_step: Mapped[int | None]
 
 
 class Event(Base):
@@ -164,6 +184,7 @@ class Summary(Base):
     attempt: Mapped[int]
 
 
+meta = Meta.__table__
 jobs = Job.__table__
 grids = Grid.__table__
 attempts = Attempt.__table__

@@ -40,12 +40,15 @@ _CONNECTION_MARKERS = (
 
 
 @contextmanager
-def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
-    """A transaction. ``write=False`` lets SQLite readers skip the write lock."""
+def scope(engine: Engine, *, write: bool = True, busy_s: float | None = None) -> Iterator[Connection]:
+    """A transaction. ``write=False`` lets SQLite readers skip the write lock; ``busy_s``
+    caps how long SQLite waits for another writer's lock in this transaction (default
+    :data:`db.engine.SQLITE_BUSY_TIMEOUT_S`), so a heartbeat gives up within its lease."""
     driver_error = engine.dialect.loaded_dbapi.Error
     try:
         with engine.connect() as conn:
             conn.info["gridlab_write"] = write  # read by SQLite's BEGIN hook (db.engine)
+            conn.info["gridlab_busy_s"] = busy_s
             try:
                 with conn.begin():
                     yield conn
@@ -68,6 +71,9 @@ def scope(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
                 f"cannot reach database {redact(engine.url)}: {_first_line(exc.orig)}",
                 "check that the server is running and the URL (--db or GRIDLAB_DB) is right",
             ) from exc
+        if engine.dialect.name == "sqlite" and (busy := _sqlite_busy_or_full(exc)):
+            raise DatabaseUnavailable(f"SQLite database {engine.url.database}: {busy}",
+                                      "wait, or free disk space; writes are retried") from exc
         raise
     except DBAPIError as exc:
         # e.g. InterfaceError "the connection is closed" after a server restart
@@ -97,6 +103,17 @@ def _is_disconnect(engine: Engine, conn: Connection, exc: Exception) -> bool:
 def _is_sqlite_open_problem(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return any(m in text for m in ("unable to open database file", "read-only file system", "disk i/o error"))
+
+
+def _sqlite_busy_or_full(exc: DBAPIError) -> str | None:
+    """SQLite's passing troubles (another writer held the lock past the busy timeout, the
+    disk is full): the database is there but unavailable for now, so writers retry."""
+    text = str(exc.orig).lower()
+    if "database is locked" in text or "database table is locked" in text:
+        return "locked by another writer past the busy timeout"
+    if "database or disk is full" in text:
+        return "the disk is full"
+    return None
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:

@@ -18,6 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from db.errors import GridlabError
+from jobs import states
+
+
+class InvalidSpec(GridlabError):
+    """A cell's settings cannot run (an unknown experiment, a combination an experiment
+    refuses, an arm that is not in the grid). ``invalid``: the job is never retried."""
+
+    outcome = states.OUTCOME_INVALID
+
 REQUIRED = object()
 
 

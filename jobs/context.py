@@ -1,15 +1,21 @@
-"""What an experiment sees while it runs: its job, its lease, and the metrics API."""
+"""What an experiment sees while it runs: its job, its lease, its folders and the metrics API."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jobs import checkpoints, runs
+from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue
 from jobs.records import JobRecord, Lease
+
+log = logging.getLogger("gridlab.jobs.context")
 
 
 class JobContext:
@@ -17,23 +23,34 @@ class JobContext:
 
     - ``ctx.spec``: the resolved spec (every setting of this grid cell);
     - ``ctx.log(step, {"loss": ...})`` / ``ctx.summary({...})``: figures to the database;
-    - ``ctx.run_dir``: this job's folder (checkpoints live under it, shared by attempts);
-    - ``ctx.resume_from``: the last checkpoint recorded for the job, or None;
-    - ``ctx.checkpoint(save)``: store the metrics logged so far, then run ``save()``
-      (which writes a checkpoint atomically and returns its path), then record it on the
-      job. In that order, any checkpoint on disk has all its metrics in the database, so
-      a resumed run's curves have no gap;
+    - ``ctx.run_dir``: the cell's run folder (:mod:`jobs.runs`), shared by its attempts;
+    - ``ctx.attempt_dir``: this attempt's own folder: write checkpoints here (Trainer's
+      ``output_dir``), never straight into the run folder;
+    - ``ctx.resume_from`` / ``ctx.resume_step``: the sealed checkpoint the database recorded
+      for the job, verified as this run's (:func:`jobs.checkpoints.verify`), and its step; None
+      for a fresh start. The job's stored curve has already been cut back to that step;
+    - ``ctx.checkpoint(path, step)``: make the directory ``path`` (written by this attempt)
+      the job's checkpoint at ``step``: metrics logged so far are stored, the lease is checked,
+      the directory sealed, moved into the run's ``checkpoints/`` under this attempt's own
+      name and recorded on the job, and older ones pruned (:mod:`jobs.checkpoints`). In that
+      order, any recorded checkpoint has all its metrics in the database, and an attempt that
+      lost its lease can neither record, nor overwrite, nor prune a checkpoint;
     - ``ctx.should_stop()``: True when the worker must stop (signal, preemption, time
       limit, or the lease was lost): save a checkpoint and raise ``jobs.errors.Interrupted``.
     """
 
     def __init__(self, queue: Queue, job: JobRecord, lease: Lease, run_dir: Path, *,
-                 metrics: MetricsWriter, stop: threading.Event, lost: threading.Event) -> None:
+                 metrics: MetricsWriter, stop: threading.Event, lost: threading.Event,
+                 identity: checkpoints.Identity | None = None, marker: runs.Marker | None = None,
+                 resume: tuple[Path, int] | None = None) -> None:
         self.queue = queue
         self.job = job
         self.lease = lease
-        self.run_dir = run_dir
+        self.run_dir = Path(run_dir)
         self.metrics = metrics
+        self.identity = identity or checkpoints.Identity(database_id="", job_id=job.id, spec_hash=job.spec_hash)
+        self.marker = marker
+        self._resume = resume
         self._stop = stop
         self._lost = lost
         self.stop_reason: str = "worker stopping"
@@ -48,8 +65,16 @@ class JobContext:
         return self.lease.attempt
 
     @property
-    def resume_from(self) -> str | None:
-        return self.job.checkpoint_path
+    def attempt_dir(self) -> Path:
+        return runs.attempt_dir(self.run_dir, self.lease.attempt)
+
+    @property
+    def resume_from(self) -> Path | None:
+        return self._resume[0] if self._resume else None
+
+    @property
+    def resume_step(self) -> int | None:
+        return self._resume[1] if self._resume else None
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         self.metrics.log(step, values)
@@ -58,13 +83,26 @@ class JobContext:
         self.metrics.flush(wait=True)
         self.metrics.summary(values)
 
-    def checkpoint(self, save: Callable[[], str | Path]) -> Path:
-        """Flush metrics, write a checkpoint with ``save()``, record its path on the job."""
+    def checkpoint(self, path: str | Path, step: int) -> Path:
+        """Seal the directory ``path`` as the job's checkpoint at ``step`` (see the class)."""
+        path, step = Path(path), int(step)
         self.metrics.flush(wait=True)
-        path = Path(save())
-        retry_through_outage(lambda: self.queue.set_checkpoint(self.lease, str(path)),
-                             what=f"job {self.lease.job_id} checkpoint record")
-        return path
+        self.metrics.fence()  # even with no metrics to flush: no lease, no checkpoint
+        checkpoints.seal(path, step=step, attempt=self.attempt, identity=self.identity)
+        self.metrics.fence()
+        final = checkpoints.adopt(path, self.run_dir, step=step, attempt=self.attempt)
+        try:
+            retry_through_outage(lambda: self.queue.set_checkpoint(self.lease, str(final), step),
+                                 what=f"job {self.lease.job_id} checkpoint record")
+        except LeaseLost:
+            self._lost.set()
+            shutil.rmtree(final, ignore_errors=True)  # ours alone (the attempt's own name): not recorded, not kept
+            raise
+        if self.marker is not None:
+            self.marker.note("checkpoint", step=step)
+        self.metrics.fence()
+        checkpoints.prune(self.run_dir, keep=final, keep_step=step, attempt=self.attempt)
+        return final
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or self._lost.is_set()

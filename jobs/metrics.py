@@ -2,21 +2,26 @@
 
 A worker logs through a :class:`MetricsWriter` bound to its lease. Points are
 buffered and written in one transaction per batch; each batch first checks that the
-lease is still held (fencing), so a worker that lost its job (frozen past its lease,
-cancelled) cannot write into a run another worker now owns. A (job, name, step) that
-is already stored (a resumed attempt re-logging a step) is kept, never duplicated.
+lease is still held (fencing, :func:`jobs.queries.store_metrics`), so a worker that lost
+its job (frozen past its lease, cancelled) cannot write into a run another worker now
+owns, and once the worker knows its lease is gone (``lost``) it writes nothing at all.
+
+Every batch carries a number: a batch retried after a lost commit acknowledgement is
+recognised by it and stored once. A retried job never mixes two runs in one curve: when
+an attempt starts, the queue cuts the job's curve back to the checkpoint it resumes from
+(or clears it, for a fresh start; :meth:`jobs.queue.Queue.claim`).
 
 If the database is briefly unreachable (a restart, a network blip), points stay in
 the buffer and go with a later flush: training does not stop for an outage shorter
-than the buffer can hold, and a batch retried after a lost commit acknowledgement
-is stored once, thanks to the uniqueness rule. ``flush(wait=True)`` (used before a
-job is marked finished) keeps retrying, with backoff, until the points are stored.
+than the buffer can hold. ``flush(wait=True)`` (used before a job is marked finished)
+keeps retrying, with backoff, until the points are stored.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -55,19 +60,45 @@ def retry_through_outage(write: Callable[[], T], *, patience_s: float = OUTAGE_P
 
 
 class MetricsWriter:
-    def __init__(self, engine: Engine, lease: Lease, *, flush_every: int = 2000, flush_interval_s: float = 5.0) -> None:
+    def __init__(self, engine: Engine, lease: Lease, *, flush_every: int = 2000, flush_interval_s: float = 5.0,
+                 lost: threading.Event | None = None, on_write: Callable[[str], None] | None = None) -> None:
         self.engine = engine
         self.lease = lease
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
-        self._buffer: list[tuple[int, int, str, int, float, float]] = []
+        self.lost = lost if lost is not None else threading.Event()
+        self.on_write = on_write  # told of every confirmed fenced write (the attempt's marker)
+        self._buffer: list[tuple[int, int, str, int, float | None, float]] = []
         self._last_flush = time.monotonic()
+        self._batch = 0
+        self._inflight: tuple[int, list] | None = None
         self.written = 0
+
+    def check_lease(self) -> None:
+        """Raise LeaseLost if the worker already knows the lease is gone (no database trip)."""
+        if self.lost.is_set():
+            self._buffer = []
+            raise LeaseLost(f"job {self.lease.job_id} attempt {self.lease.attempt}: lease lost; nothing more is written")
+
+    def fence(self) -> None:
+        """Check, in the database, that the lease is still held (raises LeaseLost)."""
+        self.check_lease()
+
+        def check() -> None:
+            with scope(self.engine, write=False) as conn:
+                held = queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner,
+                                           attempt=self.lease.attempt)
+            if not held:
+                self.lost.set()
+                raise LeaseLost(f"job {self.lease.job_id} attempt {self.lease.attempt}: lease lost")
+
+        retry_through_outage(check, what=f"job {self.lease.job_id} lease check")
 
     def log(self, step: int, values: Mapping[str, float], *, wall_time: float | None = None) -> None:
         """Buffer ``values`` (name -> number) for ``step``. NaN and inf are findings and
         are stored: inf as it is, NaN as NULL (SQLite has no NaN; NULL reads back as NaN
         in pandas). Non-numbers are rejected."""
+        self.check_lease()
         t = time.time() if wall_time is None else wall_time
         job, attempt = self.lease.job_id, self.lease.attempt
         for name, value in values.items():
@@ -85,7 +116,8 @@ class MetricsWriter:
     def flush(self, *, wait: bool = False) -> None:
         """Write the buffered points. On an outage: keep them for later (or, with
         ``wait``, retry until stored). Raises LeaseLost if the lease is gone."""
-        if not self._buffer:
+        self.check_lease()
+        if not self._buffer and self._inflight is None:
             return
         try:
             if wait:
@@ -93,35 +125,54 @@ class MetricsWriter:
             else:
                 self._write_buffer()
         except DatabaseUnavailable:
-            if wait or len(self._buffer) > MAX_BUFFER:
+            if wait or self.buffered > MAX_BUFFER:
                 raise
             log.warning("job %d: database unavailable, %d metric points kept for the next flush",
-                        self.lease.job_id, len(self._buffer))
+                        self.lease.job_id, self.buffered)
             self._last_flush = time.monotonic()
 
     def _write_buffer(self) -> None:
-        rows = self._buffer
-        with scope(self.engine) as conn:
-            if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
+        while self._inflight is not None or self._buffer:
+            self.check_lease()
+            if self._inflight is None:
+                # A batch's number and rows are fixed once tried: if its commit's answer is
+                # lost, the retry sends exactly the same batch, which store_metrics recognises.
+                self._inflight = (self._batch + 1, self._buffer)
                 self._buffer = []
+            batch, rows = self._inflight
+            with scope(self.engine) as conn:
+                outcome = queries.store_metrics(conn, job_id=self.lease.job_id, owner=self.lease.owner,
+                                                attempt=self.lease.attempt, batch=batch, rows=rows)
+            self._inflight = None
+            if outcome == queries.LEASE_GONE:
+                self._buffer = []
+                self.lost.set()
                 raise LeaseLost(f"job {self.lease.job_id}: lease lost, {len(rows)} metric points refused")
-            queries.insert_metrics(conn, rows)
-        # Only once committed: a failed transaction leaves the points to retry.
-        self._buffer = self._buffer[len(rows):]
-        self.written += len(rows)
-        self._last_flush = time.monotonic()
+            self._batch = batch
+            self.written += len(rows)
+            self._last_flush = time.monotonic()
+            if self.on_write is not None:
+                self.on_write("metrics")
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) + (len(self._inflight[1]) if self._inflight is not None else 0)
 
     def summary(self, values: Mapping[str, float]) -> None:
         """Store final figures (replacing any from an earlier attempt)."""
+        self.check_lease()
         clean = {k: _storable(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
 
         def write() -> None:
             with scope(self.engine) as conn:
                 if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
+                    self.lost.set()
                     raise LeaseLost(f"job {self.lease.job_id}: lease lost, summary refused")
                 queries.upsert_summaries(conn, job_id=self.lease.job_id, attempt=self.lease.attempt, values=clean)
 
         retry_through_outage(write, what=f"job {self.lease.job_id} summary")
+        if self.on_write is not None:
+            self.on_write("summary")
 
 
 

@@ -38,9 +38,12 @@ from db.models import (
     curve_buckets,
     curve_rollups,
     events,
+    generations,
     grids,
     job_dependencies,
     jobs,
+    judgments,
+    meta,
     metrics,
     summaries,
     worker_jobs,
@@ -59,6 +62,7 @@ _JOB_COLUMNS = (
     jobs.c.attempts,
     jobs.c.max_attempts,
     jobs.c.checkpoint_path,
+    jobs.c.checkpoint_step,
 )
 
 
@@ -72,6 +76,11 @@ def _dialect_insert(conn: Connection, table):
 
 def db_now(conn: Connection) -> float:
     return conn.execute(select(clock.now())).scalar_one()
+
+
+def database_id(conn: Connection) -> str:
+    """This database's own id (minted with the schema): run folders on disk carry it."""
+    return conn.execute(select(meta.c.value).where(meta.c.key == "database_id")).scalar_one()
 
 
 # --- grids and enqueueing ---------------------------------------------------------
@@ -92,6 +101,10 @@ def upsert_grid(conn: Connection, *, name: str, source_path: str | None, source_
 
 def grid_id(conn: Connection, name: str) -> int | None:
     return conn.execute(select(grids.c.id).where(grids.c.name == name)).scalar()
+
+
+def grid_name(conn: Connection, grid_id: int) -> str:
+    return conn.execute(select(grids.c.name).where(grids.c.id == grid_id)).scalar_one()
 
 
 def grid_names(conn: Connection) -> list[str]:
@@ -164,6 +177,26 @@ def blocked_dependents(conn: Connection, job_id: int) -> list[Row]:
         .join(job_dependencies, job_dependencies.c.job_id == jobs.c.id)
         .where(job_dependencies.c.depends_on == job_id, jobs.c.state == states.PENDING)
     )
+    return list(conn.execute(stmt))
+
+
+def doomed_dependents(conn: Connection, *, grid: int | None = None, job_ids: Sequence[int] | None = None) -> list[Row]:
+    """Pending jobs (of ``grid``, or among ``job_ids``) with an upstream job that is failed,
+    diverged or cancelled: they can never run. Rows of (id, attempts, upstream id)."""
+    upstream = jobs.alias("upstream")
+    stmt = (
+        select(jobs.c.id, jobs.c.attempts, func.min(upstream.c.id).label("upstream"))
+        .join(job_dependencies, job_dependencies.c.job_id == jobs.c.id)
+        .join(upstream, upstream.c.id == job_dependencies.c.depends_on)
+        .where(jobs.c.state == states.PENDING,
+               upstream.c.state.in_([states.FAILED, states.DIVERGED, states.CANCELLED]))
+        .group_by(jobs.c.id, jobs.c.attempts)
+        .order_by(jobs.c.id)
+    )
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    if job_ids is not None:
+        stmt = stmt.where(jobs.c.id.in_([int(i) for i in job_ids]))
     return list(conn.execute(stmt))
 
 
@@ -265,6 +298,7 @@ def _claim_stmt(pg: bool):
             lease_expires_at=now + bindparam("lease_s", type_=Double),
             heartbeat_at=now,
             attempts=jobs.c.attempts + 1,
+            metrics_batch=0,
             not_before=None,
             started_at=func.coalesce(jobs.c.started_at, now),
             updated_at=now,
@@ -319,13 +353,15 @@ def insert_attempt(
 
 _HEARTBEAT = _Prepared(lambda pg: (
     update(jobs)
-    .where(_held_clause())
+    # Not once expired by the database's clock: a worker that lost the lease (it was frozen,
+    # or its heartbeats could not get through) stops rather than racing a reaper.
+    .where(_held_clause(), jobs.c.lease_expires_at >= clock.now())
     .values(heartbeat_at=clock.now(), lease_expires_at=clock.now() + bindparam("lease_s", type_=Double))
 ))
 
 
 def heartbeat(conn: Connection, *, job_id: int, owner: str, attempt: int, lease_s: float) -> bool:
-    """Extend the lease. False means the lease is gone (cancelled or reclaimed)."""
+    """Extend the lease. False means the lease is gone (cancelled, reclaimed or expired)."""
     cursor = _HEARTBEAT.run(conn, {"job_id": job_id, "owner": owner, "attempt": attempt, "lease_s": lease_s})
     return cursor.rowcount == 1
 
@@ -400,17 +436,57 @@ def retry_policy(conn: Connection, job_id: int) -> Row:
 _END_ATTEMPT = _Prepared(lambda pg: (
     update(attempts)
     .where(attempts.c.job_id == bindparam("a_job_id"), attempts.c.number == bindparam("a_number"), attempts.c.ended_at.is_(None))
-    .values(ended_at=clock.now(), outcome=bindparam("a_outcome"), error=bindparam("a_error", type_=Text))
+    .values(ended_at=clock.now(), outcome=bindparam("a_outcome"), error=bindparam("a_error", type_=Text),
+            error_type=bindparam("a_error_type", type_=Text))
 ))
 
 
-def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None) -> None:
-    _END_ATTEMPT.run(conn, {"a_job_id": job_id, "a_number": number, "a_outcome": outcome, "a_error": error})
+def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None,
+                error_type: str | None = None) -> None:
+    _END_ATTEMPT.run(conn, {"a_job_id": job_id, "a_number": number, "a_outcome": outcome, "a_error": error,
+                            "a_error_type": error_type})
 
 
-def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, path: str) -> bool:
-    stmt = update(jobs).where(_held_clause()).values(checkpoint_path=bindparam("path"))
-    return conn.execute(stmt, {"job_id": job_id, "owner": owner, "attempt": attempt, "path": path}).rowcount == 1
+def end_open_attempts(conn: Connection, *, job_id: int, outcome: str, error: str | None) -> None:
+    """Close whatever attempt of the job is still open (a running job cancelled by the user)."""
+    conn.execute(update(attempts).where(attempts.c.job_id == job_id, attempts.c.ended_at.is_(None))
+                 .values(ended_at=clock.now(), outcome=outcome, error=error))
+
+
+def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, path: str, step: int) -> bool:
+    """Record a sealed checkpoint (fenced): the one a later attempt resumes from."""
+    stmt = update(jobs).where(_held_clause()).values(checkpoint_path=bindparam("path"), checkpoint_step=bindparam("step"))
+    params = {"job_id": job_id, "owner": owner, "attempt": attempt, "path": path, "step": step}
+    return conn.execute(stmt, params).rowcount == 1
+
+
+def clear_checkpoint(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Forget the jobs' checkpoints: their next attempt starts fresh (``gridlab retry --fresh``)."""
+    ids = [int(i) for i in job_ids]
+    if ids:
+        conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(checkpoint_path=None, checkpoint_step=None))
+
+
+def rewind(conn: Connection, *, job_id: int, to_step: int | None) -> int:
+    """Make the job's stored figures those of the run the new attempt continues: points past
+    ``to_step`` (all of them, when None: a fresh start) are deleted, with the summaries and
+    roll-ups; a fresh start also drops the job's generated answers and verdicts. Returns the
+    number of points deleted."""
+    cut = delete(metrics).where(metrics.c.job_id == job_id)
+    if to_step is not None:
+        cut = cut.where(metrics.c.step > to_step)
+    deleted = conn.execute(cut).rowcount
+    conn.execute(delete(summaries).where(summaries.c.job_id == job_id))
+    drop_curve_rollups(conn, [job_id])
+    if to_step is None:
+        conn.execute(delete(generations).where(generations.c.job_id == job_id))
+        conn.execute(delete(judgments).where(judgments.c.job_id == job_id))
+    return deleted
+
+
+def set_resumed_from(conn: Connection, *, job_id: int, number: int, step: int | None) -> None:
+    conn.execute(update(attempts).where(attempts.c.job_id == job_id, attempts.c.number == number)
+                 .values(resumed_from_step=step))
 
 
 def _lease_held():
@@ -526,11 +602,38 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 _METRIC_COLUMNS = "job_id, attempt, name, step, value, wall_time"
 
+#: Outcomes of :func:`store_metrics`.
+STORED, ALREADY_STORED, LEASE_GONE = "stored", "already stored", "lease gone"
 
-def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, float, float]]) -> None:
-    """(job_id, attempt, name, step, value, wall_time) rows; an existing (job, name,
-    step) is kept, never duplicated. executemany on SQLite; COPY into a temporary
-    table and one INSERT ... ON CONFLICT DO NOTHING on PostgreSQL."""
+_CLAIM_BATCH = _Prepared(lambda pg: (
+    update(jobs)
+    .where(_held_clause(), jobs.c.metrics_batch < bindparam("batch"))
+    .values(metrics_batch=bindparam("batch"))
+))
+
+
+def store_metrics(conn: Connection, *, job_id: int, owner: str, attempt: int, batch: int,
+                  rows: Sequence[tuple[int, int, str, int, float | None, float]]) -> str:
+    """Store batch number ``batch`` of the attempt's points, fenced and exactly once.
+
+    One statement both checks the lease and takes the batch number (``jobs.metrics_batch``,
+    reset at each claim): a batch retried after its commit's acknowledgement was lost finds
+    its number taken and is skipped, and a worker that lost its lease writes nothing. The
+    rows are then plain inserts (COPY straight into ``metrics`` on PostgreSQL, executemany on
+    SQLite). A (job, name, step) that is already stored (an experiment logging a step twice)
+    keeps its first value: SQLite's ``ON CONFLICT DO NOTHING``; on PostgreSQL the COPY runs
+    under a savepoint, and only a batch that hits the unique index is inserted again with
+    ``ON CONFLICT DO NOTHING``. Returns STORED, ALREADY_STORED or LEASE_GONE."""
+    params = {"job_id": job_id, "owner": owner, "attempt": attempt, "batch": batch}
+    if _CLAIM_BATCH.run(conn, params).rowcount != 1:
+        return ALREADY_STORED if holds_lease(conn, job_id=job_id, owner=owner, attempt=attempt) else LEASE_GONE
+    insert_metrics(conn, rows)
+    return STORED
+
+
+def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, float | None, float]]) -> None:
+    """(job_id, attempt, name, step, value, wall_time) rows; an existing (job, name, step)
+    keeps its value (see :func:`store_metrics`, the fenced way in)."""
     if not rows:
         return
     cursor = conn.connection.cursor()
@@ -541,18 +644,22 @@ def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, fl
             rows,
         )
         return
-    cursor.execute(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS gridlab_metrics (job_id integer, attempt integer, name text, "
-        "step integer, value double precision, wall_time double precision) ON COMMIT DROP"
-    )
-    with cursor.copy(f"COPY gridlab_metrics ({_METRIC_COLUMNS}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(r)
-    cursor.execute(
-        f"INSERT INTO metrics ({_METRIC_COLUMNS}) SELECT {_METRIC_COLUMNS} FROM gridlab_metrics "
-        "ON CONFLICT (job_id, name, step) DO NOTHING"
-    )
-    cursor.execute("DROP TABLE gridlab_metrics")
+    import psycopg
+
+    cursor.execute("SAVEPOINT gridlab_metrics")
+    try:
+        with cursor.copy(f"COPY metrics ({_METRIC_COLUMNS}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT gridlab_metrics")
+        cursor.executemany(
+            f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (job_id, name, step) DO NOTHING",
+            rows,
+        )
+    else:
+        cursor.execute("RELEASE SAVEPOINT gridlab_metrics")
 
 
 def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float | None]) -> None:

@@ -67,6 +67,8 @@ class Queue:
     def __init__(self, engine: Engine, *, lease_s: float = 30.0) -> None:
         self.engine = engine
         self.lease_s = lease_s
+        self._database_id: str | None = None
+        self._grid_names: dict[int, str] = {}
 
     # --- enqueueing ---------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class Queue:
                 queries.insert_enqueue_events(conn, grid=grid_id, after_id=after_id, created_at=created_at, actor=actor)
             pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]
             queries.insert_dependencies(conn, grid=grid_id, pairs=pairs)
+            if pairs:  # a new dependent of an arm that already failed can never run
+                _cancel_doomed(conn, grid=grid_id, actor=actor)
         return EnqueueResult(grid=grid, total=len(new_jobs), new=new, existing=len(new_jobs) - new)
 
     def existing_hashes(self, grid: str) -> set[str]:
@@ -118,7 +122,13 @@ class Queue:
     # --- the worker's side ---------------------------------------------------------
 
     def claim(self, worker: WorkerInfo) -> Claimed | None:
-        """Take the most urgent runnable job, start an attempt, and lease it to ``worker``."""
+        """Take the most urgent runnable job, start an attempt, and lease it to ``worker``.
+
+        A job's second and later attempts continue the run the database recorded: the
+        job's curve is cut back to its recorded checkpoint's step (cleared, if it has none,
+        for a fresh start), and its summaries and roll-ups dropped, in this same transaction,
+        so a curve never holds points of two runs past the step they share. The worker
+        worker rewinds further (:meth:`rewind`) if that checkpoint turns out unusable."""
         owner = f"{worker.name}"
         with scope(self.engine) as conn:
             row = queries.claim(conn, owner=owner, lease_s=self.lease_s)
@@ -141,11 +151,54 @@ class Queue:
                 conn,
                 [_event(job.id, states.PENDING, states.RUNNING, job.attempts, owner, "claimed")],
             )
+            if job.attempts > 1:  # a first attempt has nothing stored to cut
+                resume_step = job.checkpoint_step if job.checkpoint_path else None
+                queries.rewind(conn, job_id=job.id, to_step=resume_step)
+                queries.set_resumed_from(conn, job_id=job.id, number=job.attempts, step=resume_step)
         return Claimed(job=job, lease=Lease(job_id=job.id, attempt=job.attempts, owner=owner))
 
-    def heartbeat(self, lease: Lease) -> None:
-        """Extend the lease; raises LeaseLost if it is no longer ours."""
+    def rewind(self, lease: Lease, *, to: tuple[str, int] | None, reason: str) -> None:
+        """The recorded checkpoint cannot be used: continue from ``to`` (an older sealed
+        checkpoint's path and step) or, with None, start fresh. Cuts the curve to match and
+        records the choice on the job, the attempt and in the events (fenced)."""
+        path, step = to if to is not None else (None, None)
         with scope(self.engine) as conn:
+            if not queries.holds_lease(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt):
+                raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost before rewinding")
+            queries.rewind(conn, job_id=lease.job_id, to_step=step)
+            queries.set_resumed_from(conn, job_id=lease.job_id, number=lease.attempt, step=step)
+            if path is None:
+                queries.clear_checkpoint(conn, [lease.job_id])
+            else:
+                queries.set_checkpoint(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt,
+                                       path=path, step=step)
+            where = f"from step {step}" if step is not None else "fresh"
+            queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, states.RUNNING, lease.attempt,
+                                                lease.owner, f"{reason}; attempt {lease.attempt} starts {where}")])
+
+    def holds(self, lease: Lease) -> bool:
+        """True while ``lease`` is the job's current one (a check before file writes)."""
+        with scope(self.engine, write=False) as conn:
+            return queries.holds_lease(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt)
+
+    def database_id(self) -> str:
+        """This database's own id (run folders on disk are named by it)."""
+        if self._database_id is None:
+            with scope(self.engine, write=False) as conn:
+                self._database_id = queries.database_id(conn)
+        return self._database_id
+
+    def grid_name(self, grid_id: int) -> str:
+        if grid_id not in self._grid_names:
+            with scope(self.engine, write=False) as conn:
+                self._grid_names[grid_id] = queries.grid_name(conn, grid_id)
+        return self._grid_names[grid_id]
+
+    def heartbeat(self, lease: Lease) -> None:
+        """Extend the lease; raises LeaseLost if it is no longer ours (or expired). On SQLite
+        it waits for another writer's lock a quarter of the lease at most, so a worker
+        learns within its lease that its heartbeats are not getting through."""
+        with scope(self.engine, busy_s=max(self.lease_s / 4, 0.05)) as conn:
             ok = queries.heartbeat(
                 conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, lease_s=self.lease_s
             )
@@ -160,9 +213,9 @@ class Queue:
             self._end_in(conn, lease, state=states.DIVERGED, outcome=states.OUTCOME_DIVERGED, reason=error, error=error)
             _cancel_dependents(conn, lease.job_id, actor=lease.owner)
 
-    def fail(self, lease: Lease, error: str, *, outcome: str = states.OUTCOME_ERROR) -> str:
-        """The attempt failed: back to pending after a backoff, or failed for good.
-        Returns the job's new state."""
+    def fail(self, lease: Lease, error: str, *, outcome: str = states.OUTCOME_ERROR, error_type: str | None = None) -> str:
+        """The attempt failed with ``outcome`` (:func:`jobs.retry.classify`): back to pending
+        after a backoff, or failed for good (:data:`jobs.retry.POLICY`). Returns the job's new state."""
         with scope(self.engine) as conn:
             job = queries.retry_policy(conn, lease.job_id)
             decision = retry.decide(
@@ -173,7 +226,7 @@ class Queue:
                 reason += f" (retry in {decision.delay_s:.0f}s)"
             self._end_in(
                 conn, lease, state=decision.state, outcome=outcome, reason=reason, error=error,
-                delay_s=decision.delay_s if decision.retry else None,
+                delay_s=decision.delay_s if decision.retry else None, error_type=error_type,
             )
             if not decision.retry:
                 _cancel_dependents(conn, lease.job_id, actor=lease.owner)
@@ -187,9 +240,11 @@ class Queue:
             delay_s=0.0, checkpoint_path=checkpoint_path, extra_attempts=1,
         )
 
-    def set_checkpoint(self, lease: Lease, path: str) -> None:
+    def set_checkpoint(self, lease: Lease, path: str, step: int) -> None:
+        """Record a sealed checkpoint (fenced): later attempts resume from it."""
         with scope(self.engine) as conn:
-            if not queries.set_checkpoint(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, path=path):
+            if not queries.set_checkpoint(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt,
+                                          path=path, step=step):
                 raise LeaseLost(f"job {lease.job_id}: lease lost before recording checkpoint {path}")
 
     def _end(self, lease: Lease, **kw: Any) -> None:
@@ -199,6 +254,7 @@ class Queue:
     def _end_in(
         self, conn, lease: Lease, *, state: str, outcome: str, reason: str, error: str | None = None,
         delay_s: float | None = None, checkpoint_path: str | None = None, extra_attempts: int = 0,
+        error_type: str | None = None,
     ) -> None:
         ok = queries.finish(
             conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt, state=state, error=error,
@@ -206,7 +262,8 @@ class Queue:
         )
         if not ok:
             raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost, {state!r} not recorded")
-        queries.end_attempt(conn, job_id=lease.job_id, number=lease.attempt, outcome=outcome, error=error)
+        queries.end_attempt(conn, job_id=lease.job_id, number=lease.attempt, outcome=outcome, error=error,
+                            error_type=error_type)
         queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, state, lease.attempt, lease.owner, reason)])
         if state in states.FINAL:  # its curves are final: roll them up for the dashboard
             queries.write_curve_rollups(conn, [lease.job_id])
@@ -250,6 +307,9 @@ class Queue:
                 if queries.cancel(conn, job_id=row.id, from_state=row.state):
                     done.append(row.id)
                     events.append(_event(row.id, row.state, states.CANCELLED, row.attempts, actor, "cancelled by user"))
+                    if row.state == states.RUNNING:  # its attempt ends here; its worker is fenced out
+                        queries.end_open_attempts(conn, job_id=row.id, outcome=states.OUTCOME_CANCELLED,
+                                                  error=f"cancelled by {actor}")
             queries.insert_events(conn, events)
             queries.write_curve_rollups(conn, done)  # an earlier attempt may have logged points
             for job_id in list(done):
@@ -258,8 +318,11 @@ class Queue:
 
     def retry(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
               where: dict[str, Any] | None = None, in_states: Sequence[str] = states.RETRYABLE,
-              extra_attempts: int = 1, actor: str = "cli") -> list[int]:
-        """Put failed, diverged or cancelled jobs back in the queue."""
+              extra_attempts: int = 1, fresh: bool = False, actor: str = "cli") -> list[int]:
+        """Put failed, diverged or cancelled jobs back in the queue. The next attempt resumes
+        from the job's recorded checkpoint, its curve cut back to that step; with ``fresh`` the
+        checkpoint is forgotten and the run starts over, its old points replaced. A retried
+        dependent whose upstream still cannot succeed is cancelled again, with the reason."""
         bad = set(in_states) - set(states.RETRYABLE)
         if bad:
             raise GridlabError(
@@ -276,7 +339,10 @@ class Queue:
                     events.append(_event(row.id, row.state, states.PENDING, row.attempts, actor, "retried by user"))
             queries.insert_events(conn, events)
             queries.drop_curve_rollups(conn, done)  # it will log more points
-        return done
+            if fresh:
+                queries.clear_checkpoint(conn, done)
+            doomed = set(_cancel_doomed(conn, job_ids=done, actor=actor))
+        return [j for j in done if j not in doomed]
 
     def _select(self, conn, *, ids, grid, where, in_states):
         grid_id = None
@@ -423,6 +489,19 @@ def _cancel_dependents(conn, job_id: int, *, actor: str) -> list[int]:
                 cancelled.append(row.id)
                 frontier.append(row.id)
     queries.write_curve_rollups(conn, cancelled)  # an earlier attempt may have logged points
+    return cancelled
+
+
+def _cancel_doomed(conn, *, grid: int | None = None, job_ids: Sequence[int] | None = None, actor: str) -> list[int]:
+    """Pending jobs (of ``grid`` or among ``job_ids``) whose upstream already failed, diverged or
+    was cancelled can never run: cancel them (and their dependents) with the reason."""
+    cancelled: list[int] = []
+    for row in queries.doomed_dependents(conn, grid=grid, job_ids=job_ids):
+        if queries.cancel(conn, job_id=row.id, from_state=states.PENDING):
+            queries.insert_events(conn, [_event(row.id, states.PENDING, states.CANCELLED, row.attempts, actor,
+                                                f"dependency job {row.upstream} will not succeed")])
+            cancelled.append(row.id)
+            cancelled.extend(_cancel_dependents(conn, row.id, actor=actor))
     return cancelled
 
 

@@ -19,6 +19,7 @@ class JobRecord:
     attempts: int
     max_attempts: int
     checkpoint_path: str | None
+    checkpoint_step: int | None
 
     @classmethod
     def from_mapping(cls, m: Any) -> "JobRecord":

@@ -38,6 +38,12 @@ OUTCOME_NODE_FAIL = "node_fail"
 OUTCOME_OOM = "oom"
 OUTCOME_STOPPED = "stopped"
 OUTCOME_INVALID = "invalid"  # the job's own input is wrong (a bad data file...): retrying cannot help
+OUTCOME_NETWORK = "network"  # a download, the hub or another remote service failed for now
+OUTCOME_DATABASE = "database"  # the results database was unreachable for longer than the worker waits
+OUTCOME_DISK = "disk"  # the disk was full (or failed) under the job
 
-#: Outcomes caused by the infrastructure, not the job: retried at once, no backoff.
+#: Outcomes caused by the infrastructure, not the job: retried at once, no backoff
+#: (jobs.retry.POLICY is the whole table).
 INFRASTRUCTURE_OUTCOMES = (OUTCOME_LEASE_EXPIRED, OUTCOME_PREEMPTED, OUTCOME_TIMEOUT, OUTCOME_NODE_FAIL, OUTCOME_STOPPED)
+#: Passing troubles: retried with backoff.
+TRANSIENT_OUTCOMES = (OUTCOME_NETWORK, OUTCOME_DATABASE, OUTCOME_DISK)

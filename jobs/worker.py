@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from db.errors import DatabaseUnavailable, GridlabError
-from jobs import states
+from db.errors import DatabaseUnavailable
+from jobs import checkpoints, retry, runs, states
 from jobs.context import JobContext
 from jobs.errors import Diverged, Interrupted, LeaseLost
 from jobs.metrics import MetricsWriter, retry_through_outage
@@ -135,20 +135,54 @@ class Worker:
     def _run_one(self, claimed: Claimed) -> None:
         job, lease = claimed.job, claimed.lease
         log.info("job %d attempt %d claimed by %s", job.id, lease.attempt, lease.owner)
-        run_dir = self.runs_dir / f"job-{job.id}"
-        run_dir.mkdir(parents=True, exist_ok=True)
         lost = threading.Event()
-        writer = MetricsWriter(self.queue.engine, lease)
-        ctx = JobContext(self.queue, job, lease, run_dir, metrics=writer, stop=self._stop, lost=lost)
-        ctx.stop_reason, ctx.stop_outcome = self._stop_reason
-        self._current = ctx
         beat = _Heartbeat(self.queue, lease, self.heartbeat_s, lost)
         beat.start()
         try:
+            try:
+                identity = checkpoints.Identity(database_id=self.queue.database_id(), job_id=job.id,
+                                                spec_hash=job.spec_hash)
+                run_dir = runs.run_dir(self.runs_dir, database_id=identity.database_id,
+                                       grid=self.queue.grid_name(job.grid_id), job_id=job.id, spec_hash=job.spec_hash)
+                marker = runs.Marker(runs.attempt_dir(run_dir, lease.attempt) / runs.MARKER,
+                                     attempt=lease.attempt, owner=lease.owner)
+                marker.note("start")
+                beat.marker = marker
+                resume = self._resume_point(job, lease, identity, run_dir)
+            except LeaseLost as exc:
+                self.stats.lost += 1
+                log.warning("job %d: %s; stopped without writing", lease.job_id, exc)
+                return
+            except Exception as exc:  # the run folder cannot be made (a full disk...): the attempt failed
+                self._failed(lease, exc)
+                return
+            writer = MetricsWriter(self.queue.engine, lease, lost=lost, on_write=marker.note)
+            ctx = JobContext(self.queue, job, lease, run_dir, metrics=writer, stop=self._stop, lost=lost,
+                             identity=identity, marker=marker, resume=resume)
+            ctx.stop_reason, ctx.stop_outcome = self._stop_reason
+            self._current = ctx
             self._execute(ctx, writer)
+            marker.note("end")
         finally:
             beat.stop()
             self._current = None
+
+    def _resume_point(self, job, lease, identity: checkpoints.Identity, run_dir: Path) -> tuple[Path, int] | None:
+        """The checkpoint this attempt continues from: the one the database recorded, if it is
+        complete and this run's; else the newest older sealed one of the run; else none (a fresh
+        start). The claim already cut the curve to the recorded step; a fallback cuts further."""
+        if not job.checkpoint_path or job.checkpoint_step is None:
+            return None
+        recorded = Path(job.checkpoint_path)
+        problem = checkpoints.verify(recorded, identity, step=job.checkpoint_step)
+        if problem is None:
+            return recorded, job.checkpoint_step
+        found = checkpoints.fallback(run_dir, identity, below_step=job.checkpoint_step, skip=recorded)
+        reason = f"checkpoint {recorded} not used: {problem}"
+        log.warning("job %d: %s; %s", job.id, reason,
+                    f"resuming from {found[0]} (step {found[1]})" if found else "starting fresh")
+        self.queue.rewind(lease, to=(str(found[0]), found[1]) if found else None, reason=reason)
+        return found
 
     def _execute(self, ctx: JobContext, writer: MetricsWriter) -> None:
         lease = ctx.lease
@@ -173,15 +207,6 @@ class Worker:
             self._record(lambda: self.queue.diverged(lease, str(exc)))
             self.stats.failed += 1
             return
-        except GridlabError as exc:
-            if isinstance(exc, DatabaseUnavailable):  # an outage, not the job's fault
-                self._failed(lease, exc)
-                return
-            # The job's own input is wrong (e.g. a corrupted data file): say so, no retry.
-            self._record(lambda: self.queue.fail(lease, str(exc), outcome=states.OUTCOME_INVALID))
-            log.warning("job %d failed on invalid input: %s", lease.job_id, exc)
-            self.stats.failed += 1
-            return
         except Interrupted as exc:
             writer_safe_flush(writer)
             self._record(lambda: self.queue.release(lease, reason=exc.reason, outcome=exc.outcome))
@@ -195,9 +220,15 @@ class Worker:
         log.info("job %d succeeded", lease.job_id)
 
     def _failed(self, lease, exc: BaseException) -> None:
-        error = _format_error(exc)
-        new_state = self._record(lambda: self.queue.fail(lease, error))
-        log.warning("job %d attempt %d failed (%s): %s", lease.job_id, lease.attempt, new_state, _one_line(exc))
+        """Record the failure with its class (jobs.retry.classify): the policy table decides
+        whether and when the job runs again. The project's own one-line errors are stored as
+        their line; anything else with its traceback."""
+        failure = retry.classify(exc)
+        error = str(exc) if failure.outcome == states.OUTCOME_INVALID else _format_error(exc)
+        new_state = self._record(lambda: self.queue.fail(lease, error, outcome=failure.outcome,
+                                                         error_type=failure.error_type))
+        log.warning("job %d attempt %d failed (%s, %s): %s", lease.job_id, lease.attempt, failure.outcome,
+                    new_state, _one_line(exc))
         self.stats.failed += 1
 
     def _record(self, write: Callable[[], object]) -> object:
@@ -218,23 +249,48 @@ def writer_safe_flush(writer: MetricsWriter) -> None:
 
 
 class _Heartbeat(threading.Thread):
-    """Extends the lease every ``interval`` seconds until stopped or the lease is lost."""
+    """Extends the lease every ``interval`` seconds until stopped or the lease is lost.
+
+    Any error of a heartbeat (the server down, SQLite's write lock held by another process,
+    a full disk) is logged and retried, sooner than the interval, while the lease may still be
+    ours. A heartbeat refused (cancelled, reclaimed, expired by the database's clock), or none
+    getting through for a whole lease by this process's clock, sets ``lost``: the job then
+    writes nothing more and stops. The thread never dies of an exception."""
 
     def __init__(self, queue: Queue, lease, interval: float, lost: threading.Event) -> None:
         super().__init__(name=f"heartbeat-{lease.job_id}", daemon=True)
         self.queue, self.lease, self.interval, self.lost = queue, lease, interval, lost
+        self.marker: runs.Marker | None = None
+        self.failures = 0
         self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(self.interval):
+        last_ok = time.monotonic()  # the claim just extended the lease
+        wait = self.interval
+        while not self._done.wait(wait):
+            started = time.monotonic()
             try:
                 self.queue.heartbeat(self.lease)
             except LeaseLost as exc:
                 log.warning("%s", exc)
                 self.lost.set()
                 return
-            except DatabaseUnavailable as exc:
-                log.warning("heartbeat for job %d failed: %s", self.lease.job_id, exc)
+            except Exception as exc:  # noqa: BLE001 - every error is retried within the lease
+                self.failures += 1
+                left = self.queue.lease_s - (time.monotonic() - last_ok)
+                if left <= 0:
+                    log.warning("job %d: no heartbeat got through for a whole lease (%.1fs; last error: %s); "
+                                "the lease is taken as lost and the job stops writing",
+                                self.lease.job_id, self.queue.lease_s, exc)
+                    self.lost.set()
+                    return
+                log.warning("heartbeat for job %d failed (%s); retrying, %.1fs of lease left",
+                            self.lease.job_id, exc, left)
+                wait = max(min(self.interval, left / 4), 0.01)
+                continue
+            last_ok, wait = started, self.interval
+            if self.marker is not None:
+                self.marker.note("beat")
 
     def stop(self) -> None:
         self._done.set()

@@ -5,13 +5,22 @@ from __future__ import annotations
 import dataclasses
 
 from db.errors import GridlabError
+from jobs import states
 
 
 class DataError(GridlabError, ValueError):
     """A data source cannot be used. The message is one line: which file, what is wrong, the fix.
 
     A `GridlabError` (the command line prints it as one line) and a `ValueError` (what callers of
-    the research modules caught before)."""
+    the research modules caught before). A job that raises it is ``invalid``: not retried."""
+
+    outcome = states.OUTCOME_INVALID
+
+
+class DataUnavailable(DataError):
+    """A hub dataset could not be loaded (offline, a network error): retried with backoff."""
+
+    outcome = states.OUTCOME_NETWORK
 
 
 @dataclasses.dataclass(frozen=True)

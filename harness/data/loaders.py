@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.data import formats, read
 from harness.data.conversation import Conversation
-from harness.data.errors import DataError, Skip, SkipReport
+from harness.data.errors import DataError, DataUnavailable, Skip, SkipReport
 
 DEFAULT_MAX_BAD_SHARE = 0.10
 
@@ -77,7 +77,7 @@ def _hub_rows(name: str, split: str):
         return datasets.load_dataset(name, split=split)
     except Exception as error:  # the hub raises many types; the user needs one clear line
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(
+        raise DataUnavailable(
             f"{name}: neither a local file nor a loadable hub dataset ({reason}); "
             "check the path, or download the dataset where the hub is reachable"
         ) from None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from db.errors import GridlabError
+from jobs import states
 
 
 class EvaluationError(GridlabError):
-    """An evaluation input cannot be used."""
+    """An evaluation input cannot be used (``invalid``: a job that raises it is not retried)."""
+
+    outcome = states.OUTCOME_INVALID
 
 
 class PromptFileError(EvaluationError):
@@ -15,6 +18,13 @@ class PromptFileError(EvaluationError):
 
 class RankerError(EvaluationError):
     """A PairRM ranker path is not a usable local ranker."""
+
+
+class RankerUnavailable(RankerError):
+    """The ranker or its backbone could not be loaded now (not downloaded yet, a read that
+    failed): retried with backoff."""
+
+    outcome = states.OUTCOME_NETWORK
 
 
 class ComparisonError(EvaluationError):

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.evaluation.errors import ComparisonError, RankerError
+from harness.evaluation.errors import ComparisonError, RankerError, RankerUnavailable
 from jobs.outputs import Judgment, StoredGeneration
 
 JUDGE = "pairrm"
@@ -123,7 +123,7 @@ def _backbone(path: Path, config: dict) -> Path:
                 return cached
         except Exception:  # not in the cache (or not a hub name): reported below
             pass
-    raise RankerError(
+    raise RankerUnavailable(
         f"{path}: the ranker's backbone {name or '(unnamed)'!r} is not on this machine",
         f"put it in {path / 'backbone'}, or {DOWNLOAD_HINT}",
     )

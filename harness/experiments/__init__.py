@@ -14,7 +14,6 @@ import logging
 import warnings
 from types import ModuleType
 
-from db.errors import GridlabError
 from harness import params
 
 #: experiment name -> module
@@ -28,7 +27,7 @@ REGISTRY = {
 
 def load(name: str) -> ModuleType:
     if name not in REGISTRY:
-        raise GridlabError(
+        raise params.InvalidSpec(
             f"unknown experiment {name!r}",
             f"use one of: {', '.join(sorted(REGISTRY))}",
         )

@@ -40,7 +40,7 @@ CHUNK = 32
 
 
 def run(ctx) -> None:
-    from db.errors import GridlabError
+    from harness.params import InvalidSpec
     from harness.evaluation import pairrm, winrate
     from jobs import outputs
     from jobs.errors import Interrupted
@@ -49,7 +49,7 @@ def run(ctx) -> None:
     arms = outputs.arm_jobs(engine, ctx.job.grid_id, [spec["arm_a"], spec["arm_b"]])
     missing = [h for h in (spec["arm_a"], spec["arm_b"]) if h not in arms]
     if missing:
-        raise GridlabError(f"judge job {ctx.job.id}: arm {missing[0][:12]} is not a job of this grid",
+        raise InvalidSpec(f"judge job {ctx.job.id}: arm {missing[0][:12]} is not a job of this grid",
                            "re-enqueue the grid file so both arms exist")
     a, b = arms[spec["arm_a"]], arms[spec["arm_b"]]
     pairs = pairrm.pair_answers(outputs.generations_of(engine, a.id), outputs.generations_of(engine, b.id),

@@ -136,10 +136,10 @@ def _data_file_problem(path: str, dataset: str, max_bad_share: float, _mtime_ns:
 
 
 def run(ctx) -> None:
-    from db.errors import GridlabError
+    from harness.params import InvalidSpec
     from harness.training import recipe
 
     problem = check_spec(ctx.spec)
     if problem:
-        raise GridlabError(problem, "fix the grid file")
+        raise InvalidSpec(problem, "fix the grid file")
     recipe.run(ctx, probe=ctx.spec["diagnostics"])

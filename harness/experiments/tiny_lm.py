@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import time
 
-from harness import checkpoints
 from harness.params import Param
+
+#: The one file of a tiny_lm checkpoint: model, optimizer, data RNG and step (tensors and plain
+#: containers only, loaded with ``weights_only=True``).
+STATE_FILE = "state.pt"
 
 #: Tiny model shapes this experiment can build from a config.
 MODELS = {
@@ -78,9 +81,8 @@ def run(ctx) -> None:
     gen = torch.Generator().manual_seed(spec["seed"])
 
     step = 0
-    resumed = checkpoints.load_latest(ctx.run_dir)
-    if resumed is not None:
-        state, path = resumed
+    if ctx.resume_from is not None:  # the sealed checkpoint the database recorded, verified
+        state = torch.load(ctx.resume_from / STATE_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         gen.set_state(state["data_rng"])
@@ -92,7 +94,13 @@ def run(ctx) -> None:
 
     def save() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_rng": gen.get_state(), "step": step}
-        ctx.checkpoint(lambda: checkpoints.save(state, ctx.run_dir, step))
+        staging = ctx.attempt_dir / f"ckpt-{step}"
+        staging.mkdir(parents=True, exist_ok=True)
+        with open(staging / STATE_FILE, "wb") as f:  # through a file: a full disk is an OSError (ENOSPC)
+            torch.save(state, f)
+            f.flush()
+        # ctx.checkpoint fsyncs and hashes every file of the directory when it seals it.
+        ctx.checkpoint(staging, step)
 
     model.train()
     tokens_per_step = spec["batch_size"] * spec["seq_len"]

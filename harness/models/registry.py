@@ -12,6 +12,7 @@ from typing import NamedTuple
 import transformers
 
 from db.errors import GridlabError
+from jobs import states
 from harness.models import families, tiny
 
 HUB = {
@@ -31,9 +32,16 @@ HUB = {
 class UnknownModel(GridlabError, ValueError):
     """A model name that is neither known nor a directory holding a supported model."""
 
+    outcome = states.OUTCOME_INVALID  # jobs.retry: never retried
+
 
 class ModelUnavailable(GridlabError, RuntimeError):
-    """A known hub model that could not be fetched or read."""
+    """A model that could not be fetched or read: a hub download that failed (``network``,
+    retried with backoff) or a local directory without its files (``invalid``)."""
+
+    def __init__(self, what: str, fix: str | None = None, *, outcome: str = states.OUTCOME_NETWORK) -> None:
+        super().__init__(what, fix)
+        self.outcome = outcome
 
 
 class Loaded(NamedTuple):
@@ -90,7 +98,8 @@ def load(
             if name in HUB
             else "check that the directory holds the weight and tokenizer files save_pretrained writes"
         )
-        raise ModelUnavailable(f"could not load {name!r} ({reason}); {fix}") from None
+        outcome = states.OUTCOME_NETWORK if name in HUB else states.OUTCOME_INVALID
+        raise ModelUnavailable(f"could not load {name!r} ({reason}); {fix}", outcome=outcome) from None
     if tokenizer.pad_token is None:
         # GPT-2 and Pythia ship without a pad token; padding positions are masked anyway.
         tokenizer.pad_token = tokenizer.eos_token

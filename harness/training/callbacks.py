@@ -6,10 +6,10 @@
 - every evaluation: validation loss and perplexity, and the probes of
   :mod:`harness.training.diagnostics` (attention entropy, NaN/inf counts per layer);
 - a NaN or inf loss raises ``jobs.errors.Diverged`` at that step;
-- every checkpoint the Trainer writes becomes one through ``ctx.checkpoint``: the metrics logged
-  so far are stored, then the directory is sealed (:mod:`harness.training.checkpoints`; an
-  unsealed directory is not a checkpoint), then its path is recorded on the job; older ones are
-  pruned;
+- every checkpoint the Trainer writes (into the attempt's own folder) becomes the job's through
+  ``ctx.checkpoint``: the metrics logged so far are stored, the lease checked, the directory
+  sealed, moved into the run's checkpoints and recorded on the job, older ones pruned
+  (:mod:`jobs.checkpoints`; an unsealed directory is not a checkpoint);
 - when ``ctx.should_stop()``, the Trainer saves a checkpoint and stops; the recipe then raises
   ``jobs.errors.Interrupted``.
 """
@@ -27,7 +27,7 @@ import torch
 import transformers
 
 from harness.models import families
-from harness.training import checkpoints, diagnostics
+from harness.training import diagnostics
 from harness.training.trainer import StepStats
 from jobs.errors import Diverged
 
@@ -106,8 +106,7 @@ class GridlabCallback(transformers.TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.on_checkpoint is not None:
             self.on_checkpoint(path)
-        self.ctx.checkpoint(lambda: checkpoints.seal(path, state.global_step))
-        checkpoints.prune(Path(args.output_dir))
+        self.ctx.checkpoint(path, state.global_step)
 
 
 def without_nan(values: dict[str, float]) -> dict[str, float]:

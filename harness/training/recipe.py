@@ -7,11 +7,13 @@ start and on a resume: model, data, surgery (norm, then activation), adapters, t
 norm swap is always in place before adapter weights are loaded.
 
 A checkpoint is Trainer's ``checkpoint-<step>/`` (model or adapter weights in safetensors,
-optimizer, scheduler, RNG states, trainer state with the data position), sealed by
-:mod:`harness.training.checkpoints`. With a peft adapter and strategy ``full`` the base weights
+optimizer, scheduler, RNG states, trainer state with the data position), written into the
+attempt's own folder and made the job's by ``ctx.checkpoint`` (sealed, fenced, recorded:
+:mod:`jobs.checkpoints`). A resumed attempt loads the one the database recorded
+(``ctx.resume_from``), nothing else. With a peft adapter and strategy ``full`` the base weights
 train too but are not in the adapter file, so the whole model is also written there as
 ``full_model.safetensors``. DyT calibration is stored in the run folder, so a resumed run uses
-exactly the alphas its first attempt fitted.
+exactly the alphas the run it continues fitted (a fresh start fits again).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from harness.data import formats, loaders, split, synthetic, tokenization
 from harness.data.errors import DataError
 from harness.evaluation import hook
 from harness.models import calibrate, registry, surgery
-from harness.training import adapters, callbacks, checkpoints
+from harness.training import adapters, callbacks
 from harness.training.trainer import Trainer
 
 log = logging.getLogger("gridlab.recipe")
@@ -48,7 +50,6 @@ class SFTRecipe:
         self.ctx = ctx
         self.probe = probe
         self.run_dir = Path(ctx.run_dir)
-        self.checkpoint_root = self.run_dir / "checkpoints"
         self.summaries: dict[str, float] = {}
 
     # --- set-up, one step each ------------------------------------------------------
@@ -56,7 +57,8 @@ class SFTRecipe:
     def setup(self) -> None:
         transformers.utils.logging.disable_progress_bar()
         transformers.set_seed(self.spec["seed"])
-        self.resume_path = checkpoints.newest_complete(self.checkpoint_root, self.ctx.resume_from)
+        self.resume_path = self.ctx.resume_from
+        self.resume_step = self.ctx.resume_step
         self._setup_model()
         self._setup_data()
         self._setup_surgery()
@@ -114,7 +116,7 @@ class SFTRecipe:
 
     def _calibrated_alphas(self) -> dict[str, float]:
         stored = self.run_dir / CALIBRATION_FILE
-        if stored.is_file():  # a resumed attempt uses its first attempt's fit
+        if self.resume_path is not None and stored.is_file():  # a resumed attempt uses the fit it continues
             fits = json.loads(stored.read_text(encoding="utf-8"))
         else:
             n = self.spec["calibration_batches"] * self.spec["batch_size"]
@@ -123,7 +125,7 @@ class SFTRecipe:
             batches = [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
             result = calibrate.calibrate_dyt(self.model, batches, default_alpha=self.spec["dyt_alpha"], seed=self.spec["seed"])
             fits = [{"name": f.name, "alpha": f.alpha, "mse": f.mse, "mse_default": f.mse_default} for f in result.layers]
-            tmp = stored.with_suffix(".tmp")
+            tmp = stored.with_suffix(f".a{self.ctx.attempt}.tmp")
             tmp.write_text(json.dumps(fits, indent=1), encoding="utf-8")
             os.replace(tmp, stored)
         for f in fits:
@@ -147,7 +149,7 @@ class SFTRecipe:
         s = self.spec
         evaluate = self.eval_dataset is not None and s["eval_every"] > 0
         args = transformers.TrainingArguments(
-            output_dir=str(self.checkpoint_root),
+            output_dir=str(self.ctx.attempt_dir / "trainer"),
             max_steps=s["steps"],
             per_device_train_batch_size=s["batch_size"],
             per_device_eval_batch_size=s["batch_size"],
@@ -205,7 +207,7 @@ class SFTRecipe:
             raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
         if self.resume_path is not None:
             log.info("resuming from %s", self.resume_path)
-        trained = self.resume_path is not None and (checkpoints.step_of(self.resume_path) or 0) >= self.spec["steps"]
+        trained = self.resume_path is not None and (self.resume_step or 0) >= self.spec["steps"]
         if trained:
             # The previous attempt finished training and died afterwards (e.g. while
             # evaluating): load the final weights. Asking Trainer to resume at max_steps

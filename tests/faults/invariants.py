@@ -32,6 +32,8 @@ def check(engine, *, expect_all: str | None = states.SUCCEEDED) -> dict[str, int
     #    and each exit closes the attempt that was claimed.
     live: dict[int, int | None] = defaultdict(lambda: None)
     for job_id, from_state, to_state, attempt in event_rows:
+        if from_state == to_state:  # a note, not a move (an attempt rewinding to a checkpoint)
+            continue
         if to_state == states.RUNNING:
             assert live[job_id] is None, f"job {job_id}: attempt {attempt} claimed while {live[job_id]} was live"
             live[job_id] = attempt

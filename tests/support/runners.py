@@ -38,8 +38,7 @@ def resumable(ctx) -> None:
     from jobs.errors import Interrupted
 
     steps, delay, i = int(ctx.spec.get("steps", 4)), float(ctx.spec.get("delay", 0.01)), int(ctx.spec["i"])
-    ckpt = ctx.run_dir / "ckpt.json"
-    step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
+    step = json.loads((ctx.resume_from / "state.json").read_text())["step"] if ctx.resume_from else 0
     while step < steps:
         if ctx.should_stop():
             raise Interrupted(ctx.stop_reason, ctx.stop_outcome)
@@ -47,15 +46,19 @@ def resumable(ctx) -> None:
         step += 1
         ctx.log(step, {"value": i + step / 1000})
         if step % 2 == 0:
-
-            def save(step=step):
-                tmp = ckpt.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"step": step}))
-                os.replace(tmp, ckpt)
-                return ckpt
-
-            ctx.checkpoint(save)
+            save_json(ctx, step)
     ctx.summary({"final": i + steps / 1000})
+
+
+def save_json(ctx, step: int):
+    """A checkpoint of one file, ``state.json``, written in the attempt's folder and handed
+    to ``ctx.checkpoint`` (sealed, fenced, recorded)."""
+    import json
+
+    staging = ctx.attempt_dir / f"ckpt-{step}"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "state.json").write_text(json.dumps({"step": step}))
+    return ctx.checkpoint(staging, step)
 
 
 def invalid_input(ctx) -> None:
@@ -77,19 +80,12 @@ def counting(ctx) -> None:
     steps, delay, every = int(ctx.spec.get("steps", 20)), float(ctx.spec.get("delay", 0.2)), int(ctx.spec.get("every", 5))
     step = 0
     if ctx.resume_from:
-        step = json.loads(Path(ctx.resume_from).read_text())["step"]
+        step = json.loads((Path(ctx.resume_from) / "state.json").read_text())["step"]
     with open(ctx.run_dir / "starts.log", "a") as f:
         f.write(f"{ctx.attempt} {step} {os.environ.get('SLURM_JOB_ID', '-')}\n")
 
     def save() -> None:
-        def write() -> Path:
-            path = ctx.run_dir / f"ckpt-{step}.json"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"step": step}))
-            os.replace(tmp, path)
-            return path
-
-        ctx.checkpoint(write)
+        save_json(ctx, step)
 
     while step < steps:
         if ctx.should_stop():
