@@ -15,6 +15,7 @@ from jobs import states
 from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter
 from jobs.queue import Queue, WorkerInfo
+from tests.support import results
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.contract
@@ -180,31 +181,107 @@ def test_retry_grants_more_attempts(queue):
     assert queue.fail(c2.lease, "boom") == states.PENDING  # attempt 2 of 3
 
 
-def test_metrics_are_stored_once_per_job_name_step(engine, queue):
-    from jobs import queries
+def _curve(engine, job_id, name="loss"):
     from db.session import scope
+    from jobs import queries
 
+    with scope(engine, write=False) as conn:
+        return [(r.step, r.value, r.attempt) for r in queries.job_metrics(conn, job_id, name)]
+
+
+def test_a_resumed_attempt_continues_the_curve_from_its_checkpoint_step(engine, queue):
+    """Attempt 1 logs steps 0..9 with its checkpoint recorded at step 4, then is preempted;
+    attempt 2 resumes from step 4 and re-logs 5..11: the curve is attempt 1's up to 4 and
+    attempt 2's after it, each step once, and the summaries are attempt 2's."""
     queue.enqueue("g", make_jobs(1))
     c = queue.claim(W1)
     w = MetricsWriter(engine, c.lease, flush_every=3)
     for step in range(10):
         w.log(step, {"loss": float(step), "acc": 0.5})
+        if step == 4:
+            w.flush()
+            queue.set_checkpoint(c.lease, "/ckpt/step-4", 4)
     w.flush()
+    w.summary({"val_loss": 9.0, "only_in_attempt_1": 1.0})
     queue.release(c.lease, reason="preempted")
     c2 = queue.claim(W2)
+    assert (c2.job.checkpoint_path, c2.job.checkpoint_step) == ("/ckpt/step-4", 4)
     w2 = MetricsWriter(engine, c2.lease)
-    for step in range(5, 12):  # the resumed attempt re-logs steps 5..9
+    for step in range(5, 12):
         w2.log(step, {"loss": float(step) + 100})
     w2.flush()
     w2.summary({"val_loss": 1.5})
     w2.summary({"val_loss": 1.25})
-    with scope(engine, write=False) as conn:
-        rows = queries.job_metrics(conn, c.job.id, "loss")
-        summaries = queries.job_summaries(conn, c.job.id)
-    assert [r.step for r in rows] == list(range(12))
-    assert rows[7].value == 7.0 and rows[7].attempt == 1, "the first write of a step is kept"
-    assert rows[11].attempt == 2
-    assert summaries == {"val_loss": 1.25}
+    curve = _curve(engine, c.job.id)
+    assert [s for s, _, _ in curve] == list(range(12))
+    assert curve[:5] == [(s, float(s), 1) for s in range(5)]
+    assert curve[5:] == [(s, float(s) + 100, 2) for s in range(5, 12)], "no point of attempt 1 past its checkpoint"
+    assert [s for s, _, _ in _curve(engine, c.job.id, "acc")] == list(range(5))
+    assert results.summaries_of(queue, c.job.id) == {"val_loss": 1.25}
+    assert [a.resumed_from_step for a in queue.attempts(c.job.id)] == [None, 4]
+
+
+def test_a_retry_without_a_checkpoint_replaces_the_old_curve(engine, queue):
+    """A failed attempt with no checkpoint, retried: the new attempt starts fresh and its points
+    replace the old ones (no curve holds points of two runs); ``retry(fresh=True)`` forgets a
+    checkpoint and does the same."""
+    queue.enqueue("g", make_jobs(1, max_attempts=1, backoff_s=0))
+    c = queue.claim(W1)
+    w = MetricsWriter(engine, c.lease)
+    for step in range(10):
+        w.log(step, {"loss": 1.0})
+    w.flush()
+    w.summary({"val_loss": 1.0})
+    assert queue.fail(c.lease, "a bug") == states.FAILED
+    assert queue.retry(ids=[c.job.id]) == [c.job.id]
+    c2 = queue.claim(W2)
+    assert _curve(engine, c.job.id) == [] and results.summaries_of(queue, c.job.id) == {}
+    w2 = MetricsWriter(engine, c2.lease)
+    for step in range(3):
+        w2.log(step, {"loss": 2.0})
+    queue.set_checkpoint(c2.lease, "/ckpt/step-2", 2)
+    w2.flush()
+    queue.fail(c2.lease, "another bug")
+    assert queue.retry(ids=[c.job.id], fresh=True) == [c.job.id]
+    c3 = queue.claim(W1)
+    assert c3.job.checkpoint_path is None and _curve(engine, c.job.id) == []
+    MetricsWriter(engine, c3.lease).log_many([("loss", 0, 3.0, 1.0)])
+    w3 = MetricsWriter(engine, c3.lease)
+    w3.log(0, {"loss": 3.0})
+    w3.flush()
+    assert _curve(engine, c.job.id) == [(0, 3.0, 3)]
+
+
+def test_a_batch_retried_after_a_lost_commit_answer_is_stored_once(engine, queue):
+    """The commit went through but its answer was lost: the writer sends the same batch (same
+    number) again, and the database recognises it."""
+    from db.session import scope
+    from jobs import queries
+
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    rows = [(c.job.id, 1, "loss", s, float(s), 0.0) for s in range(5)]
+    for expected in (queries.STORED, queries.ALREADY_STORED):
+        with scope(engine) as conn:
+            assert queries.store_metrics(conn, job_id=c.job.id, owner=c.lease.owner, attempt=1, batch=1,
+                                         rows=rows) == expected
+    assert len(_curve(engine, c.job.id)) == 5
+    queue.cancel(ids=[c.job.id])
+    with scope(engine) as conn:
+        assert queries.store_metrics(conn, job_id=c.job.id, owner=c.lease.owner, attempt=1, batch=2,
+                                     rows=[(c.job.id, 1, "loss", 9, 9.0, 0.0)]) == queries.LEASE_GONE
+    assert len(_curve(engine, c.job.id)) == 5
+
+
+def test_a_step_logged_twice_by_one_attempt_keeps_its_first_value(engine, queue):
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    w = MetricsWriter(engine, c.lease, flush_every=2)
+    w.log(3, {"loss": 1.0})
+    w.log(4, {"loss": 1.0})  # flushed: batch 1
+    w.log(3, {"loss": 5.0})  # the same (job, name, step) in the next batch
+    w.flush()
+    assert _curve(engine, c.job.id) == [(3, 1.0, 1), (4, 1.0, 1)]
 
 
 def test_every_transition_writes_an_event(queue):
@@ -248,6 +325,47 @@ def test_dependents_of_a_failed_job_are_cancelled(queue):
     assert "will not succeed" in queue.events(2)[-1].reason
 
 
+def test_a_judge_enqueued_or_retried_after_its_arm_failed_is_cancelled_and_workers_exit(queue, tmp_path):
+    """The arm failed before the judge existed: enqueueing the judge cancels it at once (with the
+    reason), and so does retrying it while the arm is still failed; a worker then finds nothing
+    left to do and exits instead of waiting for a job that can never run."""
+    from dataclasses import replace
+
+    from jobs.worker import Worker
+    from tests.support import runners
+
+    arm = make_jobs(1, max_attempts=1)[0]
+    queue.enqueue("g", [arm])
+    a = queue.claim(W1)
+    assert queue.fail(a.lease, "boom") == states.FAILED
+    judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arm.spec_hash,))
+    queue.enqueue("g", [arm, judge])
+    judge_id = 2
+    assert queue.job(judge_id).state == states.CANCELLED
+    assert queue.events(judge_id)[-1].reason == "dependency job 1 will not succeed"
+    assert queue.retry(ids=[judge_id]) == []
+    assert queue.job(judge_id).state == states.CANCELLED
+    assert [e.to_state for e in queue.events(judge_id)][-2:] == [states.PENDING, states.CANCELLED]
+    assert queue.unfinished() == 0
+    stats = Worker(queue, runners.noop, runs_dir=tmp_path, heartbeat_s=5, poll_s=0.01).run()
+    assert stats.claimed == 0
+    # Retrying the arm and then the judge lets both run.
+    assert queue.retry(ids=[1]) == [1]
+    assert queue.retry(ids=[judge_id]) == [judge_id]
+    Worker(queue, runners.noop, runs_dir=tmp_path, heartbeat_s=5, poll_s=0.01).run()
+    assert queue.counts()[states.SUCCEEDED] == 2
+
+
+def test_cancelling_a_running_job_closes_its_attempt(queue):
+    queue.enqueue("g", make_jobs(1))
+    c = queue.claim(W1)
+    assert queue.cancel(ids=[c.job.id]) == [c.job.id]
+    (attempt,) = queue.attempts(c.job.id)
+    assert attempt.ended_at is not None and attempt.outcome == states.OUTCOME_CANCELLED
+    with pytest.raises(LeaseLost):
+        queue.heartbeat(c.lease)
+
+
 def test_invalid_input_fails_at_once_without_retry(queue, tmp_path):
     from jobs.worker import Worker
     from tests.support import runners
@@ -257,6 +375,21 @@ def test_invalid_input_fails_at_once_without_retry(queue, tmp_path):
     assert queue.counts()[states.FAILED] == 1
     (attempt,) = queue.attempts(1)
     assert attempt.outcome == states.OUTCOME_INVALID and "corrupted" in attempt.error
+    assert attempt.error_type == "harness.data.errors.DataError"
+
+
+def test_a_hub_download_that_failed_is_retried_and_classed_as_network(queue, tmp_path):
+    """A GridlabError is not 'invalid' by its base class: ModelUnavailable from a failed
+    download is a passing network trouble, stored as such, and the retry succeeds."""
+    from jobs.worker import Worker
+    from tests.support import runners
+
+    queue.enqueue("g", make_jobs(1, max_attempts=3, backoff_s=0))
+    Worker(queue, runners.hub_down_once, runs_dir=tmp_path, heartbeat_s=5).run()
+    assert queue.counts()[states.SUCCEEDED] == 1
+    first, second = queue.attempts(1)
+    assert (first.outcome, first.error_type) == (states.OUTCOME_NETWORK, "harness.models.registry.ModelUnavailable")
+    assert second.outcome == states.OUTCOME_SUCCEEDED
 
 
 def test_nan_and_inf_metrics_are_stored(engine, queue):

@@ -62,10 +62,19 @@ def save_json(ctx, step: int):
 
 
 def invalid_input(ctx) -> None:
-    """Fails the way a corrupted data file does: a user-fixable GridlabError."""
-    from db.errors import GridlabError
+    """Fails the way a corrupted data file does: the data layer's DataError (``invalid``)."""
+    from harness.data.errors import DataError
 
-    raise GridlabError(f"data file for job {ctx.job.id} is corrupted", "fix the file and retry the job")
+    raise DataError(f"data file for job {ctx.job.id} is corrupted", "fix the file and retry the job")
+
+
+def hub_down_once(ctx) -> None:
+    """The first attempt's model download fails (ModelUnavailable, ``network``); later ones work."""
+    from harness.models.registry import ModelUnavailable
+
+    if ctx.attempt == 1:
+        raise ModelUnavailable("could not load 'EleutherAI/pythia-14m' (connection reset)", "retry later")
+    ctx.log(1, {"ok": 1.0})
 
 
 def counting(ctx) -> None:
