@@ -161,8 +161,10 @@ class Worker:
                              identity=identity, marker=marker, resume=resume)
             ctx.stop_reason, ctx.stop_outcome = self._stop_reason
             self._current = ctx
+            lost_before = self.stats.lost
             self._execute(ctx, writer)
-            marker.note("end")
+            # "end" only when the outcome was recorded under the lease; a lost lease wrote nothing.
+            marker.note("end" if self.stats.lost == lost_before else "lost")
         finally:
             beat.stop()
             self._current = None

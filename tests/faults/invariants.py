@@ -55,6 +55,34 @@ def check(engine, *, expect_all: str | None = states.SUCCEEDED) -> dict[str, int
     }
 
 
+#: Marker events that are confirmed writes under the lease (or the attempt's end, written after
+#: its outcome was recorded).
+ACTIVITY = ("start", "beat", "metrics", "summary", "checkpoint", "end")
+
+
+def check_markers(runs_dir) -> dict[str, int]:
+    """The double-run check the database cannot make (a zombie writes no events): from each
+    attempt's marker file (jobs.runs.Marker, written outside the database), attempt k's last
+    confirmed write must come before attempt k+1 started. Overlapping live attempts fail."""
+    from jobs import runs
+
+    markers = runs.read_markers(runs_dir)
+    assert markers, f"no attempt markers under {runs_dir}"
+    overlaps = []
+    for run, lines in markers.items():
+        spans: dict[int, list[float]] = {}
+        for line in lines:
+            if line["event"] in ACTIVITY:
+                span = spans.setdefault(line["attempt"], [line["t"], line["t"]])
+                span[0], span[1] = min(span[0], line["t"]), max(span[1], line["t"])
+        ordered = sorted(spans.items())
+        for (a, (_, a_last)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
+            if a_last >= b_start:
+                overlaps.append(f"{run.name}: attempt {a} still wrote {a_last - b_start:.3f}s after attempt {b} started")
+    assert not overlaps, f"double runs: {overlaps[:5]}"
+    return {"runs": len(markers), "attempts": sum(len({l['attempt'] for l in ls}) for ls in markers.values())}
+
+
 def check_resumable_curves(engine, steps: int) -> None:
     """For jobs run by tests.support.runners.resumable (spec i = job id - 1): resumed or
     not, each curve must be exactly the uninterrupted one, i + s/1000 for s = 1..steps."""
