@@ -236,14 +236,21 @@ def _require_selection(job_ids, grid, where) -> None:
 @_selection_options
 @click.option("--state", "in_states", multiple=True, type=click.Choice(states.RETRYABLE), help="Only jobs in this state (default: all of failed, diverged, cancelled).")
 @click.option("--attempts", default=1, show_default=True, type=click.IntRange(1), help="Extra attempts to grant.")
+@click.option("--fresh", is_flag=True, help="Forget the jobs' checkpoints: start over, the new run's points replacing the old curve "
+              "(default: resume from the recorded checkpoint, the curve cut back to its step).")
 @db_option
-def retry(job_ids, grid, where, in_states, attempts, db_url) -> None:
-    """Put failed, diverged or cancelled jobs back in the queue."""
+def retry(job_ids, grid, where, in_states, attempts, fresh, db_url) -> None:
+    """Put failed, diverged or cancelled jobs back in the queue.
+
+    A retried job resumes from the checkpoint the database recorded for it, and its curve is
+    cut back to that checkpoint's step, so the curve never mixes two runs; with --fresh (after
+    fixing a bug, say) it starts over and its old points are replaced."""
     _require_selection(job_ids, grid, where)
     queue = _open_queue(db_url, create=False)
     done = queue.retry(ids=job_ids or None, grid=grid, where=_parse_where(where), in_states=in_states or states.RETRYABLE,
-                       extra_attempts=attempts, actor=f"cli:{os.getenv('USER', 'user')}")
-    console.print(f"Requeued {len(done)} job(s)." + ("" if done else " (none matched in a retryable state)"))
+                       extra_attempts=attempts, fresh=fresh, actor=f"cli:{os.getenv('USER', 'user')}")
+    console.print(f"Requeued {len(done)} job(s)" + (", to start fresh." if fresh and done else ".")
+                  + ("" if done else " (none matched in a retryable state, or their upstream jobs cannot succeed)"))
 
 
 @cli.command()

@@ -146,3 +146,44 @@ def test_status_without_database_says_what_to_do(tmp_path):
 
 def test_cancel_needs_a_selection(tmp_path):
     _assert_one_line_error(gridlab("cancel", cwd=tmp_path), "no jobs selected")
+
+
+def _loss_steps(db_url: str, grid: str) -> dict[int, list[tuple[int, int]]]:
+    """job id -> [(step, attempt)] of its loss curve."""
+    from db import engine as db_engine
+    from db.session import scope
+    from jobs import queries
+    from jobs.queue import Queue
+
+    eng = db_engine.create(db_url)
+    try:
+        queue = Queue(eng)
+        with scope(eng, write=False) as conn:
+            return {j.id: [(r.step, r.attempt) for r in queries.job_metrics(conn, j.id, "loss")]
+                    for j in queue.jobs(grid=grid)}
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.parametrize("grids", [("a", "b"), ("same", "same")], ids=["two grids", "one grid in two databases"])
+def test_two_databases_sharing_a_runs_folder_never_share_a_run(tmp_path, grids):
+    """gridlab enqueue a.yaml --db a.db && gridlab work --db a.db, then the same with b: job ids
+    restart at 1 in the new database, and once its job 1 found grid a's checkpoints under
+    runs/job-1 and trained nothing. Each database's jobs now train their own steps from step 1."""
+    grid_text = """
+name: {name}
+experiment: tiny_lm
+fixed: {{steps: 6, batch_size: 4, seq_len: 32, checkpoint_every: 2, eval_batches: 1}}
+axes: {{lr: [1.0e-3]}}
+"""
+    for name, db_name in zip(grids, ("a", "b")):
+        (tmp_path / f"{name}.yaml").write_text(grid_text.format(name=name))
+        db = f"sqlite:///{tmp_path / (db_name + '.db')}"
+        r = gridlab("enqueue", f"{name}.yaml", "--db", db, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        r = gridlab("work", "--db", db, cwd=tmp_path)  # default --runs-dir runs, shared
+        assert r.returncode == 0, r.stderr
+        (curve,) = _loss_steps(db, name).values()
+        assert [s for s, _ in curve] == list(range(1, 7)), f"grid {name}'s job trained its own 6 steps"
+    folders = sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").glob("*/job-*"))
+    assert len(folders) == 2 and all(f.split("-")[0] == n for f, n in zip(folders, sorted(grids))), folders
