@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from db.errors import DatabaseUnavailable
 from db.session import scope
@@ -140,9 +141,7 @@ class MetricsWriter:
                 self._inflight = (self._batch + 1, self._buffer)
                 self._buffer = []
             batch, rows = self._inflight
-            with scope(self.engine) as conn:
-                outcome = queries.store_metrics(conn, job_id=self.lease.job_id, owner=self.lease.owner,
-                                                attempt=self.lease.attempt, batch=batch, rows=rows)
+            outcome = self._store(batch, rows)
             self._inflight = None
             if outcome == queries.LEASE_GONE:
                 self._buffer = []
@@ -153,6 +152,17 @@ class MetricsWriter:
             self._last_flush = time.monotonic()
             if self.on_write is not None:
                 self.on_write("metrics")
+
+    def _store(self, batch: int, rows: list) -> str:
+        def store(keep_first: bool) -> str:
+            with scope(self.engine) as conn:
+                return queries.store_metrics(conn, job_id=self.lease.job_id, owner=self.lease.owner,
+                                             attempt=self.lease.attempt, batch=batch, rows=rows, keep_first=keep_first)
+
+        try:
+            return store(keep_first=False)
+        except IntegrityError:  # a step logged twice: the whole batch was rolled back, number included
+            return store(keep_first=True)
 
     @property
     def buffered(self) -> int:

@@ -613,7 +613,7 @@ _CLAIM_BATCH = _Prepared(lambda pg: (
 
 
 def store_metrics(conn: Connection, *, job_id: int, owner: str, attempt: int, batch: int,
-                  rows: Sequence[tuple[int, int, str, int, float | None, float]]) -> str:
+                  rows: Sequence[tuple[int, int, str, int, float | None, float]], keep_first: bool = False) -> str:
     """Store batch number ``batch`` of the attempt's points, fenced and exactly once.
 
     One statement both checks the lease and takes the batch number (``jobs.metrics_batch``,
@@ -621,19 +621,22 @@ def store_metrics(conn: Connection, *, job_id: int, owner: str, attempt: int, ba
     its number taken and is skipped, and a worker that lost its lease writes nothing. The
     rows are then plain inserts (COPY straight into ``metrics`` on PostgreSQL, executemany on
     SQLite). A (job, name, step) that is already stored (an experiment logging a step twice)
-    keeps its first value: SQLite's ``ON CONFLICT DO NOTHING``; on PostgreSQL the COPY runs
-    under a savepoint, and only a batch that hits the unique index is inserted again with
-    ``ON CONFLICT DO NOTHING``. Returns STORED, ALREADY_STORED or LEASE_GONE."""
+    keeps its first value: SQLite's ``ON CONFLICT DO NOTHING``; on PostgreSQL a COPY that hits
+    the unique index fails its transaction (batch number included), and the caller sends the
+    batch again with ``keep_first`` (``INSERT ... ON CONFLICT DO NOTHING``). Returns STORED,
+    ALREADY_STORED or LEASE_GONE."""
     params = {"job_id": job_id, "owner": owner, "attempt": attempt, "batch": batch}
     if _CLAIM_BATCH.run(conn, params).rowcount != 1:
         return ALREADY_STORED if holds_lease(conn, job_id=job_id, owner=owner, attempt=attempt) else LEASE_GONE
-    insert_metrics(conn, rows)
+    insert_metrics(conn, rows, keep_first=keep_first)
     return STORED
 
 
-def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, float | None, float]]) -> None:
-    """(job_id, attempt, name, step, value, wall_time) rows; an existing (job, name, step)
-    keeps its value (see :func:`store_metrics`, the fenced way in)."""
+def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, float | None, float]], *,
+                   keep_first: bool = True) -> None:
+    """(job_id, attempt, name, step, value, wall_time) rows (see :func:`store_metrics`, the
+    fenced way in). On PostgreSQL without ``keep_first``: one COPY, which fails on a
+    (job, name, step) already stored."""
     if not rows:
         return
     cursor = conn.connection.cursor()
@@ -644,22 +647,16 @@ def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, fl
             rows,
         )
         return
-    import psycopg
-
-    cursor.execute("SAVEPOINT gridlab_metrics")
-    try:
-        with cursor.copy(f"COPY metrics ({_METRIC_COLUMNS}) FROM STDIN") as copy:
-            for r in rows:
-                copy.write_row(r)
-    except psycopg.errors.UniqueViolation:
-        cursor.execute("ROLLBACK TO SAVEPOINT gridlab_metrics")
+    if keep_first:
         cursor.executemany(
             f"INSERT INTO metrics ({_METRIC_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (job_id, name, step) DO NOTHING",
             rows,
         )
-    else:
-        cursor.execute("RELEASE SAVEPOINT gridlab_metrics")
+        return
+    with cursor.copy(f"COPY metrics ({_METRIC_COLUMNS}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row(r)
 
 
 def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float | None]) -> None:
