@@ -281,14 +281,17 @@ def show(job_id: int, db_url: str | None) -> None:
                   f"factors={json.dumps(job.factors)}")
     console.print(f"spec: {json.dumps(job.spec, sort_keys=True)}", markup=False, highlight=False)
     if job.checkpoint_path:
-        console.print(f"checkpoint: {job.checkpoint_path}", markup=False, highlight=False)
+        console.print(f"checkpoint: step {job.checkpoint_step}, {job.checkpoint_path}", markup=False, highlight=False)
     events = queue.events(job_id)
-    attempts = Table(title="Attempts", title_justify="left")
-    for col in ("#", "worker", "host", "slurm job", "outcome", "error"):
+    attempts = Table(title="Attempts (curve: continued from the step shown, or fresh)", title_justify="left")
+    for col in ("#", "worker", "slurm job", "curve", "outcome", "error"):
         attempts.add_column(col)
     for a in queue.attempts(job_id):
-        attempts.add_row(str(a.number), a.worker, a.host, a.slurm_job_id or "", a.outcome or "running",
-                         (a.error or "").strip().splitlines()[-1][:80] if a.error else "")
+        curve = "fresh" if a.resumed_from_step is None else f"from {a.resumed_from_step}"
+        error = (a.error or "").strip().splitlines()[-1][:70] if a.error else ""
+        if a.error_type:
+            error = f"{a.error_type.rsplit('.', 1)[-1]}: {error}" if not error.startswith(a.error_type.rsplit('.', 1)[-1]) else error
+        attempts.add_row(str(a.number), a.worker, a.slurm_job_id or "", curve, a.outcome or "running", error)
     console.print(attempts)
     log = Table(title="Events", title_justify="left")
     for col in ("at", "from", "to", "attempt", "actor", "reason"):

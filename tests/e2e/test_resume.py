@@ -12,7 +12,7 @@ from harness.enqueue import new_jobs
 from harness.grid import parse
 from jobs import queries, states
 from jobs.worker import Worker
-from tests.support import runners
+from tests.support import results, runners
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,9 @@ def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
     worker.runner = runners.stop_after(worker, 6, experiments.run)
     worker.run(max_jobs=1)
     assert queue.counts()[states.PENDING] == 1
-    ckpt = Path(queue.jobs(grid="interrupted")[0].spec_hash and tmp_path / "job-2")
-    assert any(p.name.startswith("ckpt-00000006") for p in ckpt.iterdir())
+    job = queue.job(2)
+    assert job.checkpoint_step == 6 and Path(job.checkpoint_path).name == "step-00000006-a1"
+    assert Path(job.checkpoint_path).parent.parent == results.run_dir(queue, tmp_path, 2)
 
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
     assert queue.counts()[states.SUCCEEDED] == 2

@@ -92,9 +92,11 @@ def outcomes(queue: Queue, job_id: int) -> list[str | None]:
     return [a.outcome for a in queue.attempts(job_id)]
 
 
-def starts(tmp_path: Path, job_id: int) -> list[int]:
+def starts(tmp_path: Path, job_id: int, queue: Queue) -> list[int]:
     """The step each start of the job's experiment began from (its starts.log)."""
-    lines = (tmp_path / "runs" / f"job-{job_id}" / "starts.log").read_text().split("\n")
+    from tests.support.results import run_dir
+
+    lines = (run_dir(queue, tmp_path / "runs", job_id) / "starts.log").read_text().split("\n")
     return [int(line.split()[1]) for line in lines if line.strip()]
 
 
@@ -139,7 +141,7 @@ def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
     first, second = queue.attempts(1)
     assert first.slurm_job_id == second.slurm_job_id == jid
     assert first.worker.startswith(f"slurm:{jid}.0@") and second.worker.startswith(f"slurm:{jid}.1@")
-    resumed_from = starts(tmp_path, 1)
+    resumed_from = starts(tmp_path, 1, queue)
     assert resumed_from[0] == 0 and resumed_from[1] >= 12  # the checkpoint taken on SIGTERM, not scratch
     assert queue.jobs()[0].state == states.SUCCEEDED
     assert_metrics_once(queue, 1, 40)
@@ -154,7 +156,7 @@ def test_time_limit_signal_checkpoints_and_resumes(queue, tmp_path):
     seen = outcomes(queue, 1)
     assert seen[-1] == states.OUTCOME_SUCCEEDED and states.OUTCOME_TIMEOUT in seen, seen
     assert set(seen[:-1]) == {states.OUTCOME_TIMEOUT}
-    begun = starts(tmp_path, 1)
+    begun = starts(tmp_path, 1, queue)
     assert begun[0] == 0 and all(later > 0 for later in begun[1:]) and begun == sorted(begun)
     assert_metrics_once(queue, 1, 80)
 
@@ -173,7 +175,7 @@ def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
     ids = launch(tmp_path, queue)  # a new worker reclaims it
     wait_gone(ids, timeout_s=60)
     assert outcomes(queue, 1) == [states.OUTCOME_CANCELLED, states.OUTCOME_SUCCEEDED]
-    assert starts(tmp_path, 1)[1] >= 8
+    assert starts(tmp_path, 1, queue)[1] >= 8
     assert_metrics_once(queue, 1, 30)
 
 
@@ -193,7 +195,7 @@ def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, sl
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True)
     wait_gone([jid], timeout_s=90)  # Slurm requeued the worker itself; it reclaims the job
     assert outcomes(queue, 1) == [states.OUTCOME_NODE_FAIL, states.OUTCOME_SUCCEEDED]
-    assert starts(tmp_path, 1)[-1] >= 12  # from its checkpoint, not scratch
+    assert starts(tmp_path, 1, queue)[-1] >= 12  # from its checkpoint, not scratch
     assert_metrics_once(queue, 1, 40)
 
 
@@ -244,7 +246,7 @@ def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
     ids = launch(tmp_path, queue)
     wait_gone(ids, timeout_s=60)
     assert outcomes(queue, 1) == [states.OUTCOME_ERROR, states.OUTCOME_SUCCEEDED]
-    resumed = starts(tmp_path, 1)[-1]
+    resumed = starts(tmp_path, 1, queue)[-1]
     assert resumed >= 10 and resumed % 5 == 0  # the last periodic checkpoint (every 5 steps)
     assert_metrics_once(queue, 1, 30)
 
