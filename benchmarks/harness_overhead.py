@@ -40,7 +40,10 @@ def bare(spec: dict, out_dir: str) -> float:
 
     class NoJob:  # what set-up reads from a job context
         run_dir = out_dir
+        attempt_dir = Path(out_dir)
+        attempt = 1
         resume_from = None
+        resume_step = None
 
     r = recipe.SFTRecipe({**defaults(sft.PARAMS), **spec}, NoJob())
     transformers.set_seed(r.spec["seed"])

@@ -470,8 +470,10 @@ def clear_checkpoint(conn: Connection, job_ids: Sequence[int]) -> None:
 def rewind(conn: Connection, *, job_id: int, to_step: int | None) -> int:
     """Make the job's stored figures those of the run the new attempt continues: points past
     ``to_step`` (all of them, when None: a fresh start) are deleted, with the summaries and
-    roll-ups; a fresh start also drops the job's generated answers and verdicts. Returns the
-    number of points deleted."""
+    roll-ups; a fresh start also drops the answers the job generated (they come from the model
+    it trains again). A judge's verdicts stay: they are on its arms' final answers, and a
+    resumed judge skips them (``gridlab retry --fresh`` drops them too: :func:`drop_outputs`).
+    Returns the number of points deleted."""
     cut = delete(metrics).where(metrics.c.job_id == job_id)
     if to_step is not None:
         cut = cut.where(metrics.c.step > to_step)
@@ -480,8 +482,15 @@ def rewind(conn: Connection, *, job_id: int, to_step: int | None) -> int:
     drop_curve_rollups(conn, [job_id])
     if to_step is None:
         conn.execute(delete(generations).where(generations.c.job_id == job_id))
-        conn.execute(delete(judgments).where(judgments.c.job_id == job_id))
     return deleted
+
+
+def drop_outputs(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Delete the jobs' answers and verdicts (a retry that starts over)."""
+    ids = [int(i) for i in job_ids]
+    if ids:
+        conn.execute(delete(generations).where(generations.c.job_id.in_(ids)))
+        conn.execute(delete(judgments).where(judgments.c.job_id.in_(ids)))
 
 
 def set_resumed_from(conn: Connection, *, job_id: int, number: int, step: int | None) -> None:

@@ -341,6 +341,7 @@ class Queue:
             queries.drop_curve_rollups(conn, done)  # it will log more points
             if fresh:
                 queries.clear_checkpoint(conn, done)
+                queries.drop_outputs(conn, done)
             doomed = set(_cancel_doomed(conn, job_ids=done, actor=actor))
         return [j for j in done if j not in doomed]
 
