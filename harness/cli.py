@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import commands_dashboard, commands_eval, commands_slurm, report, terminal
+from harness import commands_dashboard, commands_eval, commands_jobs, commands_slurm, report, terminal
 from jobs import states
 
 console, err_console = terminal.console, terminal.err_console
@@ -348,6 +348,8 @@ cli.add_command(commands_slurm.launch)
 cli.add_command(commands_slurm.supervise)
 cli.add_command(commands_dashboard.command)
 cli.add_command(commands_eval.compare)
+cli.add_command(commands_jobs.logs)
+cli.add_command(commands_jobs.run)
 
 
 def _progress(transient: bool = False) -> Progress:

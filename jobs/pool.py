@@ -49,6 +49,7 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
         runs_dir=Path(options.runs_dir),
         heartbeat_s=options.heartbeat_s,
         poll_s=options.poll_s,
+        capture_output=True,
     )
     worker.install_signal_handlers()
     try:

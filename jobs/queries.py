@@ -268,7 +268,8 @@ def _held_clause():
 
 
 @lru_cache(maxsize=None)
-def _claim_stmt(pg: bool):
+def _claim_stmt(pg: bool, one: bool = False):
+    """The claim; with ``one``, only the job ``:job_id`` (``gridlab run JOB``)."""
     now = clock.now()
     dep = job_dependencies.alias("dep")
     upstream = jobs.alias("upstream")
@@ -287,6 +288,8 @@ def _claim_stmt(pg: bool):
         .order_by(jobs.c.priority.desc(), jobs.c.id)
         .limit(1)
     )
+    if one:
+        runnable = runnable.where(jobs.c.id == bindparam("job_id"))
     if pg:
         runnable = runnable.with_for_update(skip_locked=True)
     return (
@@ -308,12 +311,17 @@ def _claim_stmt(pg: bool):
 
 
 _CLAIM = _Prepared(_claim_stmt)
+_CLAIM_ONE = _Prepared(lambda pg: _claim_stmt(pg, one=True))
 CLAIMED_COLUMNS = tuple(c.name for c in _JOB_COLUMNS) + ("updated_at",)
 
 
-def claim(conn: Connection, *, owner: str, lease_s: float) -> dict[str, Any] | None:
-    """Atomically take the most urgent runnable job: its columns by name, or None."""
-    row = _CLAIM.run(conn, {"owner": owner, "lease_s": lease_s}).fetchone()
+def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = None) -> dict[str, Any] | None:
+    """Atomically take the most urgent runnable job (or job ``job_id``, if it is runnable):
+    its columns by name, or None."""
+    if job_id is None:
+        row = _CLAIM.run(conn, {"owner": owner, "lease_s": lease_s}).fetchone()
+    else:
+        row = _CLAIM_ONE.run(conn, {"owner": owner, "lease_s": lease_s, "job_id": job_id}).fetchone()
     if row is None:
         return None
     out = dict(zip(CLAIMED_COLUMNS, row))

@@ -121,7 +121,7 @@ class Queue:
 
     # --- the worker's side ---------------------------------------------------------
 
-    def claim(self, worker: WorkerInfo) -> Claimed | None:
+    def claim(self, worker: WorkerInfo, *, job_id: int | None = None) -> Claimed | None:
         """Take the most urgent runnable job, start an attempt, and lease it to ``worker``.
 
         A job's second and later attempts continue the run the database recorded: the
@@ -131,7 +131,7 @@ class Queue:
         worker rewinds further (:meth:`rewind`) if that checkpoint turns out unusable."""
         owner = f"{worker.name}"
         with scope(self.engine) as conn:
-            row = queries.claim(conn, owner=owner, lease_s=self.lease_s)
+            row = queries.claim(conn, owner=owner, lease_s=self.lease_s, job_id=job_id)
             if row is None:
                 return None
             job = JobRecord.from_mapping(row)

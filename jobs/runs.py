@@ -6,6 +6,8 @@
         attempts/a<k>/                attempt k's own scratch (Trainer's output dir) and its
             attempt.jsonl             marker: which process ran attempt k, when, and when each
                                       of its fenced writes was confirmed
+            output.log                everything attempt k printed: stdout, stderr and Python
+                                      logging (``gridlab logs JOB``)
 
 Job ids restart at 1 in every new database (and in a dropped and recreated one), so the folder
 carries the database's own id (``gridlab_meta.database_id``, minted with the schema) and the
@@ -15,11 +17,14 @@ another run is not used (a warning, and the job starts in a fresh folder beside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ log = logging.getLogger("gridlab.jobs.runs")
 
 MANIFEST = "run.json"
 MARKER = "attempt.jsonl"
+OUTPUT = "output.log"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -67,6 +73,57 @@ def attempt_dir(run: Path, attempt: int) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def captured_output(path: Path, *, redirect: bool = True) -> Iterator[None]:
+    """Send the process's stdout and stderr (file descriptors 1 and 2: Python's prints, C
+    libraries' output and every logging handler that writes to them) to ``path`` for the
+    duration, appending; with ``redirect=False`` (a job run in the foreground) only Python
+    logging is copied there, and the terminal keeps everything. A worker runs one attempt at
+    a time per process, so the descriptors are the attempt's own while it runs. gridlab's own
+    loggers speak at INFO while it runs (what the attempt resumed from, how it ended, the
+    traceback of a failure), whatever the terminal's level."""
+    ours = logging.getLogger("gridlab")
+    level = ours.level
+    ours.setLevel(min(ours.getEffectiveLevel(), logging.INFO))
+    try:
+        if redirect:
+            with _redirected(path):
+                yield
+        else:
+            handler = logging.FileHandler(path, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            ours.addHandler(handler)
+            try:
+                yield
+            finally:
+                ours.removeHandler(handler)
+                handler.close()
+    finally:
+        ours.setLevel(level)
+
+
+@contextlib.contextmanager
+def _redirected(path: Path) -> Iterator[None]:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
 class Marker:
     """Attempt k's record outside the database: one JSON line per event (``start``, each
     confirmed fenced ``write``, ``end``) with the process and the wall clock. The fault suite
@@ -83,6 +140,24 @@ class Marker:
                 f.write(line + "\n")
         except OSError as exc:  # a full disk must not fail the job over its marker
             log.warning("could not write %s: %s", self.path, exc)
+
+
+def follow(path: Path, running=None, *, poll_s: float = 0.5) -> Iterator[str]:
+    """The text of ``path``; with ``running`` (a callable), then what is appended to it while
+    ``running()`` stays true (and what came in just before it turned false)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while True:
+            chunk = f.read()
+            if chunk:
+                yield chunk
+            if running is None:
+                return
+            if not running():
+                rest = f.read()
+                if rest:
+                    yield rest
+                return
+            time.sleep(poll_s)
 
 
 def read_markers(runs_dir: Path) -> dict[Path, list[dict[str, Any]]]:

@@ -29,7 +29,6 @@ from jobs.records import Claimed
 log = logging.getLogger("gridlab.worker")
 
 Runner = Callable[[JobContext], None]
-MAX_ERROR_CHARS = 4000
 
 
 def resolve_runner(path: str) -> Runner:
@@ -59,6 +58,7 @@ class Worker:
         poll_s: float = 0.5,
         exit_when_empty: bool = True,
         reclaim_every_s: float = 10.0,
+        capture_output: bool = False,
     ) -> None:
         self.queue = queue
         self.runner = runner
@@ -68,6 +68,9 @@ class Worker:
         self.poll_s = poll_s
         self.exit_when_empty = exit_when_empty
         self.reclaim_every_s = reclaim_every_s
+        #: Send each attempt's stdout and stderr to its own output.log (worker processes do;
+        #: a job run in the foreground, or in a test's process, copies only its logging there).
+        self.capture_output = capture_output
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._stop_reason = ("worker stopping", states.OUTCOME_STOPPED)
@@ -127,6 +130,16 @@ class Worker:
             self._run_one(claimed)
         return self.stats
 
+    def run_job(self, job_id: int) -> Claimed | None:
+        """Claim job ``job_id`` (it must be runnable) and run it here, in the foreground, with
+        the same lease, heartbeat, fencing and metrics as any attempt (``gridlab run JOB``).
+        Returns the claim, or None if the job was not runnable."""
+        claimed = self.queue.claim(self.info, job_id=job_id)
+        if claimed is not None:
+            self.stats.claimed += 1
+            self._run_one(claimed)
+        return claimed
+
     def _reclaim(self) -> None:
         ids = self.queue.reclaim_stale(actor=f"reaper:{self.info.name}")
         if ids:
@@ -149,6 +162,7 @@ class Worker:
                 marker.note("start")
                 beat.marker = marker
                 resume = self._resume_point(job, lease, identity, run_dir)
+                output = runs.attempt_dir(run_dir, lease.attempt) / runs.OUTPUT
             except LeaseLost as exc:
                 self.stats.lost += 1
                 log.warning("job %d: %s; stopped without writing", lease.job_id, exc)
@@ -162,7 +176,10 @@ class Worker:
             ctx.stop_reason, ctx.stop_outcome = self._stop_reason
             self._current = ctx
             lost_before = self.stats.lost
-            self._execute(ctx, writer)
+            with runs.captured_output(output, redirect=self.capture_output):
+                log.info("job %d attempt %d (%s) on %s: %s", job.id, lease.attempt, lease.owner, self.info.host,
+                         f"resuming from step {resume[1]} ({resume[0]})" if resume else "starting fresh")
+                self._execute(ctx, writer)
             # "end" only when the outcome was recorded under the lease; a lost lease wrote nothing.
             marker.note("end" if self.stats.lost == lost_before else "lost")
         finally:
@@ -231,6 +248,7 @@ class Worker:
                                                          error_type=failure.error_type))
         log.warning("job %d attempt %d failed (%s, %s): %s", lease.job_id, lease.attempt, failure.outcome,
                     new_state, _one_line(exc))
+        log.info("job %d attempt %d: the failure in full:\n%s", lease.job_id, lease.attempt, _format_error(exc))
         self.stats.failed += 1
 
     def _record(self, write: Callable[[], object]) -> object:
@@ -300,8 +318,8 @@ class _Heartbeat(threading.Thread):
 
 
 def _format_error(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(exc))
-    return text if len(text) <= MAX_ERROR_CHARS else "...\n" + text[-MAX_ERROR_CHARS:]
+    """The whole traceback, chained causes included (stored on the attempt in full)."""
+    return "".join(traceback.format_exception(exc))
 
 
 def _one_line(exc: BaseException) -> str:

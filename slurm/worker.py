@@ -138,6 +138,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         info = worker_info()
         queue = open_queue(options)
         self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
+                              capture_output=True,
                               heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
         log.info("worker %s started (db %s)", info.name, queue.engine.url.render_as_string(hide_password=True))
         signal.signal(signal.SIGTERM, self._on_sigterm)

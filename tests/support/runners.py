@@ -124,3 +124,22 @@ def stop_after(worker, step: int, runner):
         runner(ctx)
 
     return wrapped
+
+
+def noisy_failure(ctx) -> None:
+    """Print on stdout, stderr and straight to file descriptor 1, then fail 60 frames deep."""
+    import sys
+
+    print(f"printed by attempt {ctx.attempt} on stdout")
+    print(f"printed by attempt {ctx.attempt} on stderr", file=sys.stderr)
+    os.write(1, f"written by attempt {ctx.attempt} to fd 1\n".encode())
+
+    def deeper(depth: int) -> None:
+        if depth == 60:
+            raise RuntimeError("x" * 200)
+        try:
+            deeper(depth + 1)
+        except RuntimeError as exc:
+            raise RuntimeError(f"depth {depth}") from exc if depth % 20 == 0 else exc
+
+    deeper(0)
