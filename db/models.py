@@ -108,6 +108,9 @@ class Job(Base):
     #: The newest metrics batch stored by the current attempt (reset at each claim):
     #: a batch retried after a lost commit acknowledgement is recognised and skipped.
     metrics_batch: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: What the cell needs to run (jobs.resources), e.g. ``gpus=2,cpus=8,mem=64G``; ``default``
+    #: when its grid states nothing. A worker launched for a class claims only its jobs.
+    resource_class: Mapped[str] = mapped_column(String(200), default="default", server_default="default")
 
 
 class Attempt(Base):
@@ -257,6 +260,8 @@ class WorkerJob(Base):
     state: Mapped[str] = mapped_column(String(24))
     reason: Mapped[str | None] = mapped_column(Text)
     folder: Mapped[str | None] = mapped_column(Text)
+    #: the resource class the worker was submitted for (None: it claims any job)
+    resource_class: Mapped[str | None] = mapped_column(String(200))
     submitted_at: Mapped[float]
     updated_at: Mapped[float]
 

@@ -77,7 +77,7 @@ def _flags(partition, gres, time_, mem, cpus, account, qos, constraint, array_pa
 @click.command()
 @click.argument("grid_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True, help=EXECUTOR_HELP)
-@click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 10_000), help="Workers to start.")
+@click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 10_000), help="Workers to start per resource class with pending work (jobs.resources).")
 @slurm_options
 @click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable for the workers (repeatable).")
 @click.option("--runner", default="harness.experiments:run", show_default=True, help="What a worker runs per job (module:function).")
@@ -112,26 +112,33 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
         return
     queue = _open_queue(db_url, create=False)
     todo = queue.unfinished()
-    if todo == 0:
+    pending = queue.pending_by_class()
+    if todo == 0 or not pending:
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
 
-    def submit(n: int) -> int:
+    def submit(n: int, cls: str):
+        # One array per resource class: its workers get the class's Slurm settings and claim only its jobs.
+        opts, st = launch_mod.for_class(options, cls), launch_mod.class_settings(settings, cls)
         if executor == "slurm":
-            launched = launch_mod.launch_slurm(options, settings, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
+            launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
         else:
             os.environ.update(env)
-            launched = launch_mod.launch_local(options, settings, workers=n, folder=launch_mod.new_folder(runs_dir))
-        queue.record_workers(launched.executor, [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder))
-        console.print(f"Submitted {len(launched.job_ids)} {launched.executor} worker(s): {_ids(launched.job_ids)} (logs in {launched.folder})")
+            launched = launch_mod.launch_local(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir))
+        queue.record_workers(launched.executor, [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder),
+                             resource_class=cls)
+        what = "" if cls == "default" else f" for {cls}"
+        console.print(f"Submitted {len(launched.job_ids)} {launched.executor} worker(s){what}: {_ids(launched.job_ids)} "
+                      f"(logs in {launched.folder})", markup=False, highlight=False)
         return len(launched.job_ids), launched
 
-    n, launched = submit(workers)
+    launches = [submit(min(workers, count), cls)[1] for cls, count in sorted(pending.items())]
     if executor == "local":
-        _wait_local(queue, launched, console)
+        for launched in launches:
+            _wait_local(queue, launched, console)
         return
     if keep_alive:
-        _supervise(queue, workers=workers, submit=lambda k: submit(k)[0], interval=interval, console=console)
+        _supervise(queue, workers=workers, submit=lambda k, cls: submit(k, cls)[0], interval=interval, console=console)
     else:
         console.print("Follow with `gridlab status`; `gridlab supervise` keeps workers alive and reconciles with Slurm.")
 
@@ -167,10 +174,12 @@ def supervise(workers, partition, gres, time_, mem, cpus, account, qos, constrai
     options = launch_mod.worker_options(queue.engine.url.render_as_string(hide_password=False), runner=runner,
                                         runs_dir=runs_dir, heartbeat_s=heartbeat)
 
-    def submit(n: int) -> int:
-        launched = launch_mod.launch_slurm(options, settings, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
-        queue.record_workers("slurm", [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder))
-        console.print(f"Submitted {n} worker(s): {_ids(launched.job_ids)}")
+    def submit(n: int, cls: str) -> int:
+        opts, st = launch_mod.for_class(options, cls), launch_mod.class_settings(settings, cls)
+        launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
+        queue.record_workers("slurm", [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder),
+                             resource_class=cls)
+        console.print(f"Submitted {n} worker(s) for {cls}: {_ids(launched.job_ids)}", markup=False, highlight=False)
         return n
 
     _supervise(queue, workers=workers or 0, submit=submit, interval=interval, console=console, grace=grace,

@@ -47,6 +47,7 @@ def _new_jobs(grid: Grid) -> list[NewJob]:
             backoff_s=grid.backoff_s,
             spec_json=spec_json,
             factors_json=factors_json,
+            resource_class=grid.resources.for_cell(factors, spec),
         )
         for factors, spec, digest, spec_json, factors_json in grid.cell_records()
     ]
@@ -81,7 +82,7 @@ def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
             out.append(NewJob(spec_hash=spec_hash(spec), spec=spec, spec_json=canonical_json(spec), factors=factors,
                               experiment="judge",
                               priority=grid.priority, max_attempts=grid.max_attempts, backoff_s=grid.backoff_s,
-                              depends_on=(a.spec_hash, b.spec_hash)))
+                              depends_on=(a.spec_hash, b.spec_hash), resource_class=grid.resources.for_judge()))
             made += 1
         if not made:
             problems.append(f"compare.{factor}: no two cells differ only in {factor} ({_text(value_a)} vs "

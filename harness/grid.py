@@ -42,10 +42,11 @@ import yaml
 from db.errors import GridlabError
 from harness import experiments
 from harness.params import Param, required, resolve, stored, stored_defaults
+from jobs import resources as resources_mod
 from slurm import settings as slurm_settings
 
 TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm",
-                  "compare", "judge")
+                  "compare", "judge", "resources")
 RETRY_KEYS = ("max_attempts", "backoff_s")
 DEFAULT_EXPERIMENT = "tiny_lm"
 #: A product larger than this needs ``--yes``: it is probably a mistake.
@@ -92,6 +93,8 @@ class Grid:
     compare: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     #: settings of the judge jobs (harness.experiments.judge.GRID_SETTINGS)
     judge: dict[str, Any] = field(default_factory=dict)
+    #: what cells need (jobs.resources): their resource class, per cell
+    resources: resources_mod.Plan = field(default_factory=resources_mod.Plan)
 
     @property
     def factor_names(self) -> list[str]:
@@ -384,6 +387,7 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
         problems.append("axes: the grid has no axes and no extra cells, so it has nothing to run")
 
     compare, judge = _compare_and_judge(doc, params, experiment, factor_values, include, check_value, problems)
+    resource_plan = resources_mod.plan(doc.get("resources"), problems, factor_values=factor_values)
 
     description = doc.get("description") or ""
     if problems:
@@ -392,7 +396,7 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     grid = Grid(
         name=name, experiment=experiment, path=where, source=source, fixed=fixed_clean, axes=axes, zips=zips,
         exclude=exclude, include=include, max_attempts=max_attempts, backoff_s=backoff_s, priority=priority,
-        slurm=slurm, description=str(description), compare=compare, judge=judge,
+        slurm=slurm, description=str(description), compare=compare, judge=judge, resources=resource_plan,
     )
     size = grid.product_size()
     if size > LARGE_GRID and not allow_large:

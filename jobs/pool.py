@@ -25,6 +25,8 @@ class PoolOptions:
     log_level: int = logging.WARNING
     max_jobs: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: claim only jobs of this resource class (jobs.resources); None: any job
+    resource_class: str | None = None
 
 
 def worker_main(options: PoolOptions, index: int = 0) -> int:
@@ -45,7 +47,7 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
     worker = Worker(
         queue,
         resolve_runner(options.runner),
-        info=WorkerInfo.here(),
+        info=WorkerInfo.here(resource_class=options.resource_class),
         runs_dir=Path(options.runs_dir),
         heartbeat_s=options.heartbeat_s,
         poll_s=options.poll_s,

@@ -121,7 +121,8 @@ def last_job_id(conn: Connection, grid: int) -> int:
 
 
 #: Column order of the rows insert_jobs takes (spec and factors as JSON text).
-JOB_ROW = ("grid_id", "spec_hash", "spec", "factors", "experiment", "priority", "max_attempts", "backoff_s")
+JOB_ROW = ("grid_id", "spec_hash", "spec", "factors", "experiment", "priority", "max_attempts", "backoff_s",
+           "resource_class")
 
 
 def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, chunk: int = 5000, progress=None) -> int:
@@ -268,8 +269,9 @@ def _held_clause():
 
 
 @lru_cache(maxsize=None)
-def _claim_stmt(pg: bool, one: bool = False):
-    """The claim; with ``one``, only the job ``:job_id`` (``gridlab run JOB``)."""
+def _claim_stmt(pg: bool, one: bool = False, classed: bool = False):
+    """The claim; with ``one``, only the job ``:job_id`` (``gridlab run JOB``); with
+    ``classed``, only jobs of resource class ``:resource_class`` (a worker launched for it)."""
     now = clock.now()
     dep = job_dependencies.alias("dep")
     upstream = jobs.alias("upstream")
@@ -290,6 +292,8 @@ def _claim_stmt(pg: bool, one: bool = False):
     )
     if one:
         runnable = runnable.where(jobs.c.id == bindparam("job_id"))
+    if classed:
+        runnable = runnable.where(jobs.c.resource_class == bindparam("resource_class"))
     if pg:
         runnable = runnable.with_for_update(skip_locked=True)
     return (
@@ -312,13 +316,17 @@ def _claim_stmt(pg: bool, one: bool = False):
 
 _CLAIM = _Prepared(_claim_stmt)
 _CLAIM_ONE = _Prepared(lambda pg: _claim_stmt(pg, one=True))
+_CLAIM_CLASS = _Prepared(lambda pg: _claim_stmt(pg, classed=True))
 CLAIMED_COLUMNS = tuple(c.name for c in _JOB_COLUMNS) + ("updated_at",)
 
 
-def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = None) -> dict[str, Any] | None:
-    """Atomically take the most urgent runnable job (or job ``job_id``, if it is runnable):
-    its columns by name, or None."""
-    if job_id is None:
+def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = None,
+          resource_class: str | None = None) -> dict[str, Any] | None:
+    """Atomically take the most urgent runnable job (of ``resource_class``, if given; or job
+    ``job_id``, if it is runnable): its columns by name, or None."""
+    if job_id is None and resource_class is not None:
+        row = _CLAIM_CLASS.run(conn, {"owner": owner, "lease_s": lease_s, "resource_class": resource_class}).fetchone()
+    elif job_id is None:
         row = _CLAIM.run(conn, {"owner": owner, "lease_s": lease_s}).fetchone()
     else:
         row = _CLAIM_ONE.run(conn, {"owner": owner, "lease_s": lease_s, "job_id": job_id}).fetchone()
@@ -777,9 +785,18 @@ def factor_states(conn: Connection, *, grid: int | None = None) -> list[Row]:
     return list(conn.execute(stmt))
 
 
-def runnable_or_running(conn: Connection) -> int:
-    """Jobs that still need a worker: pending (now or after backoff) or running."""
+def pending_by_class(conn: Connection) -> dict[str, int]:
+    """Pending jobs per resource class (what ``gridlab launch`` submits workers for)."""
+    stmt = select(jobs.c.resource_class, func.count()).where(jobs.c.state == states.PENDING).group_by(jobs.c.resource_class)
+    return {cls: n for cls, n in conn.execute(stmt)}
+
+
+def runnable_or_running(conn: Connection, *, resource_class: str | None = None) -> int:
+    """Jobs that still need a worker: pending (now or after backoff) or running (of
+    ``resource_class``, if given)."""
     stmt = select(func.count()).where(jobs.c.state.in_([states.PENDING, states.RUNNING]))
+    if resource_class is not None:
+        stmt = stmt.where(jobs.c.resource_class == resource_class)
     return conn.execute(stmt).scalar_one()
 
 

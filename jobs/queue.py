@@ -41,6 +41,8 @@ class NewJob:
     spec_json: str | None = None
     #: ``json.dumps(factors)``, if the caller already has it
     factors_json: str | None = None
+    #: what the cell needs to run (jobs.resources): workers of a class claim only its jobs
+    resource_class: str = "default"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class WorkerInfo:
     slurm_job_id: str | None = None
     slurm_array_index: int | None = None
     node: str | None = None
+    #: the resource class this worker was launched for (it claims only such jobs); None: any
+    resource_class: str | None = None
 
     @classmethod
     def here(cls, name: str | None = None, **slurm: Any) -> "WorkerInfo":
@@ -101,7 +105,7 @@ class Queue:
                 progress(len(new_jobs) - len(fresh))
             rows = [
                 (grid_id, j.spec_hash, j.spec_json or json.dumps(j.spec), j.factors_json or json.dumps(j.factors),
-                 j.experiment, j.priority, j.max_attempts, j.backoff_s)
+                 j.experiment, j.priority, j.max_attempts, j.backoff_s, j.resource_class)
                 for j in fresh
             ]
             after_id = queries.last_job_id(conn, grid_id)
@@ -131,7 +135,8 @@ class Queue:
         worker rewinds further (:meth:`rewind`) if that checkpoint turns out unusable."""
         owner = f"{worker.name}"
         with scope(self.engine) as conn:
-            row = queries.claim(conn, owner=owner, lease_s=self.lease_s, job_id=job_id)
+            row = queries.claim(conn, owner=owner, lease_s=self.lease_s, job_id=job_id,
+                                resource_class=worker.resource_class)
             if row is None:
                 return None
             job = JobRecord.from_mapping(row)
@@ -385,9 +390,10 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.grid_names(conn)
 
-    def unfinished(self) -> int:
+    def unfinished(self, *, resource_class: str | None = None) -> int:
+        """Jobs pending or running (of ``resource_class``, if given): what is left to do."""
         with scope(self.engine, write=False) as conn:
-            return queries.runnable_or_running(conn)
+            return queries.runnable_or_running(conn, resource_class=resource_class)
 
     def stale(self) -> int:
         with scope(self.engine, write=False) as conn:
@@ -413,10 +419,10 @@ class Queue:
     # --- dispatched workers -------------------------------------------------------------
 
     def record_workers(self, executor: str, workers: Sequence[tuple[str, int | None]], *, folder: str | None,
-                       state: str = "SUBMITTED") -> None:
+                       state: str = "SUBMITTED", resource_class: str | None = None) -> None:
         """Remember workers handed to an executor: (external id, array index) pairs."""
-        rows = [{"executor": executor, "external_id": ext, "array_index": idx, "state": state, "folder": folder}
-                for ext, idx in workers]
+        rows = [{"executor": executor, "external_id": ext, "array_index": idx, "state": state, "folder": folder,
+                 "resource_class": resource_class} for ext, idx in workers]
         with scope(self.engine) as conn:
             queries.insert_worker_jobs(conn, rows)
 
@@ -451,6 +457,11 @@ class Queue:
         state is left alone: the retry policy already acted on the expiry."""
         with scope(self.engine) as conn:
             return queries.refine_expired_outcome(conn, job_id=job_id, number=number, outcome=outcome, note=note)
+
+    def pending_by_class(self) -> dict[str, int]:
+        """Pending jobs per resource class (jobs.resources)."""
+        with scope(self.engine, write=False) as conn:
+            return queries.pending_by_class(conn)
 
     def pending(self) -> int:
         with scope(self.engine, write=False) as conn:

@@ -112,7 +112,7 @@ class Worker:
                 if claimed is None:
                     self._reclaim()
                     last_reclaim = time.monotonic()
-                    if self.exit_when_empty and self.queue.unfinished() == 0:
+                    if self.exit_when_empty and self.queue.unfinished(resource_class=self.info.resource_class) == 0:
                         break
             except DatabaseUnavailable as exc:
                 outage_since = outage_since or time.monotonic()

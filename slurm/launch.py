@@ -13,11 +13,12 @@ import shlex
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from db.engine import resolve_url
 from db.errors import GridlabError
+from jobs import resources
 from slurm.settings import SlurmSettings
 from slurm.worker import SlurmWorker, WorkerOptions
 
@@ -34,6 +35,16 @@ class Launched:
     folder: Path
     job_ids: list[str]  # "12_0", ... (slurm) or pids (local)
     jobs: list  # submitit Job objects
+
+
+def class_settings(settings: SlurmSettings, resource_class: str) -> SlurmSettings:
+    """The Slurm settings of a worker for ``resource_class``: what the class asks for (GPUs as
+    gres, CPUs, memory, time, partition, constraint) over the launch's own settings."""
+    return settings.merged(resources.from_name(resource_class).sbatch())
+
+
+def for_class(options: WorkerOptions, resource_class: str) -> WorkerOptions:
+    return replace(options, resource_class=resource_class)
 
 
 def new_folder(runs_dir: str | Path) -> Path:

@@ -44,6 +44,8 @@ class Tick:
     """What one reconcile pass saw and did."""
 
     workers_alive: int = 0
+    #: live workers per resource class they were submitted for (None: older, unclassed ones)
+    alive_by_class: dict[str | None, int] = field(default_factory=dict)
     workers_changed: int = 0
     attempts_ended: list[tuple[int, int, str]] = field(default_factory=list)  # (job, attempt, outcome)
     attempts_refined: list[tuple[int, int, str]] = field(default_factory=list)  # lease_expired -> outcome
@@ -81,7 +83,10 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
             message = worker_error(Path(w.folder), w.external_id)
             if message:
                 tick.worker_errors.append(f"worker {w.external_id}: {message}")
-    tick.workers_alive = sum(1 for w in live if w.external_id not in latest or latest[w.external_id].active)
+    alive = [w for w in live if w.external_id not in latest or latest[w.external_id].active]
+    tick.workers_alive = len(alive)
+    for w in alive:
+        tick.alive_by_class[w.resource_class] = tick.alive_by_class.get(w.resource_class, 0) + 1
 
     for a in expired:
         run = _run_of(a, all_runs)
@@ -120,26 +125,41 @@ def _run_of(attempt, all_runs: dict[str, list[accounting.Run]]) -> accounting.Ru
     return runs[restart] if len(runs) > restart else None
 
 
-def wanted_workers(queue: Queue, target: int) -> int:
-    """Workers worth having: no more than jobs pending or running."""
-    return min(target, queue.unfinished())
+def wanted_workers(queue: Queue, target: int, resource_class: str | None = None) -> int:
+    """Workers worth having (of a resource class): no more than its jobs pending or running."""
+    return min(target, queue.unfinished(resource_class=resource_class))
 
 
-def supervise(queue: Queue, *, workers: int, submit: Callable[[int], int], interval_s: float = 10.0,
+def missing_by_class(queue: Queue, tick: Tick, target: int) -> dict[str, int]:
+    """Workers to submit per resource class with pending work: up to ``target`` per class, less
+    those alive for it (unclassed workers, which claim anything, count for ``default``)."""
+    missing = {}
+    for cls in sorted(queue.pending_by_class()):
+        alive = tick.alive_by_class.get(cls, 0) + (tick.alive_by_class.get(None, 0) if cls == "default" else 0)
+        n = wanted_workers(queue, target, cls) - alive
+        if n > 0:
+            missing[cls] = n
+    return missing
+
+
+def supervise(queue: Queue, *, workers: int, submit: Callable[[int, str], int], interval_s: float = 10.0,
               grace_s: float = 10.0, keep_alive: bool = True, on_tick: Callable[[Tick], None] | None = None,
               should_stop: Callable[[], bool] = lambda: False) -> Tick:
     """Reconcile every ``interval_s`` until no job is pending or running and no worker is
-    alive; with ``keep_alive``, submit workers (``submit(n) -> n submitted``) while
-    runnable jobs outnumber live workers. Returns the last pass."""
+    alive; with ``keep_alive``, keep each resource class with pending work staffed: submit
+    workers for it (``submit(n, resource_class) -> n submitted``) while its runnable jobs
+    outnumber its live workers. Returns the last pass."""
     while True:
         tick = reconcile(queue, grace_s=grace_s)
         unreachable = [e for e in tick.worker_errors if DatabaseUnreachableFromNode.__name__ in e]
         if unreachable:  # more workers would fail the same way
             raise DatabaseUnreachableFromNode(unreachable[0].split(f"{DatabaseUnreachableFromNode.__name__}: ", 1)[-1])
-        missing = wanted_workers(queue, workers) - tick.workers_alive
-        if keep_alive and missing > 0 and queue.pending() > 0:
-            tick.submitted = submit(missing)
-            tick.workers_alive += tick.submitted
+        if keep_alive:
+            for cls, n in missing_by_class(queue, tick, workers).items():
+                submitted = submit(n, cls)
+                tick.submitted += submitted
+                tick.workers_alive += submitted
+                tick.alive_by_class[cls] = tick.alive_by_class.get(cls, 0) + submitted
         if on_tick is not None:
             on_tick(tick)
         if queue.unfinished() == 0 and tick.workers_alive == 0:

@@ -57,6 +57,8 @@ class WorkerOptions:
     poll_s: float = 1.0
     log_level: int = logging.INFO
     env: dict[str, str] = field(default_factory=dict)
+    #: the resource class this worker was submitted for (it claims only such jobs); None: any
+    resource_class: str | None = None
 
 
 def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
@@ -78,19 +80,19 @@ def slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def worker_info():
+def worker_info(resource_class: str | None = None):
     """Where this worker runs, with the Slurm job, array index and node when in Slurm."""
     from jobs.queue import WorkerInfo
 
     host, pid = socket.gethostname(), os.getpid()
     job = slurm_job_id()
     if job is None:
-        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid)
+        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid, resource_class=resource_class)
     node = os.environ.get("SLURMD_NODENAME") or host.split(".")[0]
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     index = os.environ.get("SLURM_ARRAY_TASK_ID")
     return WorkerInfo(name=worker_name(job, restart, node, pid), host=host, pid=pid, slurm_job_id=job,
-                      slurm_array_index=int(index) if index else None, node=node)
+                      slurm_array_index=int(index) if index else None, node=node, resource_class=resource_class)
 
 
 def open_queue(options: WorkerOptions):
@@ -135,7 +137,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
         from jobs.worker import Worker, resolve_runner
 
-        info = worker_info()
+        info = worker_info(options.resource_class)
         queue = open_queue(options)
         self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
                               capture_output=True,

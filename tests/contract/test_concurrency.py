@@ -42,3 +42,40 @@ def test_sixteen_workers_claim_each_of_1000_jobs_exactly_once(engine, queue, db_
     assert claims_per_job == [], "a job was claimed twice"
     assert n_metrics == N_JOBS
     assert claimers > 1, "the work should have been shared between processes"
+
+
+def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, queue, db_url, tmp_path):
+    """Jobs of two resource classes and unclassed ones; workers launched for each class race
+    with workers launched for none: every job is claimed once, and a class's workers run only
+    its jobs (an unclassed worker may run any)."""
+    from dataclasses import replace
+
+    big, small = "gpus=2,mem=64G", "gpus=1,mem=8G"
+    new = [replace(j, resource_class=big if j.spec["i"] % 3 == 0 else small if j.spec["i"] % 3 == 1 else "default")
+           for j in make_jobs(300)]
+    queue.enqueue("classes", new)
+    base = dict(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"), heartbeat_s=5.0,
+                poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
+    procs = (pool.start(pool.PoolOptions(**base, resource_class=big), 3)
+             + pool.start(pool.PoolOptions(**base, resource_class=small), 3))
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0] * 6
+    counts = queue.counts()
+    assert counts[states.SUCCEEDED] == 200 and counts[states.PENDING] == 100, "class workers left the others' jobs"
+    procs = pool.start(pool.PoolOptions(**base), 2)  # unclassed: they take what is left
+    for p in procs:
+        p.join(timeout=240)
+    with scope(engine, write=False) as conn:
+        rows = conn.execute(select(jobs.c.id, jobs.c.resource_class, attempts.c.worker)
+                            .join(attempts, attempts.c.job_id == jobs.c.id)).all()
+        twice = conn.execute(select(events.c.job_id).where(events.c.to_state == states.RUNNING)
+                             .group_by(events.c.job_id).having(func.count() > 1)).all()
+    assert len(rows) == 300 and twice == []
+    workers_of = {}
+    for _, cls, worker in rows:
+        workers_of.setdefault(worker, set()).add(cls)
+    mixed = [w for w, classes in workers_of.items() if len(classes) > 1 and "default" not in classes]
+    assert mixed == [], f"a class worker ran another class's jobs: {mixed}"
+    assert {c for classes in workers_of.values() for c in classes} == {big, small, "default"}
+    assert queue.counts()[states.SUCCEEDED] == 300

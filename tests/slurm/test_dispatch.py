@@ -266,3 +266,29 @@ def test_refused_submission_is_one_line_and_changes_nothing(queue, tmp_path):
     assert queue.workers() == []
     with scope(queue.engine, write=False) as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == events_before
+
+
+@on_both_backends
+def test_one_array_per_resource_class_each_claiming_its_own_jobs(queue, tmp_path, slurm_cluster):
+    """Jobs of two resource classes: `gridlab launch` submits one array per class, with the
+    class's CPUs and memory, and each class's workers run only that class's jobs."""
+    from dataclasses import replace
+
+    small, large = "cpus=1,mem=200M", "cpus=2,mem=300M"
+    jobs = make_jobs(4, experiment="count", steps=3, delay=0.05, every=5)
+    queue.enqueue("g", [replace(j, resource_class=small if j.spec["i"] % 2 else large) for j in jobs])
+    ids = launch(tmp_path, queue, "--workers", "2")
+    workers = {w.external_id: w.resource_class for w in queue.workers(executor="slurm")}
+    assert sorted(workers.values()) == sorted([large, large, small, small])
+    arrays = {ext.split("_")[0]: cls for ext, cls in workers.items()}
+    assert len(arrays) == 2, "one array per class"
+    wait_gone(ids, timeout_s=120)
+    assert queue.counts()[states.SUCCEEDED] == 4
+    for job in queue.jobs():
+        (attempt,) = queue.attempts(job.id)
+        cls = small if job.spec_hash in {j.spec_hash for j in jobs if j.spec["i"] % 2} else large
+        assert workers[attempt.slurm_job_id] == cls, f"job {job.id} ({cls}) ran on a worker for another class"
+    for array, cls in arrays.items():
+        cpus = subprocess.run(["sacct", "-j", array, "-X", "-n", "-P", "-o", "ReqCPUS,ReqMem"], capture_output=True,
+                              text=True).stdout.split()
+        assert cpus and all(line.startswith(cls.split(",")[0].split("=")[1] + "|") for line in cpus), (cls, cpus)
