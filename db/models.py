@@ -136,6 +136,10 @@ class Attempt(Base):
     error_type: Mapped[str | None] = mapped_column(String(200))
     #: The step this attempt's curve continues from (its checkpoint's), or None: it started fresh.
     resumed_from_step: Mapped[int | None]
+    #: GPUs the attempt was given (its resource class's, else the worker's visible ones), and
+    #: their seconds: wall time x devices, written when the attempt ends.
+    devices: Mapped[int | None]
+    device_seconds: Mapped[float | None]
 
 
 class Event(Base):

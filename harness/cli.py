@@ -196,6 +196,11 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     console.print(report.counts_table({g: queue.counts(g) for g in grids}))
     for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
         console.print(table)
+    hours = report.gpu_hours(queue.device_seconds(grid))
+    if any(hours["spent"].values()):  # machines with GPUs (or cells that asked for them) only
+        console.print(report.gpu_hours_table(hours))
+        for table in report.gpu_hours_by_factor(hours, only=list(by) or None):
+            console.print(table)
     running = queue.running(grid)
     if running:
         console.print(report.running_table(running))

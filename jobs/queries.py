@@ -63,6 +63,7 @@ _JOB_COLUMNS = (
     jobs.c.max_attempts,
     jobs.c.checkpoint_path,
     jobs.c.checkpoint_step,
+    jobs.c.resource_class,
 )
 
 
@@ -341,7 +342,7 @@ def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = 
 
 _INSERT_ATTEMPT = _Prepared(lambda pg: insert(attempts).values(
     {c: bindparam(c) for c in ("job_id", "number", "worker", "host", "pid", "started_at",
-                               "slurm_job_id", "slurm_array_index", "node")}))
+                               "slurm_job_id", "slurm_array_index", "node", "devices")}))
 
 
 def insert_attempt(
@@ -356,12 +357,13 @@ def insert_attempt(
     slurm_job_id: str | None = None,
     slurm_array_index: int | None = None,
     node: str | None = None,
+    devices: int | None = None,
 ) -> None:
     _INSERT_ATTEMPT.run(
         conn,
         {
             "job_id": job_id, "number": number, "worker": worker, "host": host, "pid": pid,
-            "started_at": started_at, "slurm_job_id": slurm_job_id,
+            "started_at": started_at, "slurm_job_id": slurm_job_id, "devices": devices,
             "slurm_array_index": slurm_array_index, "node": node,
         },
     )
@@ -453,8 +455,13 @@ _END_ATTEMPT = _Prepared(lambda pg: (
     update(attempts)
     .where(attempts.c.job_id == bindparam("a_job_id"), attempts.c.number == bindparam("a_number"), attempts.c.ended_at.is_(None))
     .values(ended_at=clock.now(), outcome=bindparam("a_outcome"), error=bindparam("a_error", type_=Text),
-            error_type=bindparam("a_error_type", type_=Text))
+            error_type=bindparam("a_error_type", type_=Text), device_seconds=_device_seconds())
 ))
+
+
+def _device_seconds():
+    """An ending attempt's device-seconds: its wall time (database clock) x its devices."""
+    return (clock.now() - attempts.c.started_at) * func.coalesce(attempts.c.devices, 0)
 
 
 def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None,
@@ -466,7 +473,7 @@ def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, err
 def end_open_attempts(conn: Connection, *, job_id: int, outcome: str, error: str | None) -> None:
     """Close whatever attempt of the job is still open (a running job cancelled by the user)."""
     conn.execute(update(attempts).where(attempts.c.job_id == job_id, attempts.c.ended_at.is_(None))
-                 .values(ended_at=clock.now(), outcome=outcome, error=error))
+                 .values(ended_at=clock.now(), outcome=outcome, error=error, device_seconds=_device_seconds()))
 
 
 def set_checkpoint(conn: Connection, *, job_id: int, owner: str, attempt: int, path: str, step: int) -> bool:
@@ -780,6 +787,19 @@ def state_counts(conn: Connection, *, grid: int | None = None) -> dict[str, int]
 
 def factor_states(conn: Connection, *, grid: int | None = None) -> list[Row]:
     stmt = select(jobs.c.factors, jobs.c.state)
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return list(conn.execute(stmt))
+
+
+def device_seconds(conn: Connection, *, grid: int | None = None) -> list[Row]:
+    """Per job: its grid, factors, spec, state and the device-seconds of its attempts."""
+    spent = (select(attempts.c.job_id, func.sum(attempts.c.device_seconds).label("seconds"))
+             .group_by(attempts.c.job_id).subquery())
+    stmt = (select(jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.state,
+                   jobs.c.resource_class, func.coalesce(spent.c.seconds, 0.0).label("seconds"))
+            .join(grids, grids.c.id == jobs.c.grid_id).outerjoin(spent, spent.c.job_id == jobs.c.id)
+            .order_by(jobs.c.id))
     if grid is not None:
         stmt = stmt.where(jobs.c.grid_id == grid)
     return list(conn.execute(stmt))

@@ -8,18 +8,19 @@ caller's :class:`~jobs.records.Lease` is still the job's current one.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from db.errors import GridlabError
 from db.session import scope
-from jobs import queries, retry, states
+from jobs import queries, resources, retry, states
 from jobs.errors import LeaseLost
 from jobs.records import Claimed, EnqueueResult, JobRecord, Lease, RunningJob
 
@@ -57,12 +58,23 @@ class WorkerInfo:
     node: str | None = None
     #: the resource class this worker was launched for (it claims only such jobs); None: any
     resource_class: str | None = None
+    #: GPUs this worker sees (an attempt of a class that names none is given these)
+    devices: int = field(default_factory=lambda: visible_gpus())
 
     @classmethod
     def here(cls, name: str | None = None, **slurm: Any) -> "WorkerInfo":
         host = socket.gethostname()
         pid = os.getpid()
         return cls(name=name or f"{host}:{pid}", host=host, pid=pid, **slurm)
+
+
+def visible_gpus() -> int:
+    """GPUs this process may use, without importing torch: ``CUDA_VISIBLE_DEVICES`` where set,
+    else the NVIDIA device files (0 on a machine without them)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(glob.glob("/dev/nvidia[0-9]*"))
 
 
 class Queue:
@@ -142,6 +154,7 @@ class Queue:
             job = JobRecord.from_mapping(row)
             queries.insert_attempt(
                 conn,
+                devices=resources.devices_of(job.resource_class, visible=worker.devices),
                 job_id=job.id,
                 number=job.attempts,
                 worker=worker.name,
@@ -457,6 +470,11 @@ class Queue:
         state is left alone: the retry policy already acted on the expiry."""
         with scope(self.engine) as conn:
             return queries.refine_expired_outcome(conn, job_id=job_id, number=number, outcome=outcome, note=note)
+
+    def device_seconds(self, grid: str | None = None):
+        """Per job: grid, factors, spec, state, resource class and its attempts' device-seconds."""
+        with scope(self.engine, write=False) as conn:
+            return queries.device_seconds(conn, grid=self._grid_id(conn, grid))
 
     def pending_by_class(self) -> dict[str, int]:
         """Pending jobs per resource class (jobs.resources)."""

@@ -20,6 +20,7 @@ class JobRecord:
     max_attempts: int
     checkpoint_path: str | None
     checkpoint_step: int | None
+    resource_class: str = "default"
 
     @classmethod
     def from_mapping(cls, m: Any) -> "JobRecord":

@@ -76,6 +76,13 @@ def from_name(name: str) -> Resources:
     return Resources(**values)
 
 
+def devices_of(resource_class: str, *, visible: int) -> int:
+    """GPUs an attempt of ``resource_class`` is given: the class's, or (a class that names
+    none) the ``visible`` ones of the worker that runs it."""
+    gpus = from_name(resource_class).gpus
+    return visible if gpus is None else gpus
+
+
 def check(raw: Any, where: str, problems: list[str]) -> Resources:
     """A ``{gpus, cpus, mem, time, partition, constraint}`` mapping, checked; problems appended."""
     if not isinstance(raw, dict):

@@ -448,3 +448,24 @@ def test_an_expired_slurm_attempt_can_be_given_its_cause_once(queue):
     assert not queue.refine_expired_outcome(1, 1, states.OUTCOME_OOM, "again")  # only a lease_expired one
     assert queue.expired_slurm_attempts() == []
     assert queue.counts()[states.PENDING] == 1  # the job's state is the reaper's
+
+
+def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
+    """An attempt of a cell that asked for 2 GPUs is charged its wall time x 2 (by the
+    database's clock); a pending cell of the same shape is estimated at what finished ones cost."""
+    from dataclasses import replace
+
+    from harness import report
+
+    two, none = make_jobs(3, steps=10), make_jobs(1, steps=99)
+    queue.enqueue("g", [replace(j, resource_class="gpus=2") for j in two] + [replace(none[0], resource_class="cpus=1")])
+    c = queue.claim(W1)
+    time.sleep(0.3)
+    queue.complete(c.lease)
+    (attempt,) = queue.attempts(c.job.id)
+    assert attempt.devices == 2 and 0.55 <= attempt.device_seconds <= 0.6 + 2 * 5.0
+    hours = report.gpu_hours(queue.device_seconds("g"))
+    assert hours["spent"]["g"] == pytest.approx(attempt.device_seconds / 3600)
+    # two more cells of that shape (steps=10; i differs, but i is not part of the shape) and one never seen
+    assert hours["pending"]["g"] == 3 and hours["unestimated"]["g"] == 1
+    assert hours["estimate"]["g"] == pytest.approx(2 * attempt.device_seconds / 3600)

@@ -6,7 +6,8 @@ Create Date: 2026-12-01 10:00:00
 
 ``jobs.resource_class``: the canonical name of the resources a cell needs (jobs.resources),
 ``default`` for every job enqueued before (a worker launched without a class claims any job);
-``worker_jobs.resource_class``: the class a dispatched worker was submitted for.
+``worker_jobs.resource_class``: the class a dispatched worker was submitted for;
+``attempts.devices`` and ``attempts.device_seconds``: the GPUs an attempt had and their seconds.
 """
 from __future__ import annotations
 
@@ -25,9 +26,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('resource_class', sa.String(length=200), server_default='default', nullable=False))
     with op.batch_alter_table('worker_jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('resource_class', sa.String(length=200), nullable=True))
+    with op.batch_alter_table('attempts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('devices', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('device_seconds', sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('attempts', schema=None) as batch_op:
+        batch_op.drop_column('device_seconds')
+        batch_op.drop_column('devices')
     with op.batch_alter_table('worker_jobs', schema=None) as batch_op:
         batch_op.drop_column('resource_class')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
