@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -114,8 +115,14 @@ def _count_only(jobs, grid):
 @click.option("--heartbeat", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lease heartbeats (a lease lasts 3 of them).")
 @click.option("--max-jobs", default=None, type=click.IntRange(1), help="Each worker stops after this many jobs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every claim and outcome.")
+@click.option("--cells-per-device", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Run up to this many cells at once on this machine's one device, each in a process of its own, "
+                   "while its free memory fits another (instead of --workers).")
+@click.option("--cell-mem", default=None, type=click.FloatRange(1, 10**7), metavar="MIB",
+              help="With --cells-per-device: the memory one cell needs (default: the largest peak of finished cells).")
 @db_option
-def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, verbose: bool, db_url: str | None) -> None:
+def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, verbose: bool, cells_per_device: int,
+         cell_mem: float | None, db_url: str | None) -> None:
     """Run local worker processes that claim and run jobs until the queue is empty."""
     from jobs import pool
 
@@ -135,8 +142,12 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
     done_before = sum(start_counts[s] for s in states.FINAL)
-    procs = pool.start(options, workers)
-    console.print(f"Started {workers} worker(s) for {todo} job(s).")
+    if cells_per_device > 1:
+        procs = [_SharedDevice(queue, options, cells_per_device, cell_mem)]
+        console.print(f"Sharing the device between up to {cells_per_device} cells for {todo} job(s).")
+    else:
+        procs = pool.start(options, workers)
+        console.print(f"Started {workers} worker(s) for {todo} job(s).")
     try:
         with _progress() as progress:
             task = progress.add_task("running", total=todo)
@@ -162,6 +173,29 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
     console.print(f"Workers finished: {_counts_line(counts)}")
     if failed_workers:
         raise GridlabError(f"{len(failed_workers)} worker process(es) exited with an error", "run with -v to see why")
+
+
+class _SharedDevice(threading.Thread):
+    """``pool.share_device`` in a thread, shaped like the worker processes ``work`` watches."""
+
+    def __init__(self, queue, options, cells: int, cell_mib: float | None) -> None:
+        from jobs import pool
+
+        super().__init__(daemon=True)
+        self.exitcode: int | None = None
+        self._stop_sharing = threading.Event()
+        self._run = lambda: pool.share_device(queue, options, cells, cell_mib=cell_mib, stop=self._stop_sharing.is_set)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._run()
+            self.exitcode = 0
+        except Exception:  # noqa: BLE001 - reported as a failed worker, like a process's exit code
+            self.exitcode = 1
+
+    def terminate(self) -> None:
+        self._stop_sharing.set()
 
 
 def _update_job_bars(progress: Progress, bars: dict[int, int], running: list) -> None:

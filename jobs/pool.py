@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -65,10 +66,73 @@ def _child(options: PoolOptions, index: int) -> None:
     raise SystemExit(worker_main(options, index))
 
 
-def start(options: PoolOptions, n: int) -> list[mp.process.BaseProcess]:
+def start(options: PoolOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
     """Start ``n`` worker processes (spawned, so no inherited connections or threads)."""
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(options, i), name=f"gridlab-worker-{i}") for i in range(n)]
+    procs = [ctx.Process(target=_child, args=(options, first_index + i), name=f"gridlab-worker-{first_index + i}")
+             for i in range(n)]
     for p in procs:
         p.start()
     return procs
+
+
+def device_free_mib() -> float:
+    """Free memory of this machine's device: the first visible GPU's (torch.cuda.mem_get_info),
+    or, without one, the memory the kernel says is available (MemAvailable)."""
+    from jobs.queue import visible_gpus
+
+    if visible_gpus():
+        import torch
+
+        if torch.cuda.is_available():
+            free, _total = torch.cuda.mem_get_info()
+            return free / 2**20
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+@dataclass
+class Sharing:
+    """What ``share_device`` did: cells started, and how often it held one back for memory."""
+
+    started: int = 0
+    held_for_memory: int = 0
+    most_at_once: int = 0
+
+
+def share_device(queue, options: PoolOptions, cells: int, *, cell_mib: float | None = None,
+                 free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, stop=None) -> Sharing:
+    """Run up to ``cells`` jobs at once on this machine's one device, each in a worker process
+    of its own (its own lease, heartbeat, output file and memory accounting), until nothing of
+    ``options.resource_class`` is left. A cell is started only while the device's free memory
+    would fit it: ``cell_mib`` if the grid states it, else the largest peak memory of finished
+    cells of the class (``Queue.peak_memory``). Cells started less than ``ramp_s`` ago may not
+    have allocated yet, so their share is held back too. With no cell running, one is started
+    whatever the estimate (a cell that cannot fit the device alone fails on its own)."""
+    ctx_alive: list[tuple[mp.process.BaseProcess, float]] = []
+    report = Sharing()
+    index = 0
+    while stop is None or not stop():
+        ctx_alive = [(p, t) for p, t in ctx_alive if p.is_alive()]
+        report.most_at_once = max(report.most_at_once, len(ctx_alive))
+        left = queue.unfinished(resource_class=options.resource_class)
+        if left == 0 and not ctx_alive:
+            break
+        runnable = queue.pending(resource_class=options.resource_class)
+        if len(ctx_alive) < cells and runnable > sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s):
+            need = cell_mib if cell_mib is not None else queue.peak_memory(resource_class=options.resource_class)
+            ramping = sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s)
+            if not ctx_alive or need is None or free_mib() >= need * (1 + ramping):
+                (proc,) = start(replace(options, max_jobs=1), 1, first_index=index)
+                index += 1
+                ctx_alive.append((proc, time.monotonic()))
+                report.started += 1
+                continue
+            report.held_for_memory += 1
+        time.sleep(poll_s)
+    for p, _ in ctx_alive:
+        p.join()
+    return report

@@ -964,6 +964,22 @@ def running_slurm_attempts(conn: Connection) -> list[Row]:
     return list(conn.execute(stmt))
 
 
-def runnable_count(conn: Connection) -> int:
+def runnable_count(conn: Connection, *, resource_class: str | None = None) -> int:
     """Pending jobs a worker could claim now or after their backoff (dependencies aside)."""
-    return conn.execute(select(func.count()).where(jobs.c.state == states.PENDING)).scalar_one()
+    stmt = select(func.count()).where(jobs.c.state == states.PENDING)
+    if resource_class is not None:
+        stmt = stmt.where(jobs.c.resource_class == resource_class)
+    return conn.execute(stmt).scalar_one()
+
+
+#: Summaries where a job records its peak memory (MiB): the device's, or the process's RSS.
+PEAK_MEMORY = ("peak_mem_mib", "peak_rss_mib")
+
+
+def peak_memory(conn: Connection, *, resource_class: str | None = None) -> float | None:
+    """The largest peak memory a succeeded job (of ``resource_class``) recorded, or None."""
+    stmt = (select(func.max(summaries.c.value)).join(jobs, jobs.c.id == summaries.c.job_id)
+            .where(summaries.c.name.in_(PEAK_MEMORY), jobs.c.state == states.SUCCEEDED))
+    if resource_class is not None:
+        stmt = stmt.where(jobs.c.resource_class == resource_class)
+    return conn.execute(stmt).scalar_one()

@@ -481,9 +481,16 @@ class Queue:
         with scope(self.engine, write=False) as conn:
             return queries.pending_by_class(conn)
 
-    def pending(self) -> int:
+    def pending(self, *, resource_class: str | None = None) -> int:
+        """Jobs runnable now (of ``resource_class``, if given)."""
         with scope(self.engine, write=False) as conn:
-            return queries.runnable_count(conn)
+            return queries.runnable_count(conn, resource_class=resource_class)
+
+    def peak_memory(self, *, resource_class: str | None = None) -> float | None:
+        """The largest peak memory (MiB: the device's, else the process's resident set) that a
+        succeeded job (of ``resource_class``) recorded; None before any did."""
+        with scope(self.engine, write=False) as conn:
+            return queries.peak_memory(conn, resource_class=resource_class)
 
     def _grid_id(self, conn, grid: str | None) -> int | None:
         if grid is None:

@@ -79,3 +79,33 @@ def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, qu
     assert mixed == [], f"a class worker ran another class's jobs: {mixed}"
     assert {c for classes in workers_of.values() for c in classes} == {big, small, "default"}
     assert queue.counts()[states.SUCCEEDED] == 300
+
+
+def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, queue, db_url, tmp_path):
+    """``share_device`` runs up to k cells at once, each in its own worker process with its own
+    lease; it holds a cell back while the device's free memory would not fit it. The device's
+    free memory is a fake at the boundary (the GPU run measures the real thing)."""
+    from jobs.queue import Queue
+
+    def run(k: int, cell_mib: float, free: float):
+        eng_queue = Queue(queue.engine, lease_s=15.0)
+        grid = f"share-{k}-{cell_mib:g}"
+        eng_queue.enqueue(grid, make_jobs(4, steps=10, delay=0.1, tag=grid))
+        options = pool.PoolOptions(url=db_url, runner="tests.support.runners:slow", runs_dir=str(tmp_path / "runs"),
+                                   heartbeat_s=5.0, poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
+        report = pool.share_device(eng_queue, options, k, cell_mib=cell_mib, free_mib=lambda: free, ramp_s=5.0,
+                                   poll_s=0.05)
+        with scope(engine, write=False) as conn:
+            spans = conn.execute(select(attempts.c.started_at, attempts.c.ended_at, attempts.c.worker)
+                                 .join(jobs, jobs.c.id == attempts.c.job_id)
+                                 .where(jobs.c.spec["tag"].as_string() == grid)).all()
+        overlap = max(sum(1 for s2, e2, _ in spans if s2 <= s < e2) for s, _, _ in spans)
+        return report, spans, overlap
+
+    report, spans, overlap = run(3, cell_mib=300, free=1000)  # three fit
+    assert len(spans) == 4 and len({w for _, _, w in spans}) == 4, "each cell in its own process and lease"
+    # (a process started while others were still starting may find no job left, and exits)
+    assert report.started >= 4 and overlap >= 2 and report.most_at_once <= 3
+    report, spans, overlap = run(3, cell_mib=600, free=1000)  # one fits at a time
+    assert len(spans) == 4 and overlap == 1 and report.held_for_memory > 0
+    assert queue.counts()[states.SUCCEEDED] == 8

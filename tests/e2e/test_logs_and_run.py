@@ -71,3 +71,13 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
     with scope(eng, write=False) as conn:
         assert queries.job_row(conn, 1).state == states.FAILED
     eng.dispose()
+
+
+def test_gridlab_work_shares_the_device_between_cells(tmp_path):
+    db = f"sqlite:///{tmp_path / 'share.db'}"
+    (tmp_path / "two.yaml").write_text(GRID.replace("lr: [1.0e-3]", "lr: [1.0e-3, 2.0e-3, 3.0e-3]").replace("one", "two"))
+    assert gridlab("enqueue", "two.yaml", "--db", db, cwd=tmp_path).returncode == 0
+    r = gridlab("work", "--cells-per-device", "2", "--cell-mem", "1", "--db", db, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Sharing the device between up to 2 cells for 3 job(s)" in r.stdout
+    assert "succeeded 3" in r.stdout
