@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import factors, queries, ui
+from db import stats
 
 ALL_JUDGES = "(all judges)"
 
@@ -21,7 +22,7 @@ def oriented(verdicts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def win_rates(verdicts: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
+def win_rates(verdicts: pd.DataFrame, *, resamples: int = stats.RESAMPLES) -> pd.DataFrame:
     """Per (judge, arm a, arm b): prompts, a wins, b wins, ties, win rate of a (ties count
     half) and its 95% bootstrap interval over prompts."""
     rows = []
@@ -71,8 +72,8 @@ def render() -> None:
         "win_rate_a": st.column_config.ProgressColumn("win rate of a", min_value=0.0, max_value=1.0, format="%.3f"),
         "ci95_low": st.column_config.NumberColumn(format="%.3f"),
         "ci95_high": st.column_config.NumberColumn(format="%.3f"),
-    }, caption="Win rate of a = (a wins + ties / 2) / prompts; interval: 2.5th-97.5th percentile of 2,000 "
-               "bootstrap resamples of the prompts.")
+    }, caption="Win rate of a = (a wins + ties / 2) / prompts; interval: 2.5th-97.5th percentile of "
+               f"{stats.RESAMPLES:,} bootstrap resamples of the prompts (as `gridlab compare` prints it).")
 
     st.subheader("Answers side by side")
     pairs = [(int(r.arm_a), int(r.arm_b)) for r in rates.drop_duplicates(["arm_a", "arm_b"]).itertuples()]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import factors, queries, ui
+from db import stats
 
 LAST = " (last logged)"
 NONE = "(none)"

@@ -1,0 +1,235 @@
+"""Headless Chromium driven over the DevTools protocol: open a dashboard page at a given
+width, wait until Streamlit has finished running it, read what a person would see (text,
+exceptions, each chart's drawn labels and their boxes), and take a full-page screenshot.
+
+One browser serves every page of a test (a tab is reused), which is much faster than a
+Chromium process per page. The protocol runs over a websocket (``websockets``, which
+Streamlit itself depends on).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTH = 1400
+
+#: JavaScript run in the page: whether Streamlit is still at work on it, and a signature of
+#: what is drawn (text length, charts, their sizes), to wait for it to settle.
+_STATE_JS = r"""
+(() => {
+  const running = !!document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
+               || !!document.querySelector('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]')
+               || !!document.querySelector('[data-testid="stSpinner"]');
+  const main = document.querySelector('[data-testid="stMain"]');
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+  const sizes = charts.map(c => { const s = c.querySelector('svg, canvas'); if (!s) return 'none';
+                                  const r = s.getBoundingClientRect(); return `${Math.round(r.width)}x${Math.round(r.height)}`; });
+  return JSON.stringify({running, ready: !!(main && main.querySelector('h1')),
+                         sig: `${main ? main.innerText.length : 0}|${sizes.join(',')}`});
+})()
+"""
+
+#: JavaScript run in the page once it has settled: the page's text, its exceptions, and per
+#: chart the box of its drawing, of the element that holds it (what is visible of it), and
+#: the boxes of its axis labels, legend labels and text marks (Vega draws SVG here).
+_READ_JS = r"""
+(() => {
+  const box = el => { const r = el.getBoundingClientRect();
+                      return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const texts = (root, sel) => [...root.querySelectorAll(sel)]
+      .filter(t => t.textContent.trim() !== '' && getComputedStyle(t).visibility !== 'hidden'
+                   && t.getAttribute('opacity') !== '0')
+      .map(t => ({text: t.textContent, ...box(t)}));
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(el => {
+    const svg = el.querySelector('svg');
+    if (!svg) return {renderer: el.querySelector('canvas') ? 'canvas' : 'none', box: box(el)};
+    const axes = [...svg.querySelectorAll('g.role-axis')].map(a => ({
+      aria: a.getAttribute('aria-label') || '',
+      labels: texts(a, 'g.role-axis-label text'),
+      title: texts(a, 'g.role-axis-title text').map(t => t.text).join(' '),
+    }));
+    const legends = [...svg.querySelectorAll('g.role-legend')].map(l => ({
+      aria: l.getAttribute('aria-label') || '',
+      labels: texts(l, 'g.role-legend-label text'),
+    }));
+    const marks = texts(svg, 'g.role-mark.mark-text text');
+    const titles = texts(svg, 'g.role-title-text text').map(t => t.text);
+    return {renderer: 'svg', box: box(el), drawing: box(svg), axes, legends, marks, titles};
+  });
+  const exceptions = [...document.querySelectorAll('[data-testid="stException"]')].map(e => e.innerText);
+  const main = document.querySelector('[data-testid="stMain"]');
+  return JSON.stringify({text: main ? main.innerText : '', exceptions, charts,
+                         height: Math.max(document.documentElement.scrollHeight,
+                                          ...[...document.querySelectorAll('*')].map(e => e.scrollHeight))});
+})()
+"""
+
+
+def chromium_path() -> str | None:
+    return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+
+
+class Browser:
+    """One headless Chromium with one tab; ``with Browser() as b: page = b.open(url)``."""
+
+    def __init__(self, chromium: str, *, width: int = WIDTH, height: int = 1000) -> None:
+        self.width, self.height = width, height
+        self._profile = tempfile.mkdtemp(prefix="gridlab-chromium-")
+        self._proc = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             "--hide-scrollbars", "--remote-debugging-port=0", f"--user-data-dir={self._profile}",
+             f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._ids = itertools.count(1)
+        self._ws = None
+        try:
+            self._connect()
+        except Exception:
+            self.close()
+            raise
+
+    def _connect(self, timeout: float = 60.0) -> None:
+        from websockets.sync.client import connect
+
+        port_file = Path(self._profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + timeout
+        while not port_file.exists() or len(port_file.read_text().split()) < 2:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self._proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("chromium did not open its DevTools port within a minute")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            targets = json.load(r)
+        page = next(t for t in targets if t.get("type") == "page")
+        self._ws = connect(page["webSocketDebuggerUrl"], max_size=256 * 2**20, open_timeout=30)
+        self.send("Emulation.setDeviceMetricsOverride",
+                  width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+
+    def send(self, method: str, **params):
+        """One DevTools command; its result (events that arrive meanwhile are dropped)."""
+        msg_id = next(self._ids)
+        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self._ws.recv(timeout=120))
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def evaluate(self, expression: str):
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def open(self, url: str, *, timeout: float = 120.0, settle_s: float = 1.5) -> dict:
+        """Load ``url`` and wait until Streamlit has run the page and what is drawn has not
+        changed for ``settle_s``; then what is on it (see _READ_JS)."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+        self.send("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        time.sleep(0.5)
+        while True:
+            state = json.loads(self.evaluate(_STATE_JS) or "{}")
+            key = (state.get("running"), state.get("ready"), state.get("sig"))
+            if key != last:
+                last, since = key, time.monotonic()
+            elif state.get("ready") and not state.get("running") and time.monotonic() - since >= settle_s:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not finish rendering within {timeout:.0f} s (last state {state})")
+            time.sleep(0.25)
+        return json.loads(self.evaluate(_READ_JS))
+
+    def screenshot(self, path: Path, page_height: float) -> Path:
+        """The whole page (not only the first screen) as a PNG at ``path``."""
+        height = int(min(max(page_height, self.height), 12_000))
+        self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=height, deviceScaleFactor=1,
+                  mobile=False)
+        time.sleep(0.5)  # Streamlit lays out again for the taller window
+        data = self.send("Page.captureScreenshot", format="png")["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height,
+                  deviceScaleFactor=1, mobile=False)
+        return path
+
+    def close(self) -> None:
+        if self._ws is not None:
+            try:
+                self._ws.close()
+            except Exception:
+                pass
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+    def __enter__(self) -> "Browser":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def serve(db_url: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`gridlab dashboard` on a free port; (process, base URL) once it answers."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "dashboard", "--db", db_url, "--port", str(port)],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gridlab dashboard exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.3)
+    stop(proc)
+    raise AssertionError("gridlab dashboard did not answer within a minute")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def env_for(repo: Path, db: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    env.pop("GRIDLAB_DB", None)
+    if db:
+        env["GRIDLAB_DB"] = db
+    return env
