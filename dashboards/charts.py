@@ -95,7 +95,8 @@ def cell_text_fits(texts: Sequence[str], columns: int, width: float = PLOT_WIDTH
 
 
 def heatmap(cells: pd.DataFrame, x: str, y: str, x_order: Sequence[str], y_order: Sequence[str], *,
-            colour: alt.Color, text: str | None, tooltip: list, title: str | None = None) -> alt.LayerChart:
+            colour: alt.Color, text: str | None, tooltip: list, title: str | None = None,
+            text_colour=None) -> alt.LayerChart:
     """Cells of ``x`` by ``y`` (categorical), coloured by ``colour``, each labelled with
     its ``text`` column when the labels fit the cells (the tooltip always has them); a row
     is STEP pixels high, whatever the number of rows."""
@@ -103,44 +104,62 @@ def heatmap(cells: pd.DataFrame, x: str, y: str, x_order: Sequence[str], y_order
     base = base.encode(x=columns_axis(x, x_order), y=rows_axis(y, y_order))
     chart = base.mark_rect(stroke="white").encode(color=colour, tooltip=tooltip)
     if text is not None and cell_text_fits(cells[text].astype(str).tolist(), len(x_order)):
-        chart = chart + base.mark_text(fontSize=11, fontWeight="bold", color="white").encode(
-            text=f"{text}:N", tooltip=tooltip)
+        chart = chart + base.mark_text(fontSize=11, fontWeight="bold").encode(
+            text=f"{text}:N", tooltip=tooltip, color=text_colour if text_colour is not None else alt.value("white"))
     return chart.properties(height=alt.Step(STEP))
 
 
-def interval_frame(table: pd.DataFrame, value: str, half: str, n: str, quantity: str) -> pd.DataFrame:
-    """``table`` with "low" and "high" (value -/+ half, clipped to the quantity's range)
-    where an interval should be drawn (n >= db.stats.MIN_N), NaN elsewhere, and "n_text"
-    ("n=2") where it should not."""
+def interval_frame(table: pd.DataFrame, value: str, n: str, quantity: str, *, half: str | None = None,
+                   low: str | None = None, high: str | None = None) -> pd.DataFrame:
+    """``table`` with "low" and "high" (value -/+ the ``half`` column, or the ``low`` and
+    ``high`` columns; clipped to the quantity's range) where an interval should be drawn
+    (n >= db.stats.MIN_N), NaN elsewhere, and "n_text" ("n=2") where it should not."""
     bounds = stats.quantity_range(quantity)
-    half_width = pd.to_numeric(table[half], errors="coerce") if half in table else pd.Series(math.nan, index=table.index)
+    mean = pd.to_numeric(table[value], errors="coerce")
+    if half is not None:
+        h = pd.to_numeric(table[half], errors="coerce")
+        lows, highs = mean - h, mean + h
+    else:
+        lows, highs = pd.to_numeric(table[low], errors="coerce"), pd.to_numeric(table[high], errors="coerce")
     counts = pd.to_numeric(table[n], errors="coerce").fillna(0).astype(int)
-    drawable = (counts >= stats.MIN_N) & half_width.notna()
+    drawable = (counts >= stats.MIN_N) & lows.notna() & highs.notna()
     out = table.copy()
-    out["low"] = [stats.clip(v - h, bounds) if d else math.nan for v, h, d in zip(table[value], half_width, drawable)]
-    out["high"] = [stats.clip(v + h, bounds) if d else math.nan for v, h, d in zip(table[value], half_width, drawable)]
+    out["low"] = [stats.clip(float(v), bounds) if d else math.nan for v, d in zip(lows, drawable)]
+    out["high"] = [stats.clip(float(v), bounds) if d else math.nan for v, d in zip(highs, drawable)]
     out["n_text"] = [f"n={c}" if not d else "" for c, d in zip(counts, drawable)]
     return out
 
 
-def interval_chart(table: pd.DataFrame, category: str, value: str, *, half: str, n: str, quantity: str,
+def value_scale(data: pd.DataFrame, value: str, quantity: str, *, bars: bool) -> alt.Scale:
+    """The value axis of an interval chart: bars start at zero (or the quantity's floor);
+    the domain never leaves the quantity's range, and leaves room on the right for the
+    "n=2" labels where there are any."""
+    low_bound, high_bound = stats.quantity_range(quantity)
+    ends = pd.concat([pd.to_numeric(data[value], errors="coerce"), data["low"], data["high"]]).dropna()
+    if ends.empty:
+        return alt.Scale(zero=bars)
+    lo, hi = float(ends.min()), float(ends.max())
+    if bars:
+        lo = min(lo, 0.0 if low_bound is None else max(0.0, low_bound))
+    span = (hi - lo) or abs(hi) or 1.0
+    hi += (0.12 if (data["n_text"] != "").any() else 0.03) * span
+    if not bars:
+        lo -= 0.04 * span
+    lo, hi = stats.clip(lo, (low_bound, high_bound)), stats.clip(hi, (low_bound, high_bound))
+    return alt.Scale(domain=[lo, hi], nice=False, zero=False)
+
+
+def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, quantity: str,
+                   half: str | None = None, low: str | None = None, high: str | None = None,
                    title: str | None = None, bars: bool = True, order: Sequence[str] | None = None,
                    axis_title: str | None = None) -> alt.LayerChart:
-    """One row per category: the mean (a bar from zero, or a point) and its 95% interval,
-    drawn within the quantity's range and only where n >= db.stats.MIN_N; "n=2" printed
-    beside the mean where not. A row is STEP pixels high."""
-    data = interval_frame(table, value, half, n, quantity)
+    """One row per category: the mean (a bar from zero, or a point) and its 95% interval
+    (``half`` a column of half-widths, or ``low`` and ``high`` columns), drawn within the
+    quantity's range and only where n >= db.stats.MIN_N; "n=2" printed beside the mean
+    where not. A row is STEP pixels high."""
+    data = interval_frame(table, value, n, quantity, half=half, low=low, high=high)
     order = list(data[category]) if order is None else list(order)
-    low_bound, _ = stats.quantity_range(quantity)
-    scale = alt.Scale(zero=bars, nice=True)
-    if bars:
-        # From zero (or the quantity's floor), with room on the right for "n=2" labels.
-        ends = pd.concat([pd.to_numeric(data[value], errors="coerce"), data["high"]]).dropna()
-        top = float(ends.max()) if not ends.empty else math.nan
-        if math.isfinite(top) and top > 0 and (data["n_text"] != "").any():
-            scale = alt.Scale(nice=True, domain=[0.0 if low_bound is None else low_bound, top * 1.12])
-        elif low_bound is not None:
-            scale = alt.Scale(zero=True, nice=True, domainMin=low_bound)
+    scale = value_scale(data, value, quantity, bars=bars)
     y = rows_axis(category, order)
     tooltip = [alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=".4g"),
                alt.Tooltip("low:Q", format=".4g", title="95% low"), alt.Tooltip("high:Q", format=".4g", title="95% high"),
@@ -192,7 +211,8 @@ def line_chart(data: pd.DataFrame, *, y_title: str, colour: str, colour_title: s
     chart = chart.encode(
         x=alt.X("step:Q", title="step", axis=alt.Axis(tickCount=TICKS)),
         y=alt.Y("value:Q", title=y_title, scale=y_scale),
-        color=alt.Color(f"{colour}:N", title=colour_title, sort=labels, legend=legend(colour_title, labels)),
+        color=alt.Color(f"{colour}:N", title=colour_title, sort=labels, legend=legend(colour_title, labels),
+                        scale=alt.Scale(scheme="tableau10" if len(labels) <= 10 else "tableau20")),
         detail=f"{detail}:N",
         tooltip=tooltip or [f"{detail}:N", "step:Q", alt.Tooltip("value:Q", format=".4g")],
     ).properties(height=height + legend_height(labels))

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from dashboards import comparisons, factors, stats
+from dashboards import comparisons, factors
+from db import stats
 
 pytestmark = pytest.mark.unit
 
@@ -45,10 +46,10 @@ def test_verdicts_recorded_either_way_round_are_merged():
 
 def test_ema_smooths_with_debiasing_and_keeps_nans():
     s = pd.Series([1.0, 1.0, float("nan"), 3.0])
-    out = stats.ema(s, 0.5)
+    out = pd.Series(stats.ema(s, 0.5))
     assert out.iloc[0] == 1.0 and out.iloc[1] == 1.0 and math.isnan(out.iloc[2])
     assert out.iloc[3] == pytest.approx((0.5 * 0.75 + 0.5 * 3) / (0.5 * 0.75 + 0.5))
-    assert stats.ema(s, 0.0).equals(s)
+    assert pd.Series(stats.ema(s, 0.0)).equals(s)
 
 
 def test_factor_columns_order_filter_and_labels():
