@@ -71,19 +71,26 @@ def rows_axis(field: str, order: Sequence[str], title: str | None = None) -> alt
                  axis=alt.Axis(labelLimit=LABEL_LIMIT, labelOverlap=False))
 
 
-def columns_fit(order: Sequence[str], width: float = PLOT_WIDTH) -> bool:
-    """Whether the labels of ``order`` fit side by side, unturned, in ``width``."""
+def column_px(order: Sequence[str], width: float = PLOT_WIDTH - LABEL_LIMIT) -> float:
+    """Pixels a level label of a categorical x axis may take: its column, less a gap."""
+    return width / max(1, len(order)) - 16
+
+
+def columns_fit(order: Sequence[str], width: float = PLOT_WIDTH - LABEL_LIMIT) -> bool:
+    """Whether the labels of ``order`` fit side by side, unturned (the longest may be cut
+    to its column as long as a dozen characters stay)."""
     if not order:
         return True
-    return max(text_px(v) for v in order) + 8 <= width / len(order)
+    return min(max(text_px(v) for v in order), 12 * CHAR_PX) <= column_px(order, width)
 
 
-def columns_axis(field: str, order: Sequence[str], title: str | None = None, width: float = PLOT_WIDTH) -> alt.X:
-    """A categorical x axis in ``order``: labels level if they fit side by side, else at
-    45 degrees; long ones cut with "…"."""
+def columns_axis(field: str, order: Sequence[str], title: str | None = None,
+                 width: float = PLOT_WIDTH - LABEL_LIMIT) -> alt.X:
+    """A categorical x axis in ``order``: labels level if they fit side by side (cut to
+    their column), else at 45 degrees (cut at LABEL_LIMIT); the cut ones end in "…"."""
     level = columns_fit(order, width)
-    axis = alt.Axis(labelAngle=0 if level else -45, labelLimit=LABEL_LIMIT if not level else width / max(1, len(order)),
-                    labelOverlap=False)
+    axis = alt.Axis(labelAngle=0 if level else -45, labelLimit=min(LABEL_LIMIT, column_px(order, width)) if level
+                    else LABEL_LIMIT, labelOverlap=False)
     return alt.X(f"{field}:N", sort=list(order), title=title if title is not None else field, axis=axis)
 
 
@@ -100,13 +107,13 @@ def heatmap(cells: pd.DataFrame, x: str, y: str, x_order: Sequence[str], y_order
     """Cells of ``x`` by ``y`` (categorical), coloured by ``colour``, each labelled with
     its ``text`` column when the labels fit the cells (the tooltip always has them); a row
     is STEP pixels high, whatever the number of rows."""
-    base = alt.Chart(cells, title=title) if title else alt.Chart(cells)
-    base = base.encode(x=columns_axis(x, x_order), y=rows_axis(y, y_order))
+    base = alt.Chart(cells).encode(x=columns_axis(x, x_order), y=rows_axis(y, y_order))
     chart = base.mark_rect(stroke="white").encode(color=colour, tooltip=tooltip)
     if text is not None and cell_text_fits(cells[text].astype(str).tolist(), len(x_order)):
         chart = chart + base.mark_text(fontSize=11, fontWeight="bold").encode(
             text=f"{text}:N", tooltip=tooltip, color=text_colour if text_colour is not None else alt.value("white"))
-    return chart.properties(height=alt.Step(STEP))
+    chart = chart.properties(height=alt.Step(STEP))
+    return chart.properties(title=title) if title else chart
 
 
 def interval_frame(table: pd.DataFrame, value: str, n: str, quantity: str, *, half: str | None = None,
@@ -164,7 +171,7 @@ def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, qu
     tooltip = [alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=".4g"),
                alt.Tooltip("low:Q", format=".4g", title="95% low"), alt.Tooltip("high:Q", format=".4g", title="95% high"),
                alt.Tooltip(f"{n}:Q", title="n")]
-    base = alt.Chart(data, title=title) if title else alt.Chart(data)
+    base = alt.Chart(data)
     x = alt.X(f"{value}:Q", title=axis_title or value, scale=scale, axis=alt.Axis(tickCount=TICKS))
     mark = base.mark_bar(opacity=0.8) if bars else base.mark_point(filled=True, size=70)
     layers = [mark.encode(y=y, x=x, tooltip=tooltip)]
@@ -176,7 +183,8 @@ def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, qu
     if not bare.empty:
         layers.append(alt.Chart(bare).mark_text(align="left", dx=6, fontSize=11, color="#555").encode(
             y=alt.Y(f"{category}:N", sort=order), x=alt.X(f"{value}:Q", scale=scale), text="n_text:N", tooltip=tooltip))
-    return alt.layer(*layers).properties(height=alt.Step(STEP))
+    chart = alt.layer(*layers).properties(height=alt.Step(STEP))
+    return chart.properties(title=title) if title else chart
 
 
 def shows_points(data: pd.DataFrame, detail: str | None = None) -> bool:

@@ -35,15 +35,14 @@ def flatten(spec: Any, prefix: str = "") -> dict[str, str]:
 
 
 def units_of(jobs: pd.DataFrame, names: list[str], pooled: list[str]) -> pd.DataFrame:
-    """``jobs`` with a "unit" key per row: its job id when nothing is pooled, else the
-    values of its factors other than ``pooled`` (and its grid): the runs of one cell."""
+    """``jobs`` with a "unit" key per row: "job 7" when nothing is pooled, else its grid and
+    its factors other than ``pooled`` ("ablation: dataset=alpaca, norm=dyt"): the runs of
+    one cell share it."""
     keep = [n for n in names if n not in pooled]
     if not pooled:
-        key = jobs["id"].map(lambda i: f"job {int(i)}")
-    else:
-        key = jobs[["grid", *keep]].apply(lambda r: json.dumps([factors.fmt(v) for v in r]), axis=1) if len(jobs) else \
-            pd.Series([], dtype=str)
-    return jobs.assign(unit=key)
+        return jobs.assign(unit=jobs["id"].map(lambda i: f"job {int(i)}"))
+    text = factors.labels(jobs, keep) if keep else pd.Series("", index=jobs.index)
+    return jobs.assign(unit=[f"{g}: {t}" if keep else str(g) for g, t in zip(jobs["grid"], text)])
 
 
 def unit_names(jobs: pd.DataFrame, names: list[str], pooled: list[str], picked: list[str]) -> dict[str, str]:

@@ -46,10 +46,12 @@ _READ_JS = r"""
 (() => {
   const box = el => { const r = el.getBoundingClientRect();
                       return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const angle = t => { const m = /rotate\(([-\d.e]+)/.exec(t.getAttribute('transform') || ''); return m ? +m[1] : 0; };
   const texts = (root, sel) => [...root.querySelectorAll(sel)]
       .filter(t => t.textContent.trim() !== '' && getComputedStyle(t).visibility !== 'hidden'
                    && t.getAttribute('opacity') !== '0')
-      .map(t => ({text: t.textContent, ...box(t)}));
+      .map(t => ({text: t.textContent, angle: angle(t), font: parseFloat(getComputedStyle(t).fontSize) || 10,
+                  ...box(t)}));
   const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(el => {
     const svg = el.querySelector('svg');
     if (!svg) return {renderer: el.querySelector('canvas') ? 'canvas' : 'none', box: box(el)};
