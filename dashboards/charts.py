@@ -64,11 +64,21 @@ def legend_height(labels: Sequence[str]) -> int:
     return LEGEND_TITLE_PX + rows * LEGEND_ROW_PX if rows else 0
 
 
+def short_label(chars: int) -> str:
+    """A Vega expression that cuts a label longer than ``chars`` characters in the middle
+    ("an-unusually…plot-07"): both ends, where names differ most, stay readable."""
+    keep = max(3, (chars - 1) // 2)
+    return (f"length(datum.label) > {chars} ? slice(datum.label, 0, {keep}) + '…' + "
+            f"slice(datum.label, -{keep}) : datum.label")
+
+
 def rows_axis(field: str, order: Sequence[str], title: str | None = None) -> alt.Y:
     """A categorical y axis in ``order``; with ``.properties(height=alt.Step(STEP))``
-    every category gets STEP pixels."""
+    every category gets STEP pixels. Long labels are cut in the middle (the marks'
+    tooltips have them whole)."""
     return alt.Y(f"{field}:N", sort=list(order), title=title if title is not None else field,
-                 axis=alt.Axis(labelLimit=LABEL_LIMIT, labelOverlap=False))
+                 axis=alt.Axis(labelLimit=LABEL_LIMIT, labelOverlap=False,
+                               labelExpr=short_label(int(LABEL_LIMIT // CHAR_PX))))
 
 
 def column_px(order: Sequence[str], width: float = PLOT_WIDTH - LABEL_LIMIT) -> float:
@@ -89,8 +99,9 @@ def columns_axis(field: str, order: Sequence[str], title: str | None = None,
     """A categorical x axis in ``order``: labels level if they fit side by side (cut to
     their column), else at 45 degrees (cut at LABEL_LIMIT); the cut ones end in "…"."""
     level = columns_fit(order, width)
-    axis = alt.Axis(labelAngle=0 if level else -45, labelLimit=min(LABEL_LIMIT, column_px(order, width)) if level
-                    else LABEL_LIMIT, labelOverlap=False)
+    limit = min(LABEL_LIMIT, column_px(order, width)) if level else LABEL_LIMIT
+    axis = alt.Axis(labelAngle=0 if level else -45, labelLimit=limit, labelOverlap=False,
+                    labelExpr=short_label(int(limit // CHAR_PX)))
     return alt.X(f"{field}:N", sort=list(order), title=title if title is not None else field, axis=axis)
 
 

@@ -10,6 +10,7 @@ Streamlit itself depends on).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -81,6 +82,26 @@ def chromium_path() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
+def require_chromium() -> str:
+    """Chromium, installed from Debian's archive if missing (we run as root in CI); the
+    test skips without it, or fails under CI=true, where the browser tests must run."""
+    import pytest
+
+    from tests.conftest import IN_CI
+
+    if chromium_path() is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, timeout=1200)
+    path = chromium_path()
+    if path is None:
+        reason = f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it"
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: the browser test must run)")
+        pytest.skip(reason)
+    return path
+
+
 class Browser:
     """One headless Chromium with one tab; ``with Browser() as b: page = b.open(url)``."""
 
@@ -95,6 +116,7 @@ class Browser:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self._ids = itertools.count(1)
+        self._stack = contextlib.ExitStack()  # holds the websocket (websockets wants it used as a context manager)
         self._ws = None
         try:
             self._connect()
@@ -117,7 +139,7 @@ class Browser:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             targets = json.load(r)
         page = next(t for t in targets if t.get("type") == "page")
-        self._ws = connect(page["webSocketDebuggerUrl"], max_size=256 * 2**20, open_timeout=30)
+        self._ws = self._stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=256 * 2**20, open_timeout=30))
         self.send("Emulation.setDeviceMetricsOverride",
                   width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
 
@@ -138,7 +160,7 @@ class Browser:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def open(self, url: str, *, timeout: float = 120.0, settle_s: float = 1.5) -> dict:
+    def open(self, url: str, *, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
         """Load ``url`` and wait until Streamlit has run the page and what is drawn has not
         changed for ``settle_s``; then what is on it (see _READ_JS)."""
         self.send("Emulation.setDeviceMetricsOverride",
@@ -146,7 +168,7 @@ class Browser:
         self.send("Page.navigate", url=url)
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
-        time.sleep(0.5)
+        time.sleep(0.3)
         while True:
             state = json.loads(self.evaluate(_STATE_JS) or "{}")
             key = (state.get("running"), state.get("ready"), state.get("sig"))
@@ -164,7 +186,7 @@ class Browser:
         height = int(min(max(page_height, self.height), 12_000))
         self.send("Emulation.setDeviceMetricsOverride", width=self.width, height=height, deviceScaleFactor=1,
                   mobile=False)
-        time.sleep(0.5)  # Streamlit lays out again for the taller window
+        time.sleep(0.4)  # Streamlit lays out again for the taller window
         data = self.send("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
@@ -173,11 +195,10 @@ class Browser:
         return path
 
     def close(self) -> None:
-        if self._ws is not None:
-            try:
-                self._ws.close()
-            except Exception:
-                pass
+        try:
+            self._stack.close()
+        except Exception:  # the browser may already have closed its end
+            pass
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -194,20 +215,27 @@ class Browser:
         self.close()
 
 
-def serve(db_url: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """`gridlab dashboard` on a free port; (process, base URL) once it answers."""
+def serve(db_url: str | None, cwd: Path, env: dict[str, str], *, script: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`gridlab dashboard` on ``db_url`` (or ``streamlit run script``) on a free port;
+    (process, base URL) once it answers."""
     import socket
     import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "dashboard", "--db", db_url, "--port", str(port)],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if script is None:
+        argv = [sys.executable, "-m", "harness.cli", "dashboard", "--db", db_url, "--port", str(port)]
+    else:
+        argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    log = Path(cwd) / f"server-{port}.log"  # a file, not a pipe nobody reads: a full pipe would block the server
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"gridlab dashboard exited with {proc.returncode}: {proc.stdout.read()}")
+            raise AssertionError(f"{argv[2:4]} exited with {proc.returncode}: {log.read_text()[-4000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
                 if r.read().strip() == b"ok":
@@ -215,7 +243,7 @@ def serve(db_url: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen
         except OSError:
             time.sleep(0.3)
     stop(proc)
-    raise AssertionError("gridlab dashboard did not answer within a minute")
+    raise AssertionError(f"{argv[2:4]} did not answer within a minute")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -225,8 +253,6 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def env_for(repo: Path, db: str | None = None) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.dashboards import browser
 from tests.dashboards.conftest import fill
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 #: Screenshots land here (ignored by git), so a person can look at them after the run.
 SHOTS = REPO / "tests" / ".screenshots"
 
@@ -36,17 +34,7 @@ def _gridlab_env(db: str | None) -> dict[str, str]:
 
 
 def _chromium() -> str:
-    """Chromium, installed from Debian's archive if missing (we run as root in CI)."""
-    if not Path(CHROMIUM).exists() and shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, timeout=1200)
-    if not Path(CHROMIUM).exists():
-        reason = f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it"
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: the browser test must run)")
-        pytest.skip(reason)
-    return CHROMIUM
+    return browser.require_chromium()
 
 
 def _free_port() -> int:
