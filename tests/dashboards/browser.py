@@ -35,7 +35,8 @@ _STATE_JS = r"""
   const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
   const sizes = charts.map(c => { const s = c.querySelector('svg, canvas'); if (!s) return 'none';
                                   const r = s.getBoundingClientRect(); return `${Math.round(r.width)}x${Math.round(r.height)}`; });
-  return JSON.stringify({running, ready: !!(main && main.querySelector('h1')),
+  const h1 = main && main.querySelector('h1');
+  return JSON.stringify({running, ready: !!h1, title: h1 ? h1.innerText.trim() : null,
                          sig: `${main ? main.innerText.length : 0}|${sizes.join(',')}`});
 })()
 """
@@ -71,7 +72,9 @@ _READ_JS = r"""
   });
   const exceptions = [...document.querySelectorAll('[data-testid="stException"]')].map(e => e.innerText);
   const main = document.querySelector('[data-testid="stMain"]');
+  const picker = document.querySelector('[data-testid="stSidebar"] [data-testid="stSelectbox"] input');
   return JSON.stringify({text: main ? main.innerText : '', exceptions, charts,
+                         sidebar_select: picker ? picker.value : null,
                          height: Math.max(document.documentElement.scrollHeight,
                                           ...[...document.querySelectorAll('*')].map(e => e.scrollHeight))});
 })()
@@ -160,24 +163,39 @@ class Browser:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def open(self, url: str, *, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
-        """Load ``url`` and wait until Streamlit has run the page and what is drawn has not
-        changed for ``settle_s``; then what is on it (see _READ_JS)."""
+    def open(self, url: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
+        """Load ``url`` and wait until Streamlit has run the page (its heading reads
+        ``title``, if given) and what is drawn has not changed for ``settle_s``; then what
+        is on it (see _READ_JS)."""
         self.send("Emulation.setDeviceMetricsOverride",
                   width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
         self.send("Page.navigate", url=url)
+        return self._settled(url, title, timeout, settle_s)
+
+    def follow(self, path: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
+        """Go to the app's page at ``path`` as a person does, by its link in the sidebar
+        (the session, and the grid picked in it, stay); then as open()."""
+        found = self.evaluate(
+            "(() => { const a = [...document.querySelectorAll('[data-testid=\"stSidebarNav\"] a')]"
+            f".find(a => new URL(a.href).pathname === {json.dumps(path)}); if (a) a.click(); return !!a; }})()")
+        if not found:
+            raise AssertionError(f"no link to {path} in the sidebar")
+        return self._settled(path, title, timeout, settle_s)
+
+    def _settled(self, where: str, title: str | None, timeout: float, settle_s: float) -> dict:
         deadline = time.monotonic() + timeout
         last, since = None, time.monotonic()
         time.sleep(0.3)
         while True:
             state = json.loads(self.evaluate(_STATE_JS) or "{}")
-            key = (state.get("running"), state.get("ready"), state.get("sig"))
+            key = (state.get("running"), state.get("ready"), state.get("title"), state.get("sig"))
             if key != last:
                 last, since = key, time.monotonic()
-            elif state.get("ready") and not state.get("running") and time.monotonic() - since >= settle_s:
+            elif (state.get("ready") and not state.get("running") and (title is None or state.get("title") == title)
+                  and time.monotonic() - since >= settle_s):
                 break
             if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not finish rendering within {timeout:.0f} s (last state {state})")
+                raise AssertionError(f"{where} did not finish rendering within {timeout:.0f} s (last state {state})")
             time.sleep(0.25)
         return json.loads(self.evaluate(_READ_JS))
 

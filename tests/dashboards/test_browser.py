@@ -57,11 +57,17 @@ def test_every_page_in_chromium_shows_no_exception_and_legible_charts(many_db, t
     shots = []
     try:
         with browser.Browser(chromium) as b:
+            current = None
             for grid, page, title, fewest in VISITS:
-                seen = b.open(f"{base}/{page}?grid={grid}")
+                if grid != current:  # a link that names the grid; then the sidebar, as a person goes
+                    seen, current = b.open(f"{base}/{page}?grid={grid}", title=title), grid
+                else:
+                    seen = b.follow(f"/{page}", title=title)
                 where = f"{grid}/{page or 'overview'}"
                 shots.append(b.screenshot(SHOTS / _shot_name(grid, page), seen["height"]))
                 problems += [f"{where}: Streamlit exception: {e.splitlines()[0]}" for e in seen["exceptions"]]
+                if seen["sidebar_select"] != grid:
+                    problems.append(f"{where}: the sidebar shows grid {seen['sidebar_select']!r}")
                 if title not in seen["text"]:
                     problems.append(f"{where}: the page does not show its title {title!r}")
                 if len(seen["charts"]) < fewest:
