@@ -136,3 +136,29 @@ def test_factor_effects_are_the_mean_per_level_over_the_rest_of_the_grid():
     assert cells[("dyt", "dolly")].mean == pytest.approx(1.31) and cells[("dyt", "dolly")].n == 3
     # A factor with one level says nothing; a named one without values is left out.
     assert stats.factor_effects([({"a": 1}, 1.0), ({"a": 1}, 2.0)]) == []
+
+
+def test_layers_talk_downward_only_dashboards_import_db_and_db_imports_no_torch():
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def imported(folder: str) -> dict[str, set[str]]:
+        out = {}
+        for path in sorted((repo / folder).glob("*.py")):
+            names = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module.split(".")[0])
+            out[path.name] = names
+        return out
+
+    for page, names in imported("dashboards").items():
+        assert not names & {"jobs", "harness", "slurm", "torch"}, (page, names)
+    stats_imports = imported("db")["stats.py"]
+    assert stats_imports <= {"__future__", "json", "math", "collections", "dataclasses", "typing", "numpy"}, stats_imports
+    for module, names in imported("db").items():
+        assert not names & {"jobs", "harness", "slurm", "dashboards", "torch"}, (module, names)
