@@ -170,14 +170,16 @@ def value_scale(data: pd.DataFrame, value: str, quantity: str, *, bars: bool) ->
 def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, quantity: str,
                    half: str | None = None, low: str | None = None, high: str | None = None,
                    title: str | None = None, bars: bool = True, order: Sequence[str] | None = None,
-                   axis_title: str | None = None) -> alt.LayerChart:
+                   axis_title: str | None = None, domain: tuple[float, float] | None = None,
+                   reference: float | None = None) -> alt.LayerChart:
     """One row per category: the mean (a bar from zero, or a point) and its 95% interval
     (``half`` a column of half-widths, or ``low`` and ``high`` columns), drawn within the
     quantity's range and only where n >= db.stats.MIN_N; "n=2" printed beside the mean
-    where not. A row is STEP pixels high."""
+    where not. A row is STEP pixels high. ``domain`` fixes the value axis (a win rate's
+    0 to 1); ``reference`` draws a dashed line at that value (a win rate's one half)."""
     data = interval_frame(table, value, n, quantity, half=half, low=low, high=high)
     order = list(data[category]) if order is None else list(order)
-    scale = value_scale(data, value, quantity, bars=bars)
+    scale = value_scale(data, value, quantity, bars=bars) if domain is None else alt.Scale(domain=list(domain))
     y = rows_axis(category, order)
     tooltip = [alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=".4g"),
                alt.Tooltip("low:Q", format=".4g", title="95% low"), alt.Tooltip("high:Q", format=".4g", title="95% high"),
@@ -194,6 +196,9 @@ def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, qu
     if not bare.empty:
         layers.append(alt.Chart(bare).mark_text(align="left", dx=6, fontSize=11, color="#555").encode(
             y=alt.Y(f"{category}:N", sort=order), x=alt.X(f"{value}:Q", scale=scale), text="n_text:N", tooltip=tooltip))
+    if reference is not None:
+        layers.insert(0, alt.Chart(pd.DataFrame({"reference": [reference]})).mark_rule(
+            strokeDash=[4, 4], color="#999").encode(x=alt.X("reference:Q", scale=scale)))
     chart = alt.layer(*layers).properties(height=alt.Step(STEP))
     return chart.properties(title=title) if title else chart
 

@@ -65,6 +65,7 @@ def finite(values: Iterable[Any]) -> np.ndarray:
 #: then by suffix (``train_tokens_per_s``); unknown names are unbounded.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "win_rate": (0.0, 1.0),
+    "win_rate_a": (0.0, 1.0),
     "win_rate_low": (0.0, 1.0),
     "win_rate_high": (0.0, 1.0),
     "accuracy": (0.0, 1.0),
@@ -214,19 +215,33 @@ def win_rate(winners: Iterable[Any]) -> float:
     return float(s.mean()) if len(s) else math.nan
 
 
+#: At most this many distinct values, a bootstrap draws resamples as multinomial counts.
+FEW_DISTINCT = 16
+
+
 def bootstrap(values: Iterable[Any], *, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
               seed: int = 0) -> tuple[float, float, float]:
     """(mean, low, high): the mean of the finite values and its percentile-bootstrap
     interval (``resamples`` resamples with replacement, generator seeded with ``seed``).
-    The values are sorted first, so their order does not change the interval."""
+
+    A resample of n values drawn with replacement holds each distinct value a
+    multinomial number of times; where there are few distinct values (three for
+    verdicts: 0, 1/2, 1) that is how it is drawn, one multinomial draw per resample
+    rather than n draws. Otherwise n indices are drawn into the sorted values. Either
+    way the values are taken in sorted order, so their order does not change the
+    interval."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    x = np.sort(finite(values))
+    x = finite(values)
     n = len(x)
     if n == 0:
         return math.nan, math.nan, math.nan
+    distinct, counts = np.unique(x, return_counts=True)
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    if len(distinct) <= FEW_DISTINCT:
+        means = rng.multinomial(n, counts / n, size=resamples) @ distinct / n
+    else:
+        means = np.sort(x)[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(x.mean()), float(low), float(high)

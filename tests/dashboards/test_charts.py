@@ -177,3 +177,21 @@ def test_specs_round_trip_as_json():
     for chart in (overview.heatmap_chart(overview.heatmap_cells(jobs, "model", "norm"), jobs, "model", "norm"),
                   timing.bars(_variants(4), "model", "tokens_per_s", "t")):
         json.loads(chart.to_json())
+
+
+def test_win_rates_are_drawn_on_zero_to_one_with_the_even_line():
+    from dashboards import comparisons
+
+    verdicts = pd.DataFrame({"judge": "pairrm", "arm_a": [1] * 6 + [3] * 2, "arm_b": [2] * 6 + [4] * 2,
+                             "winner": ["a"] * 6 + ["a", "b"], "question_id": [f"q{i}" for i in range(8)]})
+    rates = comparisons.win_rates(verdicts, resamples=500).assign(a=["job 1", "job 3"], b=["job 2", "job 4"])
+    spec, data = _spec(comparisons.win_rate_chart(rates))
+    assert geometry.spec_problems(spec, data) == []
+    leaves = _leaves(spec)
+    assert leaves[0]["mark"]["type"] == "rule" and data[leaves[0]["data"]["name"]] == [{"reference": 0.5}]
+    point = next(l for l in leaves if l["mark"]["type"] == "point")
+    assert point["encoding"]["x"]["scale"]["domain"] == [0.0, 1.0]
+    rule = next(l for l in leaves[1:] if l["mark"]["type"] == "rule")
+    assert [r["high"] for r in data[rule["data"]["name"]]] == [1.0]  # six wins of six: the interval is [1, 1]
+    text = next(l for l in leaves if l["mark"]["type"] == "text")
+    assert [r["n_text"] for r in data[text["data"]["name"]]] == ["n=2"]  # two prompts: no interval drawn

@@ -162,3 +162,19 @@ def test_layers_talk_downward_only_dashboards_import_db_and_db_imports_no_torch(
     assert stats_imports <= {"__future__", "json", "math", "collections", "dataclasses", "typing", "numpy"}, stats_imports
     for module, names in imported("db").items():
         assert not names & {"jobs", "harness", "slurm", "dashboards", "torch"}, (module, names)
+
+
+def test_bootstrap_interval_is_about_the_normal_one_for_many_verdicts():
+    import numpy as np
+
+    winners = ["a"] * 60 + ["b"] * 20 + ["tie"] * 20  # few distinct scores: drawn as multinomial counts
+    scores = np.array([1.0] * 60 + [0.0] * 20 + [0.5] * 20)
+    rate, low, high = stats.bootstrap_win_rate(winners)
+    se = scores.std() / math.sqrt(len(scores))
+    assert rate == pytest.approx(0.7)
+    assert low == pytest.approx(0.7 - 1.96 * se, abs=0.01) and high == pytest.approx(0.7 + 1.96 * se, abs=0.01)
+    # Many distinct values take the other path (indices into the sorted values): the same interval, about.
+    x = np.random.default_rng(3).normal(0.0, 1.0, 400)
+    mean, lo, hi = stats.bootstrap(x)
+    se = x.std() / math.sqrt(len(x))
+    assert lo == pytest.approx(mean - 1.96 * se, abs=0.02) and hi == pytest.approx(mean + 1.96 * se, abs=0.02)
