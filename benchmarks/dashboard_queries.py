@@ -331,6 +331,12 @@ def page_queries(info: dict) -> dict[str, Callable]:
         q.job_table(conn)
         q.pair_outputs(conn, arm_a, arm_b)
 
+    def win_rates(conn):
+        # what the Comparisons page computes from its verdicts: 50 pairs' bootstraps
+        from dashboards.comparisons import win_rates as rates
+
+        rates(q.judgment_counts(conn))
+
     def effects(conn):
         # the Factor effects page on val_loss: its reads, then the statistics over 500 jobs
         from db import stats
@@ -392,6 +398,7 @@ def page_queries(info: dict) -> dict[str, Callable]:
         "  same, point by point ": curves_long_run_point_by_point,
         "results": results,
         "comparisons": comparisons,
+        "  and its win rates (50 pairs x 160 prompts)": win_rates,
         "factor effects (500 jobs' val_loss)": effects,
         "compare 2 runs": compare(ids[100:102]),
         "compare 2 cells (5 seeds each)": compare(ids[100:110]),

@@ -2,8 +2,9 @@
 
 - A categorical axis gets a fixed height per category (a Vega-Lite ``step``): rows never
   share a fixed height, so 1, 4 or 30 levels all get readable rows and labels.
-- A label longer than LABEL_LIMIT pixels is cut with "…"; the marks' tooltips carry the
-  full text. Column labels turn to 45 degrees when they would not fit side by side.
+- A long category label is cut in the middle ("an-unusually…plot-07", at most
+  LABEL_LIMIT pixels); the marks' tooltips carry the full text. Column labels turn to
+  45 degrees when they would not fit side by side.
 - Legends sit above the plot in as many columns as fit: a legend longer than the plot is
   never cut off below it, and a chart of fixed height grows by the legend's height.
 - An interval is drawn only within what the quantity can be (db.stats.quantity_range) and
@@ -41,6 +42,12 @@ SPARSE_POINTS = 200
 TICKS = 8
 
 
+def field(name: str) -> str:
+    """A column name as a Vega-Lite field: dots and brackets escaped, so a factor shown as
+    ``factor.state`` is that column, not a nested ``state`` of a ``factor``."""
+    return name.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+
+
 def text_px(text: str, limit: float = LABEL_LIMIT) -> float:
     """About how many pixels ``text`` takes as a label, at most ``limit``."""
     return min(len(str(text)) * CHAR_PX, limit)
@@ -72,11 +79,11 @@ def short_label(chars: int) -> str:
             f"slice(datum.label, -{keep}) : datum.label")
 
 
-def rows_axis(field: str, order: Sequence[str], title: str | None = None) -> alt.Y:
+def rows_axis(name: str, order: Sequence[str], title: str | None = None) -> alt.Y:
     """A categorical y axis in ``order``; with ``.properties(height=alt.Step(STEP))``
     every category gets STEP pixels. Long labels are cut in the middle (the marks'
     tooltips have them whole)."""
-    return alt.Y(f"{field}:N", sort=list(order), title=title if title is not None else field,
+    return alt.Y(f"{field(name)}:N", sort=list(order), title=title if title is not None else name,
                  axis=alt.Axis(labelLimit=LABEL_LIMIT, labelOverlap=False,
                                labelExpr=short_label(int(LABEL_LIMIT // CHAR_PX))))
 
@@ -94,7 +101,7 @@ def columns_fit(order: Sequence[str], width: float = PLOT_WIDTH - LABEL_LIMIT) -
     return min(max(text_px(v) for v in order), 12 * CHAR_PX) <= column_px(order, width)
 
 
-def columns_axis(field: str, order: Sequence[str], title: str | None = None,
+def columns_axis(name: str, order: Sequence[str], title: str | None = None,
                  width: float = PLOT_WIDTH - LABEL_LIMIT) -> alt.X:
     """A categorical x axis in ``order``: labels level if they fit side by side (cut to
     their column), else at 45 degrees (cut at LABEL_LIMIT); the cut ones end in "…"."""
@@ -102,7 +109,7 @@ def columns_axis(field: str, order: Sequence[str], title: str | None = None,
     limit = min(LABEL_LIMIT, column_px(order, width)) if level else LABEL_LIMIT
     axis = alt.Axis(labelAngle=0 if level else -45, labelLimit=limit, labelOverlap=False,
                     labelExpr=short_label(int(limit // CHAR_PX)))
-    return alt.X(f"{field}:N", sort=list(order), title=title if title is not None else field, axis=axis)
+    return alt.X(f"{field(name)}:N", sort=list(order), title=title if title is not None else name, axis=axis)
 
 
 def cell_text_fits(texts: Sequence[str], columns: int, width: float = PLOT_WIDTH - LABEL_LIMIT) -> bool:
@@ -181,7 +188,7 @@ def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, qu
     order = list(data[category]) if order is None else list(order)
     scale = value_scale(data, value, quantity, bars=bars) if domain is None else alt.Scale(domain=list(domain))
     y = rows_axis(category, order)
-    tooltip = [alt.Tooltip(f"{category}:N"), alt.Tooltip(f"{value}:Q", format=".4g"),
+    tooltip = [alt.Tooltip(f"{field(category)}:N", title=category), alt.Tooltip(f"{value}:Q", format=".4g"),
                alt.Tooltip("low:Q", format=".4g", title="95% low"), alt.Tooltip("high:Q", format=".4g", title="95% high"),
                alt.Tooltip(f"{n}:Q", title="n")]
     base = alt.Chart(data)
@@ -191,11 +198,11 @@ def interval_chart(table: pd.DataFrame, category: str, value: str, *, n: str, qu
     drawn = data[data["low"].notna()]
     if not drawn.empty:
         layers.append(alt.Chart(drawn).mark_rule(strokeWidth=2, color="#333").encode(
-            y=alt.Y(f"{category}:N", sort=order), x=alt.X("low:Q", scale=scale), x2="high:Q", tooltip=tooltip))
+            y=alt.Y(f"{field(category)}:N", sort=order), x=alt.X("low:Q", scale=scale), x2="high:Q", tooltip=tooltip))
     bare = data[data["n_text"] != ""]
     if not bare.empty:
         layers.append(alt.Chart(bare).mark_text(align="left", dx=6, fontSize=11, color="#555").encode(
-            y=alt.Y(f"{category}:N", sort=order), x=alt.X(f"{value}:Q", scale=scale), text="n_text:N", tooltip=tooltip))
+            y=alt.Y(f"{field(category)}:N", sort=order), x=alt.X(f"{value}:Q", scale=scale), text="n_text:N", tooltip=tooltip))
     if reference is not None:
         layers.insert(0, alt.Chart(pd.DataFrame({"reference": [reference]})).mark_rule(
             strokeDash=[4, 4], color="#999").encode(x=alt.X("reference:Q", scale=scale)))

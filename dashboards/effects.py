@@ -76,7 +76,8 @@ def interaction_chart(cells: pd.DataFrame, row_factor: str, column_factor: str, 
     y_order = [factors.fmt(v) for v in factors.ordered(values[row_factor])]
     colour = alt.Color("mean:Q", title=f"mean {metric}", scale=alt.Scale(scheme="viridis"),
                        legend=alt.Legend(orient="top", direction="horizontal", gradientLength=320))
-    tooltip = [f"{row_factor}:N", f"{column_factor}:N", alt.Tooltip("mean:Q", format=".4g"),
+    tooltip = [alt.Tooltip(f"{charts.field(row_factor)}:N", title=row_factor),
+               alt.Tooltip(f"{charts.field(column_factor)}:N", title=column_factor), alt.Tooltip("mean:Q", format=".4g"),
                alt.Tooltip("low:Q", format=".4g", title="95% low"), alt.Tooltip("high:Q", format=".4g", title="95% high"),
                "n:Q"]
     means = pd.to_numeric(cells["mean"], errors="coerce")

@@ -49,7 +49,7 @@ def heatmap_chart(cells: pd.DataFrame, jobs: pd.DataFrame, x: str, y: str) -> al
     colour = alt.Color("state:N", title="state", legend=charts.legend("state", ui.STATES), scale=alt.Scale(
         domain=list(ui.STATES), range=[ui.STATE_COLOURS[s] for s in ui.STATES]))
     return charts.heatmap(cells, x, y, x_order, y_order, colour=colour, text="label",
-                          tooltip=[f"{x}:N", f"{y}:N", "label:N", "jobs:Q", *(f"{s}:Q" for s in ui.STATES)])
+                          tooltip=[alt.Tooltip(f"{charts.field(x)}:N", title=x), alt.Tooltip(f"{charts.field(y)}:N", title=y), "label:N", "jobs:Q", *(f"{s}:Q" for s in ui.STATES)])
 
 
 def running_table(running: pd.DataFrame) -> pd.DataFrame:

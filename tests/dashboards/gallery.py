@@ -54,6 +54,9 @@ for rows, columns in ((1, 4), (4, 4), (4, 30), (30, 4), (30, 30), (1, 1)):
     jobs = jobs_table(rows, columns)
     chart = overview.heatmap_chart(overview.heatmap_cells(jobs, "model", "norm"), jobs, "model", "norm")
     st.altair_chart(chart.properties(title=f"heatmap {rows} rows x {columns} columns"), width="stretch")
+dotted = jobs_table(4, 3).rename(columns={"norm": "factor.state"})  # a factor named like a job column
+chart = overview.heatmap_chart(overview.heatmap_cells(dotted, "model", "factor.state"), dotted, "model", "factor.state")
+st.altair_chart(chart.properties(title="heatmap of a factor named factor.state"), width="stretch")
 for n in COUNTS:
     st.altair_chart(timing.bars(variant_table(n), "model", "tokens_per_s", f"timing bars, {n} variants"),
                     width="stretch")

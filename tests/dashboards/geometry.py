@@ -119,7 +119,12 @@ def spec_problems(spec: dict, datasets: dict[str, list[dict]]) -> list[str]:
             e = enc.get(channel, {})
             if e.get("type") not in ("nominal", "ordinal") or "field" not in e:
                 continue
-            categories = len({r.get(e["field"]) for r in rows})
+            # "factor\.state" is the column "factor.state"; an unescaped dot reads a nested field
+            nested = len(re.split(r"(?<!\\)\.", e["field"])) > 1
+            column = re.sub(r"\\(.)", r"\1", e["field"])
+            if rows and (nested or column not in rows[0]):
+                problems.append(f"{name}: its {channel} field {e['field']!r} is no column of its data")
+            categories = len({r.get(column) for r in rows})
             if channel == "y":
                 height = spec.get("height")
                 per = height.get("step", 0) if isinstance(height, dict) else (height or 0) / max(1, categories)

@@ -92,7 +92,7 @@ def test_the_chart_gallery_at_1_4_and_30_categories_is_legible_and_the_old_chart
     assert not seen["exceptions"], seen["exceptions"]
     by_title = {(c.get("titles") or ["?"])[0]: geometry.drawn_problems(c) for c in seen["charts"]}
     control = by_title.pop(CONTROL)
-    assert len(by_title) == 12, sorted(by_title)  # 6 heatmaps, 3 bar charts, 3 effect panels
+    assert len(by_title) == 13, sorted(by_title)  # 7 heatmaps, 3 bar charts, 3 effect panels
     assert {t: p for t, p in by_title.items() if p} == {}
     # The check fails what the issue saw: labels dropped and overlapping, an axis below zero.
     assert any("draws 2 of its 30 category labels" in p or "overlap" in p for p in control), control

@@ -59,6 +59,16 @@ def test_cells_by_factor_heatmap_gets_a_row_height_per_level_and_readable_column
     assert has_text == (columns < 30)  # "1/1" labels only where the cells are wide enough for them
 
 
+def test_a_factor_with_a_dot_in_its_name_is_one_column_not_a_nested_field():
+    jobs = _jobs(4, 3).rename(columns={"norm": "factor.state"})
+    spec, data = _spec(overview.heatmap_chart(overview.heatmap_cells(jobs, "model", "factor.state"), jobs, "model",
+                                              "factor.state"))
+    assert _leaves(spec)[0]["encoding"]["y"]["field"] == "factor\\.state"
+    assert geometry.spec_problems(spec, data) == []
+    unescaped = json.loads(json.dumps(spec).replace("factor\\\\.state", "factor.state"))
+    assert any("no column of its data" in p for p in geometry.spec_problems(unescaped, data))
+
+
 def test_heatmap_text_labels_are_left_out_only_when_they_would_not_fit():
     assert charts.cell_text_fits(["12/12"], 4) and not charts.cell_text_fits(["12/12"], 40)
 
