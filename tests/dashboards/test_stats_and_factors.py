@@ -178,3 +178,10 @@ def test_bootstrap_interval_is_about_the_normal_one_for_many_verdicts():
     mean, lo, hi = stats.bootstrap(x)
     se = x.std() / math.sqrt(len(x))
     assert lo == pytest.approx(mean - 1.96 * se, abs=0.02) and hi == pytest.approx(mean + 1.96 * se, abs=0.02)
+
+
+def test_booleans_print_as_the_grid_file_and_the_cli_write_them():
+    import numpy as np
+
+    assert [factors.fmt(v) for v in (True, False, np.bool_(True), 1, 1.0, 3e-3)] == ["true", "false", "true", "1",
+                                                                                      "1", "0.003"]
