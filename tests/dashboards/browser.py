@@ -163,7 +163,7 @@ class Browser:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def open(self, url: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
+    def open(self, url: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.0) -> dict:
         """Load ``url`` and wait until Streamlit has run the page (its heading reads
         ``title``, if given) and what is drawn has not changed for ``settle_s``; then what
         is on it (see _READ_JS)."""
@@ -172,7 +172,7 @@ class Browser:
         self.send("Page.navigate", url=url)
         return self._settled(url, title, timeout, settle_s)
 
-    def follow(self, path: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.2) -> dict:
+    def follow(self, path: str, *, title: str | None = None, timeout: float = 120.0, settle_s: float = 1.0) -> dict:
         """Go to the app's page at ``path`` as a person does, by its link in the sidebar
         (the session, and the grid picked in it, stay); then as open()."""
         found = self.evaluate(

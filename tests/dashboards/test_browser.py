@@ -34,9 +34,9 @@ VISITS = [
     ("wide", "effects", "Factor effects", 3), ("wide", "run_compare", "Compare runs", 2), ("wide", "timing", "Timing", 2),
     ("wide", "failures", "Failures", 0), ("wide", "run_detail", "Run detail", 4),
     ("four", "", "Overview", 1), ("four", "timing", "Timing", 3), ("four", "effects", "Factor effects", 4),
-    ("four", "comparisons", "Comparisons", 1), ("four", "run_compare", "Compare runs", 2),
+    ("four", "comparisons", "Comparisons", 1),
     ("pair", "timing", "Timing", 3), ("pair", "effects", "Factor effects", 3),
-    ("single", "", "Overview", 0), ("single", "timing", "Timing", 2), ("single", "curves", "Curves", 2),
+    ("single", "", "Overview", 0), ("single", "timing", "Timing", 2),
 ]
 
 
