@@ -8,9 +8,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import factors, ui
+from db import stats
 
-LAST = " (last logged)"
+LAST = ui.LAST
 NONE = "(none)"
 
 
@@ -88,9 +89,7 @@ def render() -> None:
     st.title("Results")
     with ui.reading() as conn:
         jobs, names = ui.jobs(conn)
-        summary_names = queries.summary_names(conn)
-        curve_names = queries.metric_names(conn, jobs["id"].tolist()) if not jobs.empty else []
-    options = summary_names + [f"{n}{LAST}" for n in curve_names]
+        options = ui.metric_options(conn, jobs["id"].tolist())
     if not options:
         st.info("No results yet: no job has written final figures or logged a metric.")
         return
@@ -102,11 +101,7 @@ def render() -> None:
     digits = c3.number_input("Digits", 1, 8, 4, key="results-digits")
 
     with ui.reading() as conn:
-        if metric.endswith(LAST):
-            values = queries.last_values(conn, metric.removesuffix(LAST), jobs["id"].tolist())
-        else:
-            values = queries.summary_values(conn, metric, grid=ui.grid())
-    values = jobs.merge(values[["job_id", "value"]], left_on="id", right_on="job_id")
+        values = ui.metric_values(conn, metric, jobs)
     if only_succeeded:
         values = values[values["state"] == "succeeded"]
     values = ui.factor_filters(values, names, key="results")
@@ -141,7 +136,7 @@ def render() -> None:
     st.download_button(f"Download results_{metric}.csv", table.to_csv(index=False).encode(),
                        file_name=f"results_{_slug(metric)}.csv", mime="text/csv", key="csv-results", on_click="ignore")
     with st.expander("Per-job values"):
-        ui.table(values.drop(columns=["job_id"]), f"values_{_slug(metric)}")
+        ui.table(values, f"values_{_slug(metric)}")
 
 
 def _slug(text: str) -> str:

@@ -3,11 +3,10 @@ events and generations. Opens on ``?job=ID`` when given."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import curves, factors, queries, ui
+from dashboards import charts, curves, factors, queries, ui
 
 BUCKETS = 400
 
@@ -80,11 +79,8 @@ def render() -> None:
         st.caption("No metric logged.")
     grid = st.columns(2)
     for i, (name, data) in enumerate(points.items()):
-        chart = (alt.Chart(data, title=name).mark_line().encode(
-            x="step:Q", y=alt.Y("value:Q", title=name, scale=alt.Scale(zero=False)),
-            tooltip=["step", alt.Tooltip("value:Q", format=".4g"), "points"]).properties(height=220))
         with grid[i % 2]:
-            st.altair_chart(chart, width="stretch")
+            st.altair_chart(charts.curve_chart(data, name), width="stretch")
             st.caption(f"{name}: {len(data):,} points from {int(data['points'].sum()):,} logged")
 
     st.subheader("Attempts")

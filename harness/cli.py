@@ -210,8 +210,10 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
 @cli.command()
 @click.option("--grid", default=None, help="Only this grid.")
 @click.option("--metric", "metrics", multiple=True, help="Only these summary figures (repeatable).")
+@click.option("--effects", is_flag=True, help="Then each factor's effect on each figure shown (mean and 95% interval "
+              "per level over the rest of the grid, as the dashboard's Factor effects page shows it).")
 @db_option
-def results(grid: str | None, metrics: tuple[str, ...], db_url: str | None) -> None:
+def results(grid: str | None, metrics: tuple[str, ...], effects: bool, db_url: str | None) -> None:
     """Final figures (summaries) of finished jobs, one row per grid cell."""
     queue = _open_queue(db_url, create=False)
     rows = queue.summaries(grid)
@@ -219,6 +221,9 @@ def results(grid: str | None, metrics: tuple[str, ...], db_url: str | None) -> N
         console.print("No results yet: no job has finished.")
         return
     console.print(report.results_table(rows, list(metrics) or None))
+    if effects:
+        for name in report.shown_metrics(rows, list(metrics) or None)[0]:
+            console.print(report.effects_table(rows, name))
 
 
 def _selection_options(f):

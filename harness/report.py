@@ -1,4 +1,6 @@
-"""Tables for the terminal: queue status by state and by grid factor, final results."""
+"""Tables for the terminal: queue status by state and by grid factor, final results, and
+each factor's effect on a final figure (computed by db.stats, as the dashboard's Factor
+effects page computes it)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from db import stats
 from jobs import states
 
 STATE_STYLE = {
@@ -64,22 +67,29 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
 HEADLINE_METRICS = ("val_loss", "val_perplexity", "trainable_params", "params")
 
 
-def results_table(rows, metrics: list[str] | None = None) -> Table:
-    """Final figures per job: one row per job, the factors that vary, and the headline
-    figures (or the ones named in ``metrics``)."""
-    per_job: dict[int, dict[str, Any]] = {}
-    factors: dict[int, dict[str, Any]] = {}
+def shown_metrics(rows, metrics: list[str] | None = None) -> tuple[list[str], int]:
+    """The figures a results table shows (those named in ``metrics``, else the headline
+    ones the rows have), and how many others the rows have."""
     present: list[str] = []
     for row in rows:
-        per_job.setdefault(row.id, {})[row.name] = row.value
-        factors[row.id] = row.factors
         if row.name not in present:
             present.append(row.name)
     if metrics:
         names = [n for n in metrics if n in present]
     else:
         names = [n for n in HEADLINE_METRICS if n in present] or [n for n in present if "/" not in n]
-    hidden = len(set(present) - set(names))
+    return names, len(set(present) - set(names))
+
+
+def results_table(rows, metrics: list[str] | None = None) -> Table:
+    """Final figures per job: one row per job, the factors that vary, and the headline
+    figures (or the ones named in ``metrics``)."""
+    per_job: dict[int, dict[str, Any]] = {}
+    factors: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        per_job.setdefault(row.id, {})[row.name] = row.value
+        factors[row.id] = row.factors
+    names, hidden = shown_metrics(rows, metrics)
     factor_names: list[str] = []
     for f in factors.values():
         factor_names.extend(k for k in f if k not in factor_names)
@@ -98,6 +108,32 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
             *(_fmt(factors[job_id].get(f, "")) for f in factor_names),
             *(_num(values.get(n)) for n in names),
         )
+    return table
+
+
+def effects_table(rows, metric: str) -> Table | str:
+    """Each grid factor's effect on final figure ``metric`` over the succeeded jobs: per
+    level, the mean and 95% t interval over every job at that level (the rest of the grid
+    pooled, the interval within the range the figure can take), factors ordered by eta
+    squared (the share of the figure's variance their levels explain alone). The
+    dashboard's Factor effects page shows the same numbers."""
+    data = [(row.factors, row.value) for row in rows
+            if row.name == metric and row.state == states.SUCCEEDED and row.value is not None]
+    effects = stats.factor_effects(data, bounds=stats.quantity_range(metric))
+    if not effects:
+        return f"Effects on {metric}: no factor varies among the succeeded jobs that have it."
+    table = Table(title=f"Effect of each factor on {metric} (mean and 95% t interval over the rest of the grid)",
+                  title_justify="left", caption="η²: share of the variance the factor's levels explain alone")
+    for col, justify in (("factor", "left"), ("η²", "right"), ("level", "left"), ("jobs", "right"),
+                         ("mean", "right"), ("95% interval", "right")):
+        table.add_column(col, justify=justify)
+    for effect in effects:
+        for i, (level, interval) in enumerate(effect.levels):
+            span = (f"[{_num(interval.low)}, {_num(interval.high)}]"
+                    if interval.n >= 2 and interval.low == interval.low else "")
+            table.add_row(effect.factor if i == 0 else "", f"{effect.eta_squared:.2f}" if i == 0 else "",
+                          _fmt(level), str(interval.n), _num(interval.mean), span,
+                          end_section=i == len(effect.levels) - 1)
     return table
 
 
