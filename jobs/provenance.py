@@ -35,7 +35,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,13 @@ def _sha(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def clean(text: str | None) -> str | None:
+    """Text any database stores: undecodable bytes and NULs replaced."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def _fingerprint(parts: dict[str, Any]) -> str:
     return _sha(json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str))
 
@@ -73,7 +81,7 @@ class Code:
     diff_hash: str | None = None
     diff: str | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return _fingerprint({"files_hash": self.files_hash, "files": self.files, "commit": self.git_commit,
                              "dirty": self.git_dirty, "diff_hash": self.diff_hash})
@@ -93,7 +101,7 @@ class Environment:
     packages: dict[str, str | None]
     freeze: str = field(repr=False)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return _fingerprint({"python": self.python, "packages": self.packages, "freeze": _sha(self.freeze)})
 
@@ -108,9 +116,9 @@ class Machine:
     gpu_driver: str | None = None
     cuda_driver: str | None = None
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        return _fingerprint(self.__dict__)
+        return _fingerprint({f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class Provenance:
     code_root: str
     pinned: bool
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return _fingerprint({"code": self.code.fingerprint, "environment": self.environment.fingerprint,
                              "machine": self.machine.fingerprint, "root": self.code_root, "pinned": self.pinned})
@@ -144,7 +152,7 @@ def capture(root: str | Path | None = None) -> Provenance:
     root = Path(root) if root is not None else code_root()
     pinned = (root / SNAPSHOT_MANIFEST).is_file()
     return Provenance(code=capture_code(root), environment=capture_environment(), machine=capture_machine(),
-                      code_root=str(root), pinned=pinned)
+                      code_root=clean(str(root)), pinned=pinned)
 
 
 def code_root() -> Path:
@@ -167,15 +175,15 @@ def capture_code(root: Path, *, exclude: tuple[Path, ...] = ()) -> Code:
     commit, dirty = git
     diff = _git_diff(root) if dirty else None
     return Code(files_hash=files_hash, files=len(files), git_commit=commit, git_dirty=dirty,
-                diff_hash=_sha(diff) if diff is not None else None,
-                diff=diff[:MAX_DIFF_CHARS] if diff is not None else None)
+                diff_hash=_sha(diff.encode("utf-8", "surrogateescape")) if diff is not None else None,
+                diff=clean(diff[:MAX_DIFF_CHARS]) if diff is not None else None)
 
 
 def _snapshot_code(root: Path, manifest: dict[str, Any]) -> Code:
     files = [f for f in manifest.get("files", []) if isinstance(f, str)]
     files_hash = hash_files(root, files)
     diff_path = root / SNAPSHOT_DIFF
-    diff = diff_path.read_text(encoding="utf-8", errors="replace") if diff_path.is_file() else None
+    diff = clean(diff_path.read_text(encoding="utf-8", errors="replace")) if diff_path.is_file() else None
     edited = files_hash != manifest.get("files_hash")
     return Code(files_hash=files_hash, files=len(files), git_commit=manifest.get("git_commit"),
                 # A snapshot edited after it was made no longer matches its commit and diff.
@@ -370,9 +378,9 @@ def capture_machine() -> Machine:
         cpus = os.cpu_count() or 0
     names, driver, cuda = _gpus()
     names = visible(names, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    return Machine(host=socket.gethostname(), platform=platform_mod.platform()[:200], cpu_count=cpus,
-                   gpu_count=len(names), gpu_name=", ".join(dict.fromkeys(names)) or None,
-                   gpu_driver=driver, cuda_driver=cuda)
+    return Machine(host=clean(socket.gethostname())[:200], platform=clean(platform_mod.platform())[:200], cpu_count=cpus,
+                   gpu_count=len(names), gpu_name=clean(", ".join(dict.fromkeys(names)))[:200] or None,
+                   gpu_driver=clean(driver), cuda_driver=clean(cuda))
 
 
 def visible(names: list[str], cuda_visible_devices: str | None) -> list[str]:

@@ -80,17 +80,18 @@ def slurm_job_id() -> str | None:
 
 def worker_info():
     """Where this worker runs, with the Slurm job, array index and node when in Slurm."""
+    from jobs import provenance
     from jobs.queue import WorkerInfo
 
     host, pid = socket.gethostname(), os.getpid()
     job = slurm_job_id()
     if job is None:
-        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid)
+        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid, provenance=provenance.current())
     node = os.environ.get("SLURMD_NODENAME") or host.split(".")[0]
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     index = os.environ.get("SLURM_ARRAY_TASK_ID")
     return WorkerInfo(name=worker_name(job, restart, node, pid), host=host, pid=pid, slurm_job_id=job,
-                      slurm_array_index=int(index) if index else None, node=node)
+                      slurm_array_index=int(index) if index else None, node=node, provenance=provenance.current())
 
 
 def open_queue(options: WorkerOptions):
