@@ -164,19 +164,24 @@ def code_root() -> Path:
 
 
 def capture_code(root: Path, *, exclude: tuple[Path, ...] = ()) -> Code:
+    return capture_code_and_files(root, exclude=exclude)[0]
+
+
+def capture_code_and_files(root: Path, *, exclude: tuple[Path, ...] = ()) -> tuple[Code, list[str]]:
+    """The code under ``root`` and the source files its hash covers (relative paths)."""
     manifest = _read_manifest(root)
     if manifest is not None:
-        return _snapshot_code(root, manifest)
+        return _snapshot_code(root, manifest), [f for f in manifest.get("files", []) if isinstance(f, str)]
     git = _git_facts(root)
     files = source_files(root, exclude=exclude, git=git is not None)
     files_hash = hash_files(root, files)
     if git is None:
-        return Code(files_hash=files_hash, files=len(files))
+        return Code(files_hash=files_hash, files=len(files)), files
     commit, dirty = git
     diff = _git_diff(root) if dirty else None
     return Code(files_hash=files_hash, files=len(files), git_commit=commit, git_dirty=dirty,
                 diff_hash=_sha(diff.encode("utf-8", "surrogateescape")) if diff is not None else None,
-                diff=clean(diff[:MAX_DIFF_CHARS]) if diff is not None else None)
+                diff=clean(diff[:MAX_DIFF_CHARS]) if diff is not None else None), files
 
 
 def _snapshot_code(root: Path, manifest: dict[str, Any]) -> Code:

@@ -57,6 +57,8 @@ class WorkerOptions:
     poll_s: float = 1.0
     log_level: int = logging.INFO
     env: dict[str, str] = field(default_factory=dict)
+    #: the launch's owner-only secrets file (database password, token-like --env values), or None
+    secrets_file: str | None = None
 
 
 def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
@@ -132,7 +134,10 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._signalled = False
 
     def __call__(self, options: WorkerOptions) -> dict[str, Any]:
+        from slurm import secrets
+
         os.environ.update(options.env)
+        options = secrets.load(options)
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
         from jobs.worker import Worker, resolve_runner
 
