@@ -1,5 +1,6 @@
 """Run detail page: one job's resolved spec, factors, summaries, every curve, attempts,
-events and generations. Opens on ``?job=ID`` when given."""
+provenance (grid file version; per attempt the code, environment and machine), events and
+generations. Opens on ``?job=ID`` when given."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import curves, factors, queries, ui
+from dashboards import curves, factors, provenance, queries, ui
 
 BUCKETS = 400
 
@@ -89,6 +90,8 @@ def render() -> None:
 
     st.subheader("Attempts")
     ui.table(attempts, f"job_{job_id}_attempts")
+    with ui.reading() as conn:
+        provenance.render_job(conn, job_id)
     st.subheader("Events")
     ui.table(events.assign(time=events["at"].map(ui.when)), f"job_{job_id}_events")
     st.subheader("Generations")
