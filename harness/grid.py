@@ -259,7 +259,12 @@ def load_yaml(source: str, where: str) -> Any:
         try:
             node = loader.get_single_node()
             if node is not None:
-                size = _expanded_size(node, {})
+                try:
+                    size = _expanded_size(node, {})
+                except _RecursiveAlias as exc:
+                    mark = exc.node.start_mark
+                    raise GridFileError(where, [f"line {mark.line + 1}, column {mark.column + 1}: an alias refers "
+                                                "to a value that contains it (a recursive alias); write it out"]) from None
                 if size > MAX_NODES:
                     raise GridFileError(where, [f"its YAML aliases expand to more than {MAX_NODES:,} values "
                                                 "(an alias bomb?); write the values out, or use fewer aliases"])
@@ -273,14 +278,22 @@ def load_yaml(source: str, where: str) -> Any:
         raise GridFileError(where, [f"{loc}YAML syntax error: {problem}"]) from None
 
 
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     """Values under ``node`` with every alias expanded; each node is visited once (an alias
     is the same node object), so this costs the text's size, not the expansion's. The
-    depth check has already bounded the recursion."""
+    depth check has already bounded the recursion. A node met again while its own values
+    are being counted is a recursive alias (raises _RecursiveAlias)."""
     known = memo.get(id(node))
+    if known == -1:
+        raise _RecursiveAlias(node)
     if known is not None:
         return known
-    memo[id(node)] = 1  # a node that contains itself (recursive alias) counts once
+    memo[id(node)] = -1  # in progress
     if isinstance(node, yaml.SequenceNode):
         size = 1 + sum(_expanded_size(child, memo) for child in node.value)
     elif isinstance(node, yaml.MappingNode):
@@ -450,7 +463,7 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
         problems.append(f"retry.backoff_s: {problem}")
     if isinstance(max_attempts, int) and not isinstance(max_attempts, bool) and max_attempts > MAX_ATTEMPTS:
         problems.append(f"retry.max_attempts: at most {MAX_ATTEMPTS:,}, got {max_attempts:,}")
-    if isinstance(backoff_s, float) and backoff_s > MAX_BACKOFF_S:
+    if isinstance(backoff_s, float) and math.isfinite(backoff_s) and backoff_s > MAX_BACKOFF_S:
         problems.append(f"retry.backoff_s: at most {MAX_BACKOFF_S:,.0f} s (a week), got {backoff_s:g}")
     priority = doc.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):

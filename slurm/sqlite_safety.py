@@ -70,7 +70,7 @@ def slurm_nodes(settings: SlurmSettings) -> list[str] | None:
     return sorted(set(out.stdout.split()))
 
 
-def check(url: str, settings: SlurmSettings, *, workers: int, nodes=slurm_nodes, mountinfo: str | None = None) -> None:
+def check(url: str, settings: SlurmSettings, *, workers: int, nodes=None, mountinfo: str | None = None) -> None:
     """Refuse a Slurm launch that would share a SQLite file across nodes or a network."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -85,7 +85,7 @@ def check(url: str, settings: SlurmSettings, *, workers: int, nodes=slurm_nodes,
         raise SQLiteNotSafeHere(f"each worker asks for {per_worker} nodes, and SQLite's clock and file are each "
                                 "node's own", FIX)
     if workers > 1:
-        found = nodes(settings)
+        found = (nodes or slurm_nodes)(settings)
         if found is not None and len(found) > 1:
             raise SQLiteNotSafeHere(
                 f"{workers} workers may run on {len(found)} nodes ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}), "
