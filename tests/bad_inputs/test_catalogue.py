@@ -18,19 +18,17 @@ CI=true).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import subprocess
 import sys
-import traceback
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI, PG_ADMIN_URL, _pg_admin, pg_unavailable_reason
+from tests.support.cli import Run, run_in_process
 
 pytestmark = pytest.mark.e2e
 
@@ -203,57 +201,6 @@ SUBPROCESS_TOO = ("yaml-syntax", "db-password-not-shown", "markup-grid-name", "s
 
 
 # --- running a case -------------------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, code, stdout: str, stderr: str) -> None:
-        self.code, self.stdout, self.stderr = code, stdout, stderr
-
-
-def run_in_process(argv: list[str], cwd: Path, env: dict[str, str | None], patches: dict) -> Run:
-    """``harness.cli.main(argv)`` as a user's shell would run it: in ``cwd``, with ``env``
-    changes, its output captured; every engine it made is disposed afterwards."""
-    from db import engine as db_engine
-    from harness import cli
-
-    engines = []
-    real_create = db_engine.create
-
-    def create(*args, **kw):
-        engines.append(real_create(*args, **kw))
-        return engines[-1]
-
-    saved_env = {k: os.environ.get(k) for k in env}
-    saved_cwd = os.getcwd()
-    saved_attrs = [(obj, name, getattr(obj, name)) for (obj, name) in patches]
-    out, err = io.StringIO(), io.StringIO()
-    code = None
-    try:
-        for k, v in env.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        for (obj, name), value in patches.items():
-            setattr(obj, name, value)
-        db_engine.create = create
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main(argv)
-                code = 0
-            except SystemExit as exc:
-                code = exc.code
-            except Exception:  # a bug: what a user would see is this traceback
-                code = "traceback"
-                err.write(traceback.format_exc())
-    finally:
-        os.chdir(saved_cwd)
-        db_engine.create = real_create
-        for obj, name, value in saved_attrs:
-            setattr(obj, name, value)
-        for k, v in saved_env.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        for e in engines:
-            e.dispose()
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def run_subprocess(argv: list[str], cwd: Path, env: dict[str, str | None]) -> Run:
