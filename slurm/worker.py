@@ -35,6 +35,7 @@ from typing import Any
 
 import submitit
 
+from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
 
@@ -145,7 +146,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         queue = open_queue(options)
         self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
                               heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
-        log.info("worker %s started (db %s)", info.name, queue.engine.url.render_as_string(hide_password=True))
+        log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
         self._thread.start()
