@@ -77,6 +77,8 @@ class Job(Base):
     spec_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]]
     factors: Mapped[dict[str, Any]]
+    #: the grid file text whose enqueue created this job (NULL: enqueued before versions were kept)
+    grid_version_id: Mapped[int | None] = mapped_column(ForeignKey("grid_versions.id", ondelete="SET NULL"))
     experiment: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(default=0)
@@ -93,8 +95,6 @@ class Job(Base):
     finished_at: Mapped[float | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
-    #: the grid file text whose enqueue created this job (NULL: enqueued before versions were kept)
-    grid_version_id: Mapped[int | None] = mapped_column(ForeignKey("grid_versions.id", ondelete="SET NULL"))
 
 
 class Attempt(Base):
@@ -112,12 +112,12 @@ class Attempt(Base):
     slurm_job_id: Mapped[str | None] = mapped_column(String(64))
     slurm_array_index: Mapped[int | None]
     node: Mapped[str | None] = mapped_column(String(200))
+    #: the code, environment and machine the attempt ran on (NULL: not recorded)
+    provenance_id: Mapped[int | None] = mapped_column(ForeignKey("provenances.id"))
     started_at: Mapped[float]
     ended_at: Mapped[float | None]
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
-    #: the code, environment and machine the attempt ran on (NULL: not recorded)
-    provenance_id: Mapped[int | None] = mapped_column(ForeignKey("provenances.id"))
 
 
 class Event(Base):

@@ -124,6 +124,14 @@ class Queue:
 
     # --- the worker's side ---------------------------------------------------------
 
+    def _provenance_id(self, conn, provenance: provenance_mod.Provenance | None) -> int | None:
+        """The provenances row of ``provenance``: from this queue's cache, else found or
+        stored (its code, environment and machine each once) in this transaction."""
+        if provenance is None:
+            return None
+        known = self._provenance_ids.get(provenance.fingerprint)
+        return known if known is not None else queries.provenance_id(conn, provenance)
+
     def claim(self, worker: WorkerInfo) -> Claimed | None:
         """Take the most urgent runnable job, start an attempt, and lease it to ``worker``."""
         owner = f"{worker.name}"
@@ -153,14 +161,6 @@ class Queue:
         if provenance_id is not None:  # committed: later claims skip the look-up
             self._provenance_ids[worker.provenance.fingerprint] = provenance_id
         return Claimed(job=job, lease=Lease(job_id=job.id, attempt=job.attempts, owner=owner))
-
-    def _provenance_id(self, conn, provenance: provenance_mod.Provenance | None) -> int | None:
-        """The provenances row of ``provenance``: from this queue's cache, else found or
-        stored (its code, environment and machine each once) in this transaction."""
-        if provenance is None:
-            return None
-        known = self._provenance_ids.get(provenance.fingerprint)
-        return known if known is not None else queries.provenance_id(conn, provenance)
 
     def heartbeat(self, lease: Lease) -> None:
         """Extend the lease; raises LeaseLost if it is no longer ours."""
