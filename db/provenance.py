@@ -208,8 +208,13 @@ class Drift:
         return len(self.environments) > 1
 
     @property
+    def partly_unknown(self) -> bool:
+        """Some jobs have recorded provenance and some do not: they may differ unseen."""
+        return bool(self.unknown) and bool(self.code_of)
+
+    @property
     def any(self) -> bool:
-        return self.code_drift or self.environment_drift
+        return self.code_drift or self.environment_drift or self.partly_unknown
 
     def warning(self) -> str | None:
         """One line naming what differs and which jobs ran which, or None if nothing does."""
@@ -220,10 +225,14 @@ class Drift:
         if self.environment_drift:
             parts.append(f"{len(self.environments)} environments (" + "; ".join(
                 f"{label}: {_ids(ids)}" for label, ids in self.environments.items()) + ")")
-        if not parts:
+        unknown = (f"{_ids(self.unknown)} ran with no recorded provenance (before gridlab recorded it)"
+                   if self.partly_unknown else None)
+        if not parts and unknown is None:
             return None
+        if not parts:
+            return f"{unknown}, the other {len(self.code_of)} under one code and environment; compare with care"
         jobs_n = len(self.code_of)
-        return (f"these {jobs_n} jobs ran under " + " and ".join(parts)
+        return (f"these {jobs_n} jobs ran under " + " and ".join(parts) + (f"; {unknown}" if unknown else "")
                 + "; compare with care, and see `gridlab show JOB` for what each ran")
 
 

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from db.errors import GridlabError
-from harness import inputs
+from harness import inputs, terminal
 from jobs import states
 
 EXECUTOR_HELP = "slurm: a Slurm job array via submitit; local: processes on this machine (same worker code)."
@@ -26,6 +26,29 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise GridlabError(f"{flag} {pair!r} is not KEY=VALUE", f"write it like {flag} reservation=my-res")
+        out[key] = value
+    return out
+
+
+def _env(values: tuple[str, ...]) -> dict[str, str]:
+    """--env KEY=VALUE, or --env KEY: the value of KEY in this environment (which keeps a
+    token off the command line, where any user's `ps` shows it)."""
+    from slurm import secrets
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise GridlabError(f"--env {item.split('=', 1)[0]!r} is not a variable name",
+                               "write it like --env HF_HOME=/scratch/hf, or --env HF_TOKEN to pass your own")
+        if not sep:
+            if key not in os.environ:
+                raise GridlabError(f"--env {key}: {key} is not set in this environment",
+                                   f"set it (export {key}=...) or give --env {key}=VALUE")
+            value = os.environ[key]
+        elif secrets.looks_secret(key, value):
+            terminal.err_console.print(f"note: {key}'s value was given on the command line, where `ps` shows it; next time "
+                          f"export it and pass --env {key}", style="yellow", markup=False, highlight=False)
         out[key] = value
     return out
 
@@ -82,7 +105,7 @@ def _flags(partition, gres, time_, mem, cpus, account, qos, constraint, array_pa
 @click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True, help=EXECUTOR_HELP)
 @click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 10_000), help="Workers to start.")
 @slurm_options
-@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable for the workers (repeatable).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY[=VALUE]", help="Extra environment variable for the workers (repeatable); KEY alone passes this environment's value (use it for tokens: it keeps them out of `ps`).")
 @click.option("--runner", default="harness.experiments:run", show_default=True, help="What a worker runs per job (module:function).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False), help="Checkpoints and logs; must be on a filesystem the nodes share.")
 @click.option("--heartbeat", default=10.0, show_default=True, type=inputs.Seconds(0.1), help="Seconds between lease heartbeats.")
@@ -106,7 +129,7 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
     _setup_logging(verbose)
     settings = _settings(grid_file, _flags(partition, gres, time_, mem, cpus, account, qos, constraint,
                                            array_parallelism, signal_delay, sbatch_flags, setup_lines))
-    env = _pairs(env_pairs, "--env")
+    env = _env(env_pairs)
     options = launch_mod.worker_options(db_url or os.environ.get("GRIDLAB_DB") or "sqlite:///gridlab.db", runner=runner,
                                         runs_dir=runs_dir, heartbeat_s=heartbeat)
     folder = launch_mod.new_folder(runs_dir)
@@ -152,7 +175,7 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
 @click.command()
 @click.option("--workers", "-w", default=None, type=click.IntRange(1, 10_000), help="Keep this many workers alive while jobs remain (default: only reconcile).")
 @slurm_options
-@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable for new workers (repeatable).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY[=VALUE]", help="Extra environment variable for new workers (repeatable); KEY alone passes this environment's value.")
 @click.option("--runner", default="harness.experiments:run", show_default=True)
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--heartbeat", default=10.0, show_default=True, type=inputs.Seconds(0.1))
@@ -178,7 +201,7 @@ def supervise(workers, partition, gres, time_, mem, cpus, account, qos, constrai
         return
     settings = _settings(None, _flags(partition, gres, time_, mem, cpus, account, qos, constraint,
                                       array_parallelism, signal_delay, sbatch_flags, setup_lines))
-    env = _pairs(env_pairs, "--env")
+    env = _env(env_pairs)
     options = launch_mod.worker_options(queue.engine.url.render_as_string(hide_password=False), runner=runner,
                                         runs_dir=runs_dir, heartbeat_s=heartbeat)
     pinned = None

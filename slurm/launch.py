@@ -113,6 +113,22 @@ def _private(options: WorkerOptions, folder: Path, extra_env: dict[str, str]) ->
     return replace(options, url=url, secrets_file=secrets_file), public
 
 
+def _unexported(extra_env: dict[str, str]) -> dict[str, None]:
+    """Variables to leave out of what sbatch (or a local worker) inherits from this process:
+    the secret --env ones and a GRIDLAB_DB holding a password. The workers read them from
+    the secrets file; Slurm would otherwise store them with the job's environment."""
+    names = dict.fromkeys(secrets.split_env(extra_env)[1])
+    db = os.environ.get("GRIDLAB_DB")
+    if db:
+        try:
+            secret_db = has_secret(db)
+        except Exception:  # not a URL: not ours to judge
+            secret_db = False
+        if secret_db:
+            names["GRIDLAB_DB"] = None
+    return names
+
+
 def require_slurm() -> None:
     if shutil.which("sbatch") is None:
         raise GridlabError("no Slurm here: sbatch is not on PATH", "run on a Slurm login node, or use --executor local")
@@ -133,7 +149,8 @@ def launch_slurm(options: WorkerOptions, settings: SlurmSettings, *, workers: in
     options, public_env = _private(options, folder, extra_env or {})
     executor.update_parameters(**sbatch_parameters(options, settings, public_env, snapshot))
     try:
-        jobs = executor.map_array(SlurmWorker(), [options] * workers)
+        with _environ(_unexported(extra_env or {})):
+            jobs = executor.map_array(SlurmWorker(), [options] * workers)
     except (FailedJobError, FailedSubmissionError, OSError) as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise SubmissionRefused(f"sbatch refused the workers: {sbatch_error(str(exc))}",
@@ -150,7 +167,8 @@ def launch_local(options: WorkerOptions, settings: SlurmSettings, *, workers: in
     options, public_env = _private(options, folder, extra_env or {})
     executor = submitit.LocalExecutor(folder=folder / "%j", max_num_timeout=settings.max_requeues)
     executor.update_parameters(timeout_min=settings.time, signal_delay_s=settings.signal_delay_s)
-    env = {"PYTHONPATH": os.pathsep.join(snapshot_mod.pythonpath(snapshot)), **public_env}
+    env: dict[str, str | None] = {"PYTHONPATH": os.pathsep.join(snapshot_mod.pythonpath(snapshot)), **public_env,
+                                  **_unexported(extra_env or {})}
     if snapshot is not None:
         env["PYTHONSAFEPATH"] = "1"
     with _environ(env):
@@ -159,10 +177,15 @@ def launch_local(options: WorkerOptions, settings: SlurmSettings, *, workers: in
 
 
 @contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in os.environ while the block runs (child processes inherit them)."""
+def _environ(values: dict[str, str | None]) -> Iterator[None]:
+    """``values`` in os.environ while the block runs (child processes inherit them); a
+    None value unsets the variable."""
     saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         yield
     finally:

@@ -116,6 +116,10 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str], str]] = [
      ["each worker asks for 2 nodes", "use PostgreSQL for Slurm workers"], "sqlite"),
     ("slurm-sqlite-workers-on-two-nodes", {}, ["launch", "--executor", "slurm", "--workers", "3", "--db", "{db}"],
      ["3 workers may run on 2 nodes (node1, node2)", "use PostgreSQL", "--sbatch nodelist=NODE"], "sqlite"),
+    ("env-name-not-set", {}, ["launch", "--executor", "local", "--env", "GRIDLAB_TEST_NEVER_SET", "--db", "{db}"],
+     ["--env GRIDLAB_TEST_NEVER_SET: GRIDLAB_TEST_NEVER_SET is not set in this environment"], "sqlite"),
+    ("env-not-a-name", {}, ["launch", "--executor", "local", "--env", "1X=y", "--db", "{db}"],
+     ["--env '1X' is not a variable name"], "sqlite"),
     # --- databases ------------------------------------------------------------------
     ("db-unreachable-host", {"g.yaml": GOOD}, ["enqueue", "g.yaml", "--db", "postgresql://postgres@127.0.0.1:1/gridlab"], ["postgres@127.0.0.1:1/gridlab: connection failed", "Connection refused", "server is running"], "none"),
     ("db-password-not-shown", {"g.yaml": GOOD}, ["enqueue", "g.yaml", "--db", "postgresql://alice:hunter2@127.0.0.1:1/gridlab"], ["cannot reach database", "alice:***@"], "none"),

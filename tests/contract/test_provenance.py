@@ -112,6 +112,19 @@ def test_job_provenance_and_drift_name_what_each_job_ran(queue, engine):
     assert f"11111111+dirty:dddddd: jobs {b[0]}-{b[1]}" in warning and "2 environments" in warning
 
 
+def test_drift_says_when_some_pooled_jobs_have_no_recorded_provenance(queue, engine):
+    queue.enqueue("g", make_jobs(3))
+    known = run_all(queue, worker("w1"), 2)
+    old = run_all(queue, WorkerInfo(name="old", host="h", pid=1), 1)
+    with scope(engine, write=False) as conn:
+        drift = reads.drift(conn, known + old)
+        alone = reads.drift(conn, old)
+    assert drift.unknown == tuple(old) and drift.any and not drift.code_drift
+    assert drift.warning() == (f"job {old[0]} ran with no recorded provenance (before gridlab recorded it), the other 2 "
+                               "under one code and environment; compare with care")
+    assert not alone.any and alone.warning() is None  # nothing known to compare against
+
+
 def test_drift_tells_environments_apart_by_packages_outside_the_key_list(queue, engine):
     queue.enqueue("g", make_jobs(2))
     other = dataclasses.replace(ENV_1, freeze="numpy==2.0.0\ntorch==2.4.0")
