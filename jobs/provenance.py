@@ -6,8 +6,8 @@ shared by every attempt that used it (db/models.py, migration 0007).
 
 - **Code**: a hash of the source files of the folder this gridlab was imported from,
   and, from git, the commit, whether the tree is dirty, and the diff against the commit
-  with untracked files included (made in a throwaway index: the real one is not
-  touched). A pinned snapshot (:mod:`slurm.snapshot`) carries the git facts of the
+  with untracked files included (nothing is written to the repository: no index, no
+  objects). A pinned snapshot (:mod:`slurm.snapshot`) carries the git facts of the
   checkout it was made from in its manifest; its files are hashed again here, so an
   edited snapshot shows.
 - **Environment**: Python, the versions that matter (torch and the CUDA it was built
@@ -34,7 +34,6 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -309,26 +308,59 @@ _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
 def _git_diff(root: Path) -> str | None:
-    """The work tree against HEAD, untracked (not ignored) files included, in a copy of the
-    index so the user's staging area is left alone."""
-    index = _git(root, "rev-parse", "--git-path", "index")
+    """The work tree against HEAD, untracked (not ignored) source files included, as one
+    patch that ``git apply`` takes. Nothing is written to the repository (no index, no
+    objects): tracked changes come from ``git diff``, untracked text files are written out
+    as new files here, binary ones by ``git diff --no-index``. Untracked files that are
+    not source files (data, weights) are left out, as they are of the code's hash."""
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD")
     base = head.strip() if head else _EMPTY_TREE
-    with tempfile.TemporaryDirectory(prefix="gridlab-index-") as tmp:
-        copy = Path(tmp) / "index"
-        if index is not None:
-            real = Path(index.strip())
-            real = real if real.is_absolute() else root / real
-            try:
-                shutil.copy2(real, copy)
-            except OSError:
-                pass  # no index yet: git starts an empty one
-        env = {"GIT_INDEX_FILE": str(copy)}
-        top = _git(root, "rev-parse", "--show-toplevel")
-        where = Path(top.strip()) if top else root
-        if _git(where, "add", "-A", "--", ".", env=env) is None:
-            return None
-        return _git(where, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", base, env=env)
+    top = _git(root, "rev-parse", "--show-toplevel")
+    where = Path(top.strip()) if top else root
+    tracked = _git(where, "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false", "diff", "--binary",
+                   "--no-color", "--no-ext-diff", base, "--", ".")
+    untracked = _git(where, "ls-files", "-z", "--others", "--exclude-standard")
+    if tracked is None or untracked is None:
+        return None
+    parts = [tracked]
+    for rel in sorted(p for p in untracked.split("\0") if p and is_source(p)):
+        parts.append(_new_file_patch(where, rel))
+    return "".join(parts)
+
+
+def _git_binary_new_file(top: Path, rel: str) -> str | None:
+    """A binary new file's patch (``git diff --no-index`` exits 1 when files differ)."""
+    try:
+        proc = subprocess.run(["git", "diff", "--no-index", "--binary", "--no-color", "--no-ext-diff", "--",
+                               "/dev/null", rel], cwd=top, capture_output=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.decode("utf-8", "surrogateescape") if proc.returncode in (0, 1) else None
+
+
+def _new_file_patch(top: Path, rel: str) -> str:
+    path = top / rel
+    head = f"diff --git a/{rel} b/{rel}\nnew file mode {'100755' if os.access(path, os.X_OK) else '100644'}\n"
+    try:
+        size = path.stat().st_size
+        data = path.read_bytes() if size <= MAX_SOURCE_BYTES else None
+    except OSError:
+        return head
+    if data is None:
+        return ""  # too big to be code: not hashed either
+    if b"\0" in data[:8192]:
+        return _git_binary_new_file(top, rel) or ""
+    if not data:
+        return head
+    text = data.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    last_newline = text.endswith("\n")
+    if last_newline:
+        lines = lines[:-1]
+    body = "".join(f"+{line}\n" for line in lines)
+    if not last_newline:
+        body += "\\ No newline at end of file\n"
+    return head + f"--- /dev/null\n+++ b/{rel}\n@@ -0,0 +1,{len(lines)} @@\n" + body
 
 
 # --- environment ----------------------------------------------------------------------

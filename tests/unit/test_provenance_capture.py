@@ -49,10 +49,15 @@ def test_edits_and_untracked_files_are_in_the_diff_and_the_index_is_left_alone(r
     (repo / "pkg" / "new_term.py").write_text("WEIGHT = 0.1\n")
     (repo / "runs").mkdir()
     (repo / "runs" / "ckpt.json").write_text("{}")  # ignored: neither hashed nor in the diff
+    (repo / "pkg" / "weights.bin").write_bytes(b"\x00\x01" * 100)  # untracked data: not code, not in the diff
+    (repo / "pkg" / "table.json").write_bytes(b"{}\x00\xff")  # untracked binary source file: a binary patch
+    objects = git(repo, "count-objects", "-v")
     dirty = provenance.capture_code(repo)
+    assert git(repo, "count-objects", "-v") == objects  # nothing written into the repository
     assert dirty.git_commit == clean.git_commit and dirty.git_dirty is True
     assert "+    return 2 * a" in dirty.diff and "+WEIGHT = 0.1" in dirty.diff and "ckpt" not in dirty.diff
-    assert dirty.files_hash != clean.files_hash and dirty.files == clean.files + 1
+    assert "weights.bin" not in dirty.diff and "GIT binary patch" in dirty.diff and "b/pkg/table.json" in dirty.diff
+    assert dirty.files_hash != clean.files_hash and dirty.files == clean.files + 2
     assert dirty.label() == f"{clean.git_commit[:8]}+dirty:{dirty.diff_hash[:6]}"
     assert git(repo, "diff", "--cached", "--name-only") == ""  # nothing staged by the capture
     assert "?? pkg/new_term.py" in git(repo, "status", "--porcelain")
