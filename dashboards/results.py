@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, ui
+from dashboards import factors, provenance, ui
 from db import stats
 
 LAST = ui.LAST
@@ -109,6 +109,10 @@ def render() -> None:
         st.warning(f"No selected job has a value for {metric}.")
         return
 
+    with ui.reading() as conn:
+        drift = provenance.drift_of(conn, values["id"].tolist())
+    values = provenance.label_columns(values, drift)
+
     varying = factors.varying(values, names)
     seedlike = [n for n in varying if "seed" in n.lower()]
     c1, c2 = st.columns(2)
@@ -130,6 +134,8 @@ def render() -> None:
             b = c2.selectbox("minus B", col_values, index=1, key="results-b")
             if a != b:
                 table = add_difference(table, values, rows, column, a, b)
+    table = provenance.pooled_labels(table, values, rows)
+    provenance.warn(drift)
     st.dataframe(display(table, digits), hide_index=True)
     st.caption(f"{metric}: mean ± 95% t interval over {', '.join(over) if over else 'repeats of a cell'}"
                f" ({len(values)} jobs). A − B interval: Welch.")

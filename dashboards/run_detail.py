@@ -1,12 +1,13 @@
 """Run detail page: one job's resolved spec, factors, summaries, every curve, attempts,
-events and generations. Opens on ``?job=ID`` when given."""
+provenance (grid file version; per attempt the code, environment and machine), events and
+generations. Opens on ``?job=ID`` when given."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, curves, factors, queries, ui
+from dashboards import charts, curves, factors, provenance, queries, ui
 
 BUCKETS = 400
 
@@ -85,6 +86,8 @@ def render() -> None:
 
     st.subheader("Attempts")
     ui.table(attempts, f"job_{job_id}_attempts")
+    with ui.reading() as conn:
+        provenance.render_job(conn, job_id)
     st.subheader("Events")
     ui.table(events.assign(time=events["at"].map(ui.when)), f"job_{job_id}_events")
     st.subheader("Generations")

@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from db import stats
 from jobs import states
+
+# Every text that comes from a grid file or the database (names, values, errors, workers)
+# is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
 
 STATE_STYLE = {
     states.PENDING: "yellow",
@@ -29,7 +33,7 @@ def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:
         table.add_column(s, justify="right", style=STATE_STYLE[s])
     table.add_column("total", justify="right", style="bold")
     for grid, counts in counts_by_grid.items():
-        table.add_row(grid, *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
+        table.add_row(escape(grid), *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
     return table
 
 
@@ -51,14 +55,14 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
         if len(values) < 2 and not only:
             continue  # a factor with one value says nothing
         if len(values) > MAX_FACTOR_ROWS and not only:
-            tables.append(f"By {name}: {len(values):,} values, not listed (see them with --by {name})")
+            tables.append(f"By {escape(name)}: {len(values):,} values, not listed (see them with --by {escape(name)})")
             continue
-        table = Table(title=f"By {name}", title_justify="left")
-        table.add_column(name)
+        table = Table(title=f"By {escape(name)}", title_justify="left")
+        table.add_column(escape(name))
         for s in states.ALL:
             table.add_column(s, justify="right", style=STATE_STYLE[s])
         for value, counter in values.items():
-            table.add_row(value, *(str(counter.get(s, 0) or "") for s in states.ALL))
+            table.add_row(escape(value), *(str(counter.get(s, 0) or "") for s in states.ALL))
         tables.append(table)
     return tables
 
@@ -81,9 +85,10 @@ def shown_metrics(rows, metrics: list[str] | None = None) -> tuple[list[str], in
     return names, len(set(present) - set(names))
 
 
-def results_table(rows, metrics: list[str] | None = None) -> Table:
+def results_table(rows, metrics: list[str] | None = None, provenance: dict[str, dict[int, str]] | None = None) -> Table:
     """Final figures per job: one row per job, the factors that vary, and the headline
-    figures (or the ones named in ``metrics``)."""
+    figures (or the ones named in ``metrics``). ``provenance``: extra columns (e.g. "code")
+    giving each job's label, shown where pooled jobs ran different code or environments."""
     per_job: dict[int, dict[str, Any]] = {}
     factors: dict[int, dict[str, Any]] = {}
     for row in rows:
@@ -99,14 +104,18 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
     table = Table(title="Results", title_justify="left", caption=caption)
     table.add_column("job", justify="right")
     for f in factor_names:
-        table.add_column(f)
+        table.add_column(escape(f))
     for n in names:
-        table.add_column(n, justify="right")
+        table.add_column(escape(n), justify="right")
+    extra = provenance or {}
+    for column in extra:
+        table.add_column(column, style="yellow")
     for job_id, values in per_job.items():
         table.add_row(
             str(job_id),
-            *(_fmt(factors[job_id].get(f, "")) for f in factor_names),
+            *(escape(_fmt(factors[job_id].get(f, ""))) for f in factor_names),
             *(_num(values.get(n)) for n in names),
+            *(escape(labels.get(job_id, "not recorded")) for labels in extra.values()),
         )
     return table
 
@@ -199,6 +208,57 @@ def running_table(running: list) -> Table:
     for j in running:
         age = "" if j.heartbeat_age_s is None else f"{j.heartbeat_age_s:.0f} s ago"
         loss = "" if j.value is None else f"{j.value:.4g}"
-        table.add_row(str(j.id), j.grid, cell_label(j.factors), str(j.attempt), progress_text(j), loss,
-                      j.worker or "", age)
+        table.add_row(str(j.id), escape(j.grid), escape(cell_label(j.factors)), str(j.attempt), progress_text(j), loss,
+                      escape(j.worker or ""), age)
     return table
+
+
+# --- provenance (`gridlab show`) ---------------------------------------------------------
+
+
+def provenance_lines(jp) -> list[str]:
+    """Plain lines (print them without markup): the grid file version a job was enqueued
+    from, and per attempt the code, environment and machine it ran on (a db.provenance.
+    JobProvenance). An attempt like the one before it says so in one line."""
+    import time
+
+    lines = []
+    v = jp.grid_version
+    if v is None:
+        lines.append("grid file: version not recorded (enqueued before gridlab kept grid file versions)")
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))
+        lines.append(f"grid file: version {v.number} of {v.of} (sha256 {v.text_hash[:12]}, read from "
+                     f"{v.source_path or '?'} on {when}); print it with --grid-file")
+    previous = None
+    for a in jp.attempts:
+        where = f"Slurm job {a.slurm_job_id} on {a.node or '?'}" if a.slurm_job_id else ""
+        if a.code is None:
+            lines.append(f"attempt {a.number}: provenance not recorded" + (f" ({where})" if where else ""))
+            previous = None
+            continue
+        same = previous is not None and (a.code.id, a.environment.id, a.machine.id, a.code_root) == previous
+        previous = (a.code.id, a.environment.id, a.machine.id, a.code_root)
+        if same:
+            lines.append(f"attempt {a.number}: same code, environment and machine as attempt {a.number - 1}"
+                         + (f" ({where})" if where else ""))
+            continue
+        c, e, m = a.code, a.environment, a.machine
+        if c.git_commit is None:
+            code = f"no git; {c.files} source files, sha256 {c.files_hash[:12]}"
+        else:
+            state = f"dirty, diff sha256 {(c.diff_hash or '?')[:12]} (print it with --diff)" if c.git_dirty else "clean"
+            code = f"commit {c.git_commit[:12]}, {state}; {c.files} source files, sha256 {c.files_hash[:12]}"
+        origin = f"pinned snapshot {a.code_root}" if a.pinned else f"live tree {a.code_root}"
+        pkgs = e.packages
+        cuda = pkgs.get("torch_cuda") or "none"
+        versions = ", ".join(f"{k} {pkgs[k]}" for k in ("transformers", "peft", "datasets", "lm-eval", "llm-blender",
+                                                        "gridlab") if pkgs.get(k))
+        lines.append(f"attempt {a.number}: code {c.label} ({code}) from {origin}")
+        lines.append(f"  environment: {e.python}; torch {pkgs.get('torch') or 'not installed'} (CUDA {cuda}); "
+                     f"{versions} (all packages: --freeze)")
+        gpu = f"{m.gpus}, driver {m.gpu_driver or '-'}, CUDA {m.cuda_driver or '-'}" if m.gpu_count else "no GPU"
+        lines.append(f"  machine: {m.host} ({m.platform}), {m.cpu_count} CPUs, {gpu}" + (f"; {where}" if where else ""))
+    if not jp.attempts:
+        lines.append("attempts: none yet (provenance is recorded when a worker claims the job)")
+    return lines

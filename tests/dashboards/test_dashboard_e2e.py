@@ -86,4 +86,6 @@ def test_dashboard_streamlit_command_keeps_passwords_off_the_command_line():
     assert plain[-3:] == ["--", "--db", "sqlite:////x/g.db"] and "--server.headless" in plain
     secret = commands_dashboard.streamlit_argv("postgresql://alice:s3cret@db/g", host="127.0.0.1", port=8600)
     assert not any("s3cret" in a for a in secret)
+    in_query = commands_dashboard.streamlit_argv("postgresql://alice@db/g?password=s3cret", host="127.0.0.1", port=8600)
+    assert not any("s3cret" in a for a in in_query) and "--db" not in in_query
     assert commands_dashboard.server_env("postgresql://alice:s3cret@db/g")["GRIDLAB_DB"].endswith("@db/g")
