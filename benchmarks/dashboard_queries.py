@@ -331,6 +331,34 @@ def page_queries(info: dict) -> dict[str, Callable]:
         q.job_table(conn)
         q.pair_outputs(conn, arm_a, arm_b)
 
+    def win_rates(conn):
+        # what the Comparisons page computes from its verdicts: 50 pairs' bootstraps
+        from dashboards.comparisons import win_rates as rates
+
+        rates(q.judgment_counts(conn))
+
+    def effects(conn):
+        # the Factor effects page on val_loss: its reads, then the statistics over 500 jobs
+        from db import stats
+
+        q.job_table(conn)
+        q.summary_names(conn)
+        q.metric_names(conn, ids)
+        values = q.summary_values(conn, "val_loss")
+        rows = list(zip(values["factors"], values["value"]))
+        stats.factor_effects(rows, bounds=stats.quantity_range("val_loss"))
+        stats.interaction(rows, "norm", "dataset", stats.quantity_range("val_loss"))
+
+    def compare(picked: list[int]):
+        def run(conn):
+            q.job_table(conn)
+            q.metric_names(conn, picked)
+            q.summaries_of(conn, picked)
+            q.job_specs(conn, picked)
+            for name in ("loss", "val_loss"):
+                q.curves(conn, name, picked, buckets=buckets_per_run(len(picked), 400))
+        return run
+
     def timing(conn):
         q.job_table(conn)
         q.generation_timing(conn)
@@ -370,6 +398,10 @@ def page_queries(info: dict) -> dict[str, Callable]:
         "  same, point by point ": curves_long_run_point_by_point,
         "results": results,
         "comparisons": comparisons,
+        "  and its win rates (50 pairs x 160 prompts)": win_rates,
+        "factor effects (500 jobs' val_loss)": effects,
+        "compare 2 runs": compare(ids[100:102]),
+        "compare 2 cells (5 seeds each)": compare(ids[100:110]),
         "timing": timing,
         "failures": failures,
         "run detail (1M-point run)": run_detail,

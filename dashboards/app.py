@@ -3,7 +3,7 @@
     streamlit run dashboards/app.py -- --db sqlite:///gridlab.db
 
 It opens the database read-only (``--db`` after ``--``, else ``GRIDLAB_DB``), offers the
-grid picker in the sidebar, and routes to one page per file in this folder.
+grid picker in the sidebar (``?grid=NAME`` in a link picks one), and routes to one page per file in this folder.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ PAGES = [
     ("curves.py", "Curves", ":material/show_chart:"),
     ("results.py", "Results", ":material/table_chart:"),
     ("comparisons.py", "Comparisons", ":material/compare_arrows:"),
+    ("effects.py", "Factor effects", ":material/insights:"),
+    ("run_compare.py", "Compare runs", ":material/difference:"),
     ("timing.py", "Timing", ":material/speed:"),
     ("failures.py", "Failures", ":material/error:"),
     ("run_detail.py", "Run detail", ":material/description:"),
@@ -48,7 +50,10 @@ def main() -> None:
     with st.sidebar:
         with ui.reading() as conn:
             names = queries.grid_progress(conn)["grid"].drop_duplicates().tolist()
-        st.selectbox("Grid", [ui.ALL_GRIDS, *names], key="grid")
+        choices = [ui.ALL_GRIDS, *names]
+        if "grid" not in st.session_state and st.query_params.get("grid") in choices:
+            st.session_state["grid"] = st.query_params["grid"]  # a link that names its grid: ?grid=NAME
+        st.selectbox("Grid", choices, key="grid")
         st.caption(f"Database: `{db_engine.redact(db_engine.resolve_url(url))}` (read-only)")
     page.run()
 

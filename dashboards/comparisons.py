@@ -3,10 +3,12 @@ intervals over prompts, and the arms' answers to each prompt side by side."""
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import charts, factors, queries, ui
+from db import stats
 
 ALL_JUDGES = "(all judges)"
 
@@ -21,7 +23,7 @@ def oriented(verdicts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def win_rates(verdicts: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
+def win_rates(verdicts: pd.DataFrame, *, resamples: int = stats.RESAMPLES) -> pd.DataFrame:
     """Per (judge, arm a, arm b): prompts, a wins, b wins, ties, win rate of a (ties count
     half) and its 95% bootstrap interval over prompts."""
     rows = []
@@ -32,6 +34,16 @@ def win_rates(verdicts: pd.DataFrame, *, resamples: int = 2000) -> pd.DataFrame:
                      "ties": int((part["winner"] == "tie").sum()), "win_rate_a": rate, "ci95_low": lo, "ci95_high": hi})
     return pd.DataFrame(rows, columns=["judge", "arm_a", "arm_b", "prompts", "a_wins", "b_wins", "ties",
                                        "win_rate_a", "ci95_low", "ci95_high"])
+
+
+def win_rate_chart(rates: pd.DataFrame) -> alt.LayerChart:
+    """A row per pair of arms (and judge): arm a's win rate and its bootstrap interval, on
+    an axis from 0 to 1 at most; "n=2" where a pair has fewer than three prompts."""
+    table = rates.assign(pair=[f"{a}  vs  {b}" + (f" ({j})" if rates["judge"].nunique() > 1 else "")
+                               for a, b, j in zip(rates["a"], rates["b"], rates["judge"])])
+    return charts.interval_chart(table, "pair", "win_rate_a", n="prompts", low="ci95_low", high="ci95_high",
+                                 quantity="win_rate_a", bars=False, axis_title="win_rate_a", domain=(0.0, 1.0), reference=0.5,
+                                 title="Win rate of a (95% bootstrap interval over prompts)")
 
 
 def arm_labels(jobs: pd.DataFrame, names: list[str], arm_ids: list[int]) -> dict[int, str]:
@@ -67,12 +79,13 @@ def render() -> None:
     rates.insert(4, "b", rates["arm_b"].map(labels))
 
     st.subheader("Win rates")
+    st.altair_chart(win_rate_chart(rates), width="stretch")
     ui.table(rates, "win_rates", column_config={
         "win_rate_a": st.column_config.ProgressColumn("win rate of a", min_value=0.0, max_value=1.0, format="%.3f"),
         "ci95_low": st.column_config.NumberColumn(format="%.3f"),
         "ci95_high": st.column_config.NumberColumn(format="%.3f"),
-    }, caption="Win rate of a = (a wins + ties / 2) / prompts; interval: 2.5th-97.5th percentile of 2,000 "
-               "bootstrap resamples of the prompts.")
+    }, caption="Win rate of a = (a wins + ties / 2) / prompts; interval: 2.5th-97.5th percentile of "
+               f"{stats.RESAMPLES:,} bootstrap resamples of the prompts (as `gridlab compare` prints it).")
 
     st.subheader("Answers side by side")
     pairs = [(int(r.arm_a), int(r.arm_b)) for r in rates.drop_duplicates(["arm_a", "arm_b"]).itertuples()]

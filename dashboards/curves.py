@@ -8,7 +8,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import charts, factors, queries, ui
+from db import stats
 
 #: Shown first, in this order, when logged.
 PREFERRED = ("loss", "val_loss", "grad_norm", "token_accuracy", "learning_rate", "lr", "val_perplexity")
@@ -45,26 +46,16 @@ def shape(points: pd.DataFrame, jobs: pd.DataFrame, colour: str, *, smoothing: f
     data = data.sort_values(["line", "step"], ignore_index=True)
     if smoothing > 0:
         data["raw"] = data["value"]
-        data["value"] = data.groupby("line", group_keys=False)["value"].apply(lambda s: stats.ema(s, smoothing))
+        data["value"] = data.groupby("line", group_keys=False)["value"].transform(lambda s: stats.ema(s.to_numpy(), smoothing))
     return data
 
 
 def chart(data: pd.DataFrame, metric: str, colour: str, *, log_y: bool, colour_order: list[str]) -> alt.Chart:
-    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
+    """One line per run (or per colour), the legend above it; sparse curves show their points."""
     tooltip = ["line:N", "colour:N", "step:Q", alt.Tooltip("value:Q", format=".4g"), "points:Q"]
-    return (
-        alt.Chart(data, title=metric)
-        .mark_line(strokeWidth=1.5, clip=True)
-        .encode(
-            x=alt.X("step:Q", title="step"),
-            y=alt.Y("value:Q", title=metric, scale=y_scale),
-            color=alt.Color("colour:N", title=colour, sort=colour_order),
-            detail="line:N",
-            tooltip=tooltip,
-        )
-        .properties(height=320)
-        .interactive(bind_y=False)
-    )
+    shown = [c for c in colour_order if c in set(data["colour"])] if not data.empty else list(colour_order)
+    return charts.line_chart(data, y_title=metric, colour="colour", colour_title=colour, colour_order=shown,
+                             title=metric, log_y=log_y, tooltip=tooltip)
 
 
 @st.cache_data(ttl=30, show_spinner="Reading curves…", max_entries=64)

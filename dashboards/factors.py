@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: Job-table columns a factor may not shadow; a factor of one of these names is shown
@@ -60,9 +61,12 @@ def ordered(values: Iterable[Any]) -> list[Any]:
 
 
 def fmt(value: Any) -> str:
-    """A factor value as the pages print it (1e-3, not 0.001000)."""
+    """A factor value as the pages print it (1e-3, not 0.001000; booleans as the grid file
+    and `gridlab status` write them: true, false)."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, ui
+from dashboards import charts, factors, queries, ui
 
 #: A heatmap cell with jobs in several states shows the most pressing one.
 URGENCY = ("failed", "diverged", "running", "pending", "cancelled", "succeeded")
@@ -39,6 +39,17 @@ def heatmap_cells(jobs: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     cells["state"] = [next(s for s in URGENCY if row[s] > 0) for _, row in cells.iterrows()]
     cells["label"] = [f"{row['succeeded']}/{row['jobs']}" for _, row in cells.iterrows()]
     return cells
+
+
+def heatmap_chart(cells: pd.DataFrame, jobs: pd.DataFrame, x: str, y: str) -> alt.LayerChart:
+    """The cells by factor: a row per value of ``y`` (charts.STEP pixels each), a column per
+    value of ``x``, coloured by state and labelled succeeded/jobs where the labels fit."""
+    x_order = [factors.fmt(v) for v in factors.ordered(jobs[x])]
+    y_order = [factors.fmt(v) for v in factors.ordered(jobs[y])]
+    colour = alt.Color("state:N", title="state", legend=charts.legend("state", ui.STATES), scale=alt.Scale(
+        domain=list(ui.STATES), range=[ui.STATE_COLOURS[s] for s in ui.STATES]))
+    return charts.heatmap(cells, x, y, x_order, y_order, colour=colour, text="label",
+                          tooltip=[alt.Tooltip(f"{charts.field(x)}:N", title=x), alt.Tooltip(f"{charts.field(y)}:N", title=y), "label:N", "jobs:Q", *(f"{s}:Q" for s in ui.STATES)])
 
 
 def running_table(running: pd.DataFrame) -> pd.DataFrame:
@@ -99,17 +110,7 @@ def render() -> None:
         x = c1.selectbox("Columns", varying, index=0, key="overview-x")
         y = c2.selectbox("Rows", [v for v in varying if v != x], index=0, key="overview-y")
         cells = heatmap_cells(jobs, x, y)
-        x_order = [factors.fmt(v) for v in factors.ordered(jobs[x])]
-        y_order = [factors.fmt(v) for v in factors.ordered(jobs[y])]
-        colour = alt.Color("state:N", title="state", scale=alt.Scale(
-            domain=list(ui.STATES), range=[ui.STATE_COLOURS[s] for s in ui.STATES]))
-        base = alt.Chart(cells).encode(
-            x=alt.X(f"{x}:N", sort=x_order, title=x), y=alt.Y(f"{y}:N", sort=y_order, title=y)
-        )
-        chart = base.mark_rect(stroke="white").encode(
-            color=colour, tooltip=[x, y, "jobs", *ui.STATES]
-        ) + base.mark_text(color="white", fontWeight="bold").encode(text="label:N")
-        st.altair_chart(chart.properties(height=max(160, 40 * len(y_order))), width="stretch")
+        st.altair_chart(heatmap_chart(cells, jobs, x, y), width="stretch")
         st.caption("Each cell: succeeded/jobs over the other factors; its colour is the most pressing state "
                    "among its jobs (failed > diverged > running > pending > cancelled > succeeded).")
         ui.table(cells.drop(columns=["label"]), "cells_by_factor")

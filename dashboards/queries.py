@@ -599,3 +599,28 @@ def job_generations(conn: Connection, job_id: int, *, limit: int = 2000) -> pd.D
         .limit(limit)
     )
     return _frame(conn, stmt, {"job_id": int(job_id)})
+
+
+# --- comparing runs and factor effects ----------------------------------------------
+
+
+def job_specs(conn: Connection, job_ids: Sequence[int]) -> pd.DataFrame:
+    """The given jobs' resolved specs and factors: id, grid, state, spec, factors."""
+    stmt = (
+        select(jobs.c.id, grids.c.name.label("grid"), jobs.c.state, jobs.c.spec, jobs.c.factors)
+        .join(grids, grids.c.id == jobs.c.grid_id)
+        .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+        .order_by(jobs.c.id)
+    )
+    return _frame(conn, stmt, {"ids": _ids(job_ids)})
+
+
+def summaries_of(conn: Connection, job_ids: Sequence[int]) -> pd.DataFrame:
+    """Every final figure of the given jobs: job_id, name, value (on the summaries'
+    primary key, job_id first)."""
+    stmt = (
+        select(summaries.c.job_id, summaries.c.name, summaries.c.value)
+        .where(summaries.c.job_id.in_(bindparam("ids", expanding=True)))
+        .order_by(summaries.c.job_id, summaries.c.name)
+    )
+    return _frame(conn, stmt, {"ids": _ids(job_ids)})

@@ -8,9 +8,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import factors, provenance, ui
+from db import stats
 
-LAST = " (last logged)"
+LAST = ui.LAST
 NONE = "(none)"
 
 
@@ -88,9 +89,7 @@ def render() -> None:
     st.title("Results")
     with ui.reading() as conn:
         jobs, names = ui.jobs(conn)
-        summary_names = queries.summary_names(conn)
-        curve_names = queries.metric_names(conn, jobs["id"].tolist()) if not jobs.empty else []
-    options = summary_names + [f"{n}{LAST}" for n in curve_names]
+        options = ui.metric_options(conn, jobs["id"].tolist())
     if not options:
         st.info("No results yet: no job has written final figures or logged a metric.")
         return
@@ -102,17 +101,17 @@ def render() -> None:
     digits = c3.number_input("Digits", 1, 8, 4, key="results-digits")
 
     with ui.reading() as conn:
-        if metric.endswith(LAST):
-            values = queries.last_values(conn, metric.removesuffix(LAST), jobs["id"].tolist())
-        else:
-            values = queries.summary_values(conn, metric, grid=ui.grid())
-    values = jobs.merge(values[["job_id", "value"]], left_on="id", right_on="job_id")
+        values = ui.metric_values(conn, metric, jobs)
     if only_succeeded:
         values = values[values["state"] == "succeeded"]
     values = ui.factor_filters(values, names, key="results")
     if values.empty:
         st.warning(f"No selected job has a value for {metric}.")
         return
+
+    with ui.reading() as conn:
+        drift = provenance.drift_of(conn, values["id"].tolist())
+    values = provenance.label_columns(values, drift)
 
     varying = factors.varying(values, names)
     seedlike = [n for n in varying if "seed" in n.lower()]
@@ -135,13 +134,15 @@ def render() -> None:
             b = c2.selectbox("minus B", col_values, index=1, key="results-b")
             if a != b:
                 table = add_difference(table, values, rows, column, a, b)
+    table = provenance.pooled_labels(table, values, rows)
+    provenance.warn(drift)
     st.dataframe(display(table, digits), hide_index=True)
     st.caption(f"{metric}: mean ± 95% t interval over {', '.join(over) if over else 'repeats of a cell'}"
                f" ({len(values)} jobs). A − B interval: Welch.")
     st.download_button(f"Download results_{metric}.csv", table.to_csv(index=False).encode(),
                        file_name=f"results_{_slug(metric)}.csv", mime="text/csv", key="csv-results", on_click="ignore")
     with st.expander("Per-job values"):
-        ui.table(values.drop(columns=["job_id"]), f"values_{_slug(metric)}")
+        ui.table(values, f"values_{_slug(metric)}")
 
 
 def _slug(text: str) -> str:

@@ -1,13 +1,13 @@
 """Run detail page: one job's resolved spec, factors, summaries, every curve, attempts,
-events and generations. Opens on ``?job=ID`` when given."""
+provenance (grid file version; per attempt the code, environment and machine), events and
+generations. Opens on ``?job=ID`` when given."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import curves, factors, queries, ui
+from dashboards import charts, curves, factors, provenance, queries, ui
 
 BUCKETS = 400
 
@@ -80,15 +80,14 @@ def render() -> None:
         st.caption("No metric logged.")
     grid = st.columns(2)
     for i, (name, data) in enumerate(points.items()):
-        chart = (alt.Chart(data, title=name).mark_line().encode(
-            x="step:Q", y=alt.Y("value:Q", title=name, scale=alt.Scale(zero=False)),
-            tooltip=["step", alt.Tooltip("value:Q", format=".4g"), "points"]).properties(height=220))
         with grid[i % 2]:
-            st.altair_chart(chart, width="stretch")
+            st.altair_chart(charts.curve_chart(data, name), width="stretch")
             st.caption(f"{name}: {len(data):,} points from {int(data['points'].sum()):,} logged")
 
     st.subheader("Attempts")
     ui.table(attempts, f"job_{job_id}_attempts")
+    with ui.reading() as conn:
+        provenance.render_job(conn, job_id)
     st.subheader("Events")
     ui.table(events.assign(time=events["at"].map(ui.when)), f"job_{job_id}_events")
     st.subheader("Generations")

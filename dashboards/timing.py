@@ -1,5 +1,7 @@
 """Timing page: inference speed (from generations: tokens per second, latency) and
-training throughput (from the tokens_per_s and step_time_s curves), by variant."""
+training throughput (from the tokens_per_s and step_time_s curves), by variant: a row per
+variant, its mean and 95% interval over jobs (never below zero; "n=2" instead of an
+interval from fewer than three jobs)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import factors, queries, stats, ui
+from dashboards import charts, factors, queries, ui
+from db import stats
 
 JOB = "job"
 
@@ -38,14 +41,11 @@ def inference(per_job: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def bars(table: pd.DataFrame, variant: str, column: str, title: str) -> alt.Chart:
-    base = alt.Chart(table, title=title).encode(y=alt.Y(f"{variant}:N", sort=list(table[variant]), title=variant))
-    bar = base.mark_bar().encode(x=alt.X(f"{column}:Q", title=column),
-                                 tooltip=[variant, alt.Tooltip(f"{column}:Q", format=".4g"), "jobs"])
-    ci = table[f"{column} ci95"].fillna(0.0)
-    whiskers = alt.Chart(table.assign(lo=table[column] - ci, hi=table[column] + ci)).mark_rule().encode(
-        y=alt.Y(f"{variant}:N", sort=list(table[variant])), x="lo:Q", x2="hi:Q")
-    return (bar + whiskers).properties(height=max(120, 28 * len(table)))
+def bars(table: pd.DataFrame, variant: str, column: str, title: str) -> alt.LayerChart:
+    """A bar per variant (charts.STEP pixels each) from zero to its mean ``column``, and the
+    95% interval over its jobs, clipped at zero; "n=2" where there are too few jobs."""
+    return charts.interval_chart(table, variant, column, half=f"{column} ci95", n="jobs", quantity=column,
+                                 title=title, bars=True)
 
 
 def render() -> None:
@@ -70,7 +70,8 @@ def render() -> None:
         table = by_variant(gen_jobs, variant, ["tokens_per_s", "mean_latency_s", "max_latency_s", "tokens_per_answer"])
         st.altair_chart(bars(table, variant, "tokens_per_s", "generated tokens per second"), width="stretch")
         ui.table(table, "inference_timing",
-                 caption="Per job: new tokens / total latency; then mean ± 95% interval over the jobs of each variant.")
+                 caption=f"Per job: new tokens / total latency; then mean ± 95% interval over the jobs of each variant "
+                         f"(the chart draws it from {stats.MIN_N} jobs up).")
         with st.expander("Per job"):
             ui.table(gen_jobs.drop(columns=["job_id"]), "inference_timing_per_job")
 
@@ -85,7 +86,9 @@ def render() -> None:
         return
     per_job = per_job.dropna(subset=logged, how="all")
     table = by_variant(per_job, variant, logged)
-    st.altair_chart(bars(table, variant, logged[0], logged[0]), width="stretch")
+    for col, name in zip(st.columns(len(logged)), logged):
+        with col:
+            st.altair_chart(bars(table, variant, name, name), width="stretch")
     ui.table(table, "training_throughput",
              caption="Per job: mean over about 200 evenly spaced logged steps; then mean ± 95% interval over the "
                      "jobs of each variant.")

@@ -78,6 +78,32 @@ def jobs(conn: Connection) -> tuple[pd.DataFrame, list[str]]:
     return factors.expand(queries.job_table(conn, grid=grid()))
 
 
+#: Appended to a curve's name where a page offers the last logged value of a curve as a metric.
+LAST = " (last logged)"
+
+
+def metric_options(conn: Connection, job_ids: Sequence[int]) -> list[str]:
+    """Metrics a page may show per job: final figures (summaries), then the last logged
+    value of each curve the jobs logged ("loss (last logged)")."""
+    curve_names = queries.metric_names(conn, job_ids) if len(job_ids) else []
+    return queries.summary_names(conn) + [f"{n}{LAST}" for n in curve_names]
+
+
+def metric_name(option: str) -> str:
+    """The quantity a metric option is about ("loss" for "loss (last logged)")."""
+    return option.removesuffix(LAST)
+
+
+def metric_values(conn: Connection, option: str, jobs_: pd.DataFrame) -> pd.DataFrame:
+    """``jobs_`` (the job table) joined to each job's value of metric ``option``: the rows
+    of the jobs that have one, with a "value" column."""
+    if option.endswith(LAST):
+        values = queries.last_values(conn, metric_name(option), jobs_["id"].tolist())
+    else:
+        values = queries.summary_values(conn, option, grid=grid())
+    return jobs_.merge(values[["job_id", "value"]], left_on="id", right_on="job_id").drop(columns=["job_id"])
+
+
 def table(df: pd.DataFrame, name: str, *, caption: str | None = None, **dataframe_kw: Any) -> None:
     """A table and a button that downloads it as CSV (``name``.csv)."""
     st.dataframe(df, hide_index=True, **dataframe_kw)

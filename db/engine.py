@@ -8,8 +8,10 @@ to PostgreSQL (for clusters). A URL comes from ``--db``, else ``GRIDLAB_DB``, el
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -45,6 +47,7 @@ def resolve_url(url: str | None = None) -> URL:
                 f"database URL {redact(raw)!r} names no file",
                 "workers are separate processes and need a file: use sqlite:///gridlab.db",
             )
+        _check_sqlite_path(raw, parsed)
         return parsed.set(drivername="sqlite")
     raise DatabaseUnavailable(
         f"database URL {redact(raw)!r} uses the unsupported scheme {parsed.drivername!r}",
@@ -52,12 +55,72 @@ def resolve_url(url: str | None = None) -> URL:
     )
 
 
+def _check_sqlite_path(raw: str, parsed: URL) -> None:
+    """A SQLite URL is a file path and nothing else: a ``?`` would be read as options (and
+    silently cut the path short), a ``#`` as a URI fragment where SQLite opens the file."""
+    if "?" in raw or parsed.query:
+        shown = re.sub(r"([?&][^=&]*(?:pass|secret|token|key)[^=&]*=)[^&]*", r"\1***", raw, flags=re.IGNORECASE)
+        raise DatabaseUnavailable(
+            f"SQLite URL {shown!r} holds '?': gridlab's SQLite URLs take no options, and a file name with '?' "
+            "would be cut short there",
+            "give the path alone (sqlite:///path/to/results.db), renaming the file if its name holds '?'",
+        )
+    if "#" in (parsed.database or ""):
+        raise DatabaseUnavailable(
+            f"SQLite path {parsed.database!r} holds '#', which SQLite would read as the start of a URI fragment",
+            "rename the file or folder so its path has no '#'",
+        )
+
+
+#: URL query keys whose values are secrets (``?password=``, ``?sslpassword=``, tokens).
+_SECRET_KEY = re.compile(r"pass(word|wd)?$|password|secret|token|api_?key|access_?key|credential", re.IGNORECASE)
+
+
+def secret_query_keys(url: URL) -> list[str]:
+    return [k for k in url.query if _SECRET_KEY.search(k)]
+
+
+def has_secret(url: str | URL) -> bool:
+    """True if the URL holds a password, in its userinfo or its query string."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    return parsed.password is not None or bool(secret_query_keys(parsed))
+
+
+def split_secrets(url: str | URL) -> tuple[str, dict[str, object]]:
+    """(the URL without its password and secret query values, those secrets), so that the
+    URL can be written where others may read it and the secrets only where they cannot.
+    :func:`join_secrets` puts them back."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    keys = secret_query_keys(parsed)
+    secrets: dict[str, object] = {}
+    if parsed.password is not None:
+        secrets["password"] = str(parsed.password)
+    if keys:
+        secrets["query"] = {k: parsed.query[k] for k in keys}
+    bare = parsed.difference_update_query(keys)._replace(password=None)
+    return bare.render_as_string(hide_password=False), secrets
+
+
+def join_secrets(url: str, secrets: dict[str, object]) -> str:
+    parsed = make_url(url)
+    if "password" in secrets:
+        parsed = parsed._replace(password=secrets["password"])
+    if secrets.get("query"):
+        parsed = parsed.update_query_dict(dict(secrets["query"]))
+    return parsed.render_as_string(hide_password=False)
+
+
 def redact(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and logs."""
+    """The URL with its password hidden (userinfo and query string), for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = url if isinstance(url, URL) else make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    text = parsed.difference_update_query(secret_query_keys(parsed)).render_as_string(hide_password=True)
+    hidden = [f"{k}=***" for k in secret_query_keys(parsed)]
+    if hidden:
+        text += ("&" if "?" in text else "?") + "&".join(hidden)
+    return text
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -80,14 +143,14 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
                 f"SQLite database {str(path)!r} does not exist",
                 "check --db, or run `gridlab enqueue` first to create it",
             )
-        target = f"file:{path.resolve()}?mode=ro"
+        target = f"file:{quote(str(path.resolve()))}?mode=ro"
     else:
         if not path.parent.exists():
             raise DatabaseUnavailable(
                 f"folder {str(path.parent)!r} of SQLite database {str(path)!r} does not exist",
                 "create it or point --db elsewhere",
             )
-        target = f"file:{path.resolve()}?mode=rwc"
+        target = f"file:{quote(str(path.resolve()))}?mode=rwc"  # quoted: a '%' or space is the file's own
 
     def connect() -> sqlite3.Connection:
         # isolation_level=None hands transaction control to the 'begin' hook below,

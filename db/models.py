@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Double,
     ForeignKey,
     ForeignKeyConstraint,
@@ -86,6 +87,8 @@ class Job(Base):
     spec_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]]
     factors: Mapped[dict[str, Any]]
+    #: the grid file text whose enqueue created this job (NULL: enqueued before versions were kept)
+    grid_version_id: Mapped[int | None] = mapped_column(ForeignKey("grid_versions.id", ondelete="SET NULL"))
     experiment: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(default=0)
@@ -128,6 +131,8 @@ class Attempt(Base):
     slurm_job_id: Mapped[str | None] = mapped_column(String(64))
     slurm_array_index: Mapped[int | None]
     node: Mapped[str | None] = mapped_column(String(200))
+    #: the code, environment and machine the attempt ran on (NULL: not recorded)
+    provenance_id: Mapped[int | None] = mapped_column(ForeignKey("provenances.id"))
     started_at: Mapped[float]
     ended_at: Mapped[float | None]
     outcome: Mapped[str | None] = mapped_column(String(16))
@@ -332,3 +337,99 @@ curve_buckets = CurveBucket.__table__
 generations = Generation.__table__
 judgments = Judgment.__table__
 worker_jobs = WorkerJob.__table__
+
+
+# --- provenance: what produced each result (migration 0007) ------------------------
+#
+# Each row below is stored once and shared: every attempt names one ``provenances`` row
+# (code x environment x machine x where the code was imported from), each job the
+# ``grid_versions`` row of the grid file text whose enqueue created it. Rows are found
+# by ``fingerprint`` (sha256 of what they hold), never updated, never deleted.
+
+
+class GridVersion(Base):
+    """One text of a grid file, as an enqueue read it: versions are kept, not overwritten."""
+
+    __tablename__ = "grid_versions"
+    __table_args__ = (UniqueConstraint("grid_id", "text_hash"), UniqueConstraint("grid_id", "number"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"))
+    number: Mapped[int]  # 1, 2, ... per grid, in the order enqueues first read them
+    text_hash: Mapped[str] = mapped_column(String(64))  # sha256 of source_text
+    source_path: Mapped[str | None] = mapped_column(Text)
+    source_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float]
+
+
+class CodeVersion(Base):
+    """The source code a worker imported: a hash of its source files and, from git, the
+    commit, whether the tree was dirty, and the diff against the commit (untracked files
+    included)."""
+
+    __tablename__ = "code_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    files_hash: Mapped[str] = mapped_column(String(64))  # sha256 over (path, sha256 of content) of the source files
+    files: Mapped[int]  # how many source files
+    git_commit: Mapped[str | None] = mapped_column(String(64))  # NULL: no git
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    diff_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 of the whole diff
+    diff: Mapped[str | None] = mapped_column(Text)  # the diff (cut at 4 MiB; diff_hash is of all of it)
+    created_at: Mapped[float]
+
+
+class Environment(Base):
+    """The Python environment a worker ran in: the versions that matter, and the full
+    list of installed distributions (``pip freeze`` form), once per distinct environment."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    python: Mapped[str] = mapped_column(String(100))
+    packages: Mapped[dict[str, Any]]  # torch, its CUDA, transformers, peft, datasets, lm-eval, llm-blender, gridlab
+    freeze: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float]
+
+
+class Machine(Base):
+    """The machine a worker ran on: host, CPUs, GPUs, driver and CUDA. (The Slurm job and
+    node are the attempt's own columns.)"""
+
+    __tablename__ = "machines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(200))
+    cpu_count: Mapped[int]  # CPUs this process may use (its affinity: Slurm's allocation)
+    gpu_count: Mapped[int]  # GPUs this process may use (CUDA_VISIBLE_DEVICES)
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    gpu_driver: Mapped[str | None] = mapped_column(String(64))
+    cuda_driver: Mapped[str | None] = mapped_column(String(32))  # the CUDA version the driver supports
+    created_at: Mapped[float]
+
+
+class ProvenanceRecord(Base):
+    """What an attempt ran: its code, environment and machine, and where the code was
+    imported from (a pinned snapshot under the runs folder, or a live checkout)."""
+
+    __tablename__ = "provenances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    code_id: Mapped[int] = mapped_column(ForeignKey("code_versions.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id"))
+    code_root: Mapped[str] = mapped_column(Text)
+    pinned: Mapped[bool] = mapped_column(Boolean)  # code_root is a snapshot made by `gridlab launch`
+    created_at: Mapped[float]
+
+
+grid_versions = GridVersion.__table__
+code_versions = CodeVersion.__table__
+environments = Environment.__table__
+machines = Machine.__table__
+provenances = ProvenanceRecord.__table__

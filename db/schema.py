@@ -20,7 +20,7 @@ from db.session import scope
 #: The newest migration in db/migrations/versions (a test keeps them in step).
 HEAD = "0008"
 #: Every revision this code knows, oldest first.
-KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0008")
+KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -70,10 +70,32 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                 raw.driver_connection.execute("PRAGMA journal_mode=WAL")
             finally:
                 raw.close()
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            _upgrade_sqlite(engine, cfg)
+        else:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
     return before, HEAD
+
+
+def _upgrade_sqlite(engine: Engine, cfg) -> None:
+    """Migrate with foreign keys off, as SQLite's own procedure for schema changes says:
+    batch mode recreates tables (copy, DROP, RENAME) and a DROP with them on would
+    cascade-delete the rows that point at the table. They are checked before commit."""
+    from alembic import command
+
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection  # autocommit: before the BEGIN below
+        driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} broken foreign keys (first: {broken[0]}); rolled back")
+        finally:
+            driver.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure(engine: Engine, *, migrate_empty: bool = True) -> None:

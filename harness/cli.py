@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import commands_dashboard, commands_eval, commands_jobs, commands_slurm, report, terminal
+from harness import commands_dashboard, commands_eval, commands_jobs, commands_slurm, inputs, report, terminal
 from jobs import states
 
 console, err_console = terminal.console, terminal.err_console
@@ -29,7 +30,7 @@ DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $
 
 
 def db_option(f):
-    return click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", help=DB_HELP)(f)
+    return click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", type=inputs.TEXT, help=DB_HELP)(f)
 
 
 def _open_queue(db_url: str | None, *, create: bool, lease_s: float = 30.0):
@@ -49,9 +50,11 @@ def _open_queue(db_url: str | None, *, create: bool, lease_s: float = 30.0):
 def _parse_where(pairs: tuple[str, ...]) -> dict[str, list[str]]:
     where: dict[str, list[str]] = {}
     for pair in pairs:
+        inputs.check_text(pair, "--where")
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise GridlabError(f"--where {pair!r} is not KEY=VALUE", "write it like --where norm=dyt")
+        inputs.check_number(value, f"--where {key}")
         where.setdefault(key, []).append(value)
     return where
 
@@ -86,14 +89,14 @@ def enqueue(grid_file: Path, dry_run: bool, yes: bool, db_url: str | None) -> No
     if dry_run:
         queue = _open_queue_for_dry_run(db_url)
         result = enqueue_mod.enqueue(queue, grid, dry_run=True) if queue else _count_only(jobs, grid)
-        console.print(f"[bold]{grid.name}[/]: {result.total} cells, {result.new} new, {result.existing} already queued (dry run: nothing written)")
+        console.print(f"[bold]{escape(grid.name)}[/]: {result.total} cells, {result.new} new, {result.existing} already queued (dry run: nothing written)")
         return
     queue = _open_queue(db_url, create=True)
     with _progress(transient=True) as progress:
         task = progress.add_task("enqueueing", total=len(jobs))
         result = queue.enqueue(grid.name, jobs, source_path=str(grid_file), source_text=grid.source,
                                progress=lambda n: progress.advance(task, n))
-    console.print(f"[bold]{grid.name}[/]: {result.total} cells, [green]{result.new} new[/], {result.existing} already queued")
+    console.print(f"[bold]{escape(grid.name)}[/]: {result.total} cells, [green]{result.new} new[/], {result.existing} already queued")
 
 
 def _open_queue_for_dry_run(db_url: str | None):
@@ -112,8 +115,8 @@ def _count_only(jobs, grid):
 @cli.command()
 @click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 256), help="Worker processes.")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False), help="Where jobs keep checkpoints.")
-@click.option("--heartbeat", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lease heartbeats (a lease lasts 3 of them).")
-@click.option("--max-jobs", default=None, type=click.IntRange(1), help="Each worker stops after this many jobs.")
+@click.option("--heartbeat", default=10.0, show_default=True, type=inputs.Seconds(0.1), help="Seconds between lease heartbeats (a lease lasts 3 of them).")
+@click.option("--max-jobs", default=None, type=click.IntRange(1, inputs.INT64_MAX), help="Each worker stops after this many jobs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every claim and outcome.")
 @click.option("--cells-per-device", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Run up to this many cells at once on this machine's one device, each in a process of its own, "
@@ -204,7 +207,7 @@ def _update_job_bars(progress: Progress, bars: dict[int, int], running: list) ->
     for job_id in [i for i in bars if i not in now]:
         progress.remove_task(bars.pop(job_id))
     for job_id, job in now.items():
-        text = f"  job {job_id} {report.cell_label(job.factors, 40)}: {report.progress_text(job)}"
+        text = f"  job {job_id} {escape(report.cell_label(job.factors, 40))}: {report.progress_text(job)}"
         if job.value is not None:
             text += f" loss {job.value:.4g}"
         if job_id not in bars:
@@ -217,8 +220,8 @@ def _counts_line(counts: dict[str, int]) -> str:
 
 
 @cli.command()
-@click.option("--grid", default=None, help="Only this grid.")
-@click.option("--by", multiple=True, metavar="FACTOR", help="Only these factors in the per-factor tables (repeatable).")
+@click.option("--grid", default=None, type=inputs.TEXT, help="Only this grid.")
+@click.option("--by", multiple=True, metavar="FACTOR", type=inputs.TEXT, help="Only these factors in the per-factor tables (repeatable).")
 @db_option
 def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     """Counts of jobs by state, per grid and per grid factor."""
@@ -247,23 +250,58 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
 
 
 @cli.command()
-@click.option("--grid", default=None, help="Only this grid.")
-@click.option("--metric", "metrics", multiple=True, help="Only these summary figures (repeatable).")
+@click.option("--grid", default=None, type=inputs.TEXT, help="Only this grid.")
+@click.option("--metric", "metrics", multiple=True, type=inputs.TEXT, help="Only these summary figures (repeatable).")
+@click.option("--effects", is_flag=True, help="Then each factor's effect on each figure shown (mean and 95% interval "
+              "per level over the rest of the grid, as the dashboard's Factor effects page shows it).")
 @db_option
-def results(grid: str | None, metrics: tuple[str, ...], db_url: str | None) -> None:
-    """Final figures (summaries) of finished jobs, one row per grid cell."""
+def results(grid: str | None, metrics: tuple[str, ...], effects: bool, db_url: str | None) -> None:
+    """Final figures (summaries) of finished jobs, one row per grid cell.
+
+    Where the jobs ran under different code or environments, a warning says which, and
+    a column gives each job's."""
     queue = _open_queue(db_url, create=False)
     rows = queue.summaries(grid)
     if not rows:
         console.print("No results yet: no job has finished.")
         return
-    console.print(report.results_table(rows, list(metrics) or None))
+    drift = pooled_drift(queue, {r.id for r in rows})
+    console.print(report.results_table(rows, list(metrics) or None, provenance=drift_columns(drift)))
+    warn_drift(drift)
+    if effects:
+        for name in report.shown_metrics(rows, list(metrics) or None)[0]:
+            console.print(report.effects_table(rows, name))
+
+
+def pooled_drift(queue, job_ids):
+    """What the jobs' attempts ran under (db.provenance.Drift)."""
+    from db import provenance
+    from db.session import scope
+
+    with scope(queue.engine, write=False) as conn:
+        return provenance.drift(conn, job_ids)
+
+
+def drift_columns(drift) -> dict[str, dict[int, str]]:
+    """The columns to add to a table of these jobs: code and/or env, where they differ."""
+    columns = {}
+    if drift.code_drift:
+        columns["code"] = drift.code_of
+    if drift.environment_drift:
+        columns["env"] = drift.environment_of
+    return columns
+
+
+def warn_drift(drift) -> None:
+    line = drift.warning()
+    if line:
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def _selection_options(f):
     f = click.option("--where", multiple=True, metavar="FACTOR=VALUE", help="Only jobs whose factor has this value (repeatable).")(f)
-    f = click.option("--grid", default=None, help="Only jobs of this grid.")(f)
-    return click.argument("job_ids", nargs=-1, type=int)(f)
+    f = click.option("--grid", default=None, type=inputs.TEXT, help="Only jobs of this grid.")(f)
+    return click.argument("job_ids", nargs=-1, type=inputs.JOB_ID)(f)
 
 
 def _require_selection(job_ids, grid, where) -> None:
@@ -274,7 +312,7 @@ def _require_selection(job_ids, grid, where) -> None:
 @cli.command()
 @_selection_options
 @click.option("--state", "in_states", multiple=True, type=click.Choice(states.RETRYABLE), help="Only jobs in this state (default: all of failed, diverged, cancelled).")
-@click.option("--attempts", default=1, show_default=True, type=click.IntRange(1), help="Extra attempts to grant.")
+@click.option("--attempts", default=1, show_default=True, type=click.IntRange(1, 1_000_000), help="Extra attempts to grant.")
 @click.option("--fresh", is_flag=True, help="Forget the jobs' checkpoints: start over, the new run's points replacing the old curve "
               "(default: resume from the recorded checkpoint, the curve cut back to its step).")
 @db_option
@@ -285,8 +323,9 @@ def retry(job_ids, grid, where, in_states, attempts, fresh, db_url) -> None:
     cut back to that checkpoint's step, so the curve never mixes two runs; with --fresh (after
     fixing a bug, say) it starts over and its old points are replaced."""
     _require_selection(job_ids, grid, where)
+    where = _parse_where(where)
     queue = _open_queue(db_url, create=False)
-    done = queue.retry(ids=job_ids or None, grid=grid, where=_parse_where(where), in_states=in_states or states.RETRYABLE,
+    done = queue.retry(ids=job_ids or None, grid=grid, where=where, in_states=in_states or states.RETRYABLE,
                        extra_attempts=attempts, fresh=fresh, actor=f"cli:{os.getenv('USER', 'user')}")
     console.print(f"Requeued {len(done)} job(s)" + (", to start fresh." if fresh and done else ".")
                   + ("" if done else " (none matched in a retryable state, or their upstream jobs cannot succeed)"))
@@ -298,29 +337,51 @@ def retry(job_ids, grid, where, in_states, attempts, fresh, db_url) -> None:
 def cancel(job_ids, grid, where, db_url) -> None:
     """Cancel pending and running jobs (running ones stop at their next heartbeat)."""
     _require_selection(job_ids, grid, where)
+    where = _parse_where(where)
     queue = _open_queue(db_url, create=False)
-    done = queue.cancel(ids=job_ids or None, grid=grid, where=_parse_where(where), actor=f"cli:{os.getenv('USER', 'user')}")
+    done = queue.cancel(ids=job_ids or None, grid=grid, where=where, actor=f"cli:{os.getenv('USER', 'user')}")
     console.print(f"Cancelled {len(done)} job(s)." + ("" if done else " (none matched in a pending or running state)"))
 
 
 @cli.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=inputs.JOB_ID)
+@click.option("--diff", "what", flag_value="diff", help="Print only the uncommitted changes (git diff) the job ran with.")
+@click.option("--freeze", "what", flag_value="freeze", help="Print only the packages installed where it ran (name==version).")
+@click.option("--grid-file", "what", flag_value="grid-file", help="Print only the grid file text that created the job.")
+@click.option("--attempt", default=None, type=inputs.JOB_ID, help="With --diff or --freeze: that attempt (default: the newest).")
 @db_option
-def show(job_id: int, db_url: str | None) -> None:
-    """One job: its resolved spec, attempts and event log."""
+def show(job_id: int, what: str | None, attempt: int | None, db_url: str | None) -> None:
+    """One job: its resolved spec, provenance (grid file version; per attempt the code,
+    environment and machine), attempts and event log."""
     import json
 
     from rich.table import Table
+
+    from db import provenance
+    from db.session import scope
 
     queue = _open_queue(db_url, create=False)
     job = queue.job(job_id)
     if job is None:
         raise GridlabError(f"no job with id {job_id}", "see `gridlab status` for what is queued")
+    if what is not None:
+        with scope(queue.engine, write=False) as conn:
+            text = {"diff": provenance.code_diff, "freeze": provenance.freeze,
+                    "grid-file": lambda c, j, _a: provenance.grid_text(c, j)}[what](conn, job_id, attempt)
+        if text is None:
+            raise GridlabError(f"job {job_id} has no recorded {what.replace('-', ' ')}"
+                               + (" (its code had no git)" if what == "diff" else ""),
+                               "it ran (or was enqueued) before gridlab recorded provenance, or has not run yet")
+        click.echo(text, nl=not text.endswith("\n") and bool(text))
+        return
     console.print(f"[bold]job {job_id}[/] state={job.state} attempts={job.attempts}/{job.max_attempts} "
-                  f"factors={json.dumps(job.factors)}")
+                  f"factors={escape(json.dumps(job.factors))}")
     console.print(f"spec: {json.dumps(job.spec, sort_keys=True)}", markup=False, highlight=False)
     if job.checkpoint_path:
         console.print(f"checkpoint: step {job.checkpoint_step}, {job.checkpoint_path}", markup=False, highlight=False)
+    with scope(queue.engine, write=False) as conn:
+        for line in report.provenance_lines(provenance.job_provenance(conn, job_id)):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     events = queue.events(job_id)
     attempts = Table(title="Attempts (curve: continued from the step shown, or fresh)", title_justify="left")
     for col in ("#", "worker", "slurm job", "curve", "outcome", "error"):
@@ -329,15 +390,17 @@ def show(job_id: int, db_url: str | None) -> None:
         curve = "fresh" if a.resumed_from_step is None else f"from {a.resumed_from_step}"
         error = (a.error or "").strip().splitlines()[-1][:70] if a.error else ""
         if a.error_type:
-            error = f"{a.error_type.rsplit('.', 1)[-1]}: {error}" if not error.startswith(a.error_type.rsplit('.', 1)[-1]) else error
-        attempts.add_row(str(a.number), a.worker, a.slurm_job_id or "", curve, a.outcome or "running", error)
+            kind = a.error_type.rsplit(".", 1)[-1]
+            error = error if error.startswith(kind) else f"{kind}: {error}"
+        attempts.add_row(str(a.number), escape(a.worker), escape(a.slurm_job_id or ""), curve, a.outcome or "running",
+                         escape(error))
     console.print(attempts)
     log = Table(title="Events", title_justify="left")
     for col in ("at", "from", "to", "attempt", "actor", "reason"):
         log.add_column(col)
     for e in events:
         log.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)), e.from_state or "", e.to_state,
-                    str(e.attempt or ""), e.actor, (e.reason or "")[:80])
+                    str(e.attempt or ""), escape(e.actor), escape((e.reason or "")[:80]))
     console.print(log)
 
 

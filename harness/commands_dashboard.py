@@ -16,6 +16,7 @@ import click
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
+from harness import inputs
 
 DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
 
@@ -38,8 +39,9 @@ def check_database(db_url: str | None) -> str:
 
 
 def streamlit_argv(url: str, *, host: str, port: int) -> list[str]:
-    """The command that serves the dashboard. A URL with a password goes to the server
-    in GRIDLAB_DB instead of its command line, where any user's `ps` could read it."""
+    """The command that serves the dashboard. A URL with a password (userinfo or query
+    string) goes to the server in GRIDLAB_DB instead of its command line, where any
+    user's `ps` could read it."""
     argv = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.headless", "true",
@@ -49,7 +51,7 @@ def streamlit_argv(url: str, *, host: str, port: int) -> list[str]:
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
     ]
-    if db_engine.resolve_url(url).password is None:
+    if not db_engine.has_secret(db_engine.resolve_url(url)):
         argv += ["--", "--db", url]
     return argv
 
@@ -65,7 +67,7 @@ def server_env(url: str) -> dict[str, str]:
 
 
 @click.command("dashboard")
-@click.option("--db", "db_url", envvar=db_engine.ENV_VAR, default=None, metavar="URL", help=DB_HELP)
+@click.option("--db", "db_url", envvar=db_engine.ENV_VAR, default=None, metavar="URL", type=inputs.TEXT, help=DB_HELP)
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface: anyone who can reach it can read the results).")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from db import engine as db_engine
 from db import schema
 from db.errors import GridlabError
-from harness import terminal
+from harness import inputs, terminal
 
 console = terminal.console
 DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
@@ -32,10 +33,10 @@ TIMING = (("gen_total_s", "total s"), ("gen_tokens_per_s", "tokens/s"), ("gen_me
 
 
 @click.command("compare")
-@click.option("--grid", default=None, help="The grid (default: the only grid with evaluation results).")
-@click.option("--factor", default=None, help="Only comparisons of this factor (a key of the grid's compare:).")
+@click.option("--grid", default=None, type=inputs.TEXT, help="The grid (default: the only grid with evaluation results).")
+@click.option("--factor", default=None, type=inputs.TEXT, help="Only comparisons of this factor (a key of the grid's compare:).")
 @click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
-@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", help=DB_HELP)
+@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", type=inputs.TEXT, help=DB_HELP)
 def compare(grid: str | None, factor: str | None, confidence: float, db_url: str | None) -> None:
     """PairRM win rates with intervals, generation timing and perplexity per arm."""
     from jobs import outputs
@@ -51,37 +52,67 @@ def compare(grid: str | None, factor: str | None, confidence: float, db_url: str
                                f"compared factors: {', '.join(compared) or 'none (add compare: to the grid file)'}")
         judges = [j for j in judges if j.spec.get("factor") == factor]
     if not judges and not arms:
-        console.print(f"No evaluation results in grid {grid!r} yet: its jobs store answers when they finish "
+        console.print(f"No evaluation results in grid {escape(grid)!r} yet: its jobs store answers when they finish "
                       "(experiments that call harness.evaluation.hook).")
         return
+    drift = _drift(engine, [j.job_id for j in judges] + [a.job_id for a in arms]
+                   + [x for j in judges for v in j.judgments for x in (v.arm_a, v.arm_b)])
+    labels = _labels(drift)
     if judges:
-        console.print(win_rate_table(judges, confidence))
+        console.print(win_rate_table(judges, confidence, labels))
     if arms:
-        console.print(timing_table(arms))
+        console.print(timing_table(arms, labels))
         for name in sorted({j.spec.get("factor") for j in judges} if judges else ()):
             console.print(timing_by_table(arms, name))
         quality = quality_table(arms)
         if quality is not None:
             console.print(quality)
+    line = drift.warning()
+    if line:  # the tables above pool these jobs: say where they ran different programs
+        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
-def win_rate_table(judges, confidence: float) -> Table:
+def _drift(engine, job_ids):
+    from db import provenance
+    from db.session import scope
+
+    with scope(engine, write=False) as conn:
+        return provenance.drift(conn, job_ids)
+
+
+def _labels(drift) -> dict[str, dict[int, str]]:
+    """Columns naming each job's code and/or environment, where the pooled jobs differ."""
+    out = {}
+    if drift.code_drift:
+        out["code"] = drift.code_of
+    if drift.environment_drift:
+        out["env"] = drift.environment_of
+    return out
+
+
+def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] | None = None) -> Table:
+    """``labels``: extra columns (code, env) naming what each judge's arms ran under."""
     from harness.evaluation import winrate
 
+    labels = labels or {}
     table = Table(title=f"PairRM win rates, arm a over arm b ({confidence:.0%} bootstrap intervals)", title_justify="left")
     for col, justify in (("comparison", "left"), ("cell", "left"), ("judged", "right"), ("a-b-tie", "right"),
                          ("win rate a", "right"), ("interval", "right"), ("judge job", "right")):
         table.add_column(col, justify=justify)
+    for col in labels:
+        table.add_column(f"arms' {col}", style="yellow")
     groups: dict[tuple[str, str], dict[Any, dict]] = defaultdict(dict)
     for job in judges:
-        label = job.factors.get("compare", job.spec.get("factor", ""))
+        label = escape(str(job.factors.get("compare", job.spec.get("factor", ""))))
         cell = {k: v for k, v in job.factors.items() if k != "compare"}
+        arm_ids = sorted({x for v in job.judgments for x in (v.arm_a, v.arm_b)})
+        arms_ran = [escape(" / ".join(dict.fromkeys(of.get(i, "not recorded") for i in arm_ids))) for of in labels.values()]
         if not job.judgments:
-            table.add_row(label, _cell(cell), "0", "", "", f"({job.state})", str(job.job_id))
+            table.add_row(label, _cell(cell), "0", "", "", f"({job.state})", str(job.job_id), *arms_ran)
             continue
         rate = winrate.win_rate([j.winner for j in job.judgments], confidence=confidence)
         table.add_row(label, _cell(cell), str(rate.n), f"{rate.wins}-{rate.losses}-{rate.ties}", f"{rate.rate:.1%}",
-                      f"[{rate.low:.1%}, {rate.high:.1%}]", str(job.job_id))
+                      f"[{rate.low:.1%}, {rate.high:.1%}]", str(job.job_id), *arms_ran)
         rest = {k: v for k, v in cell.items() if k != SEED}
         groups[(label, _cell(rest))][cell.get(SEED, job.job_id)] = {
             (j.prompt_set, j.question_id, j.turn): j.winner for j in job.judgments
@@ -97,21 +128,25 @@ def win_rate_table(judges, confidence: float) -> Table:
     return table
 
 
-def timing_table(arms) -> Table:
+def timing_table(arms, labels: dict[str, dict[int, str]] | None = None) -> Table:
+    labels = labels or {}
     table = Table(title="Generation timing per arm (greedy, same prompts and batches)", title_justify="left")
     for col, justify in (("job", "right"), ("cell", "left"), ("prompt set", "left"), ("answers", "right"),
                          ("new tokens", "right"), *((label, "right") for _, label in TIMING)):
         table.add_column(col, justify=justify)
+    for col in labels:
+        table.add_column(col, style="yellow")
     for arm in arms:
-        table.add_row(str(arm.job_id), _cell(arm.factors), arm.prompt_set, str(arm.answers), str(arm.new_tokens),
-                      *(_num(arm.summaries.get(name)) for name, _ in TIMING))
+        table.add_row(str(arm.job_id), _cell(arm.factors), escape(arm.prompt_set), str(arm.answers), str(arm.new_tokens),
+                      *(_num(arm.summaries.get(name)) for name, _ in TIMING),
+                      *(escape(of.get(arm.job_id, "not recorded")) for of in labels.values()))
     return table
 
 
 def timing_by_table(arms, factor: str) -> Table:
-    table = Table(title=f"Generation timing by {factor} (mean over arms)", title_justify="left")
+    table = Table(title=f"Generation timing by {escape(factor)} (mean over arms)", title_justify="left")
     for col in (factor, "arms", *(label for _, label in TIMING)):
-        table.add_column(col, justify="left" if col == factor else "right")
+        table.add_column(escape(col), justify="left" if col == factor else "right")
     by_value: dict[str, list] = defaultdict(list)
     for arm in arms:
         if factor in arm.factors:
@@ -121,7 +156,7 @@ def timing_by_table(arms, factor: str) -> Table:
         for name, _ in TIMING:
             values = [a.summaries[name] for a in group if name in a.summaries]
             means.append(_num(sum(values) / len(values)) if values else "")
-        table.add_row(value, str(len(group)), *means)
+        table.add_row(escape(value), str(len(group)), *means)
     return table
 
 
@@ -163,7 +198,8 @@ def _only_grid(names: list[str]) -> str:
 
 
 def _cell(factors: dict[str, Any]) -> str:
-    return " ".join(f"{k}={_value(v)}" for k, v in factors.items())
+    """A cell's factors as markup-safe table text."""
+    return escape(" ".join(f"{k}={_value(v)}" for k, v in factors.items()))
 
 
 def _value(value: Any) -> str:

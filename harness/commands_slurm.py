@@ -12,9 +12,12 @@ import click
 from rich.table import Table
 
 from db.errors import GridlabError
+from harness import inputs, terminal
 from jobs import states
 
 EXECUTOR_HELP = "slurm: a Slurm job array via submitit; local: processes on this machine (same worker code)."
+PIN_HELP = ("Workers import a snapshot of the source tree made now (under RUNS_DIR/code), so later edits to the "
+            "checkout do not reach cells already launched (default). --no-pin: they import the live tree.")
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -23,6 +26,29 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise GridlabError(f"{flag} {pair!r} is not KEY=VALUE", f"write it like {flag} reservation=my-res")
+        out[key] = value
+    return out
+
+
+def _env(values: tuple[str, ...]) -> dict[str, str]:
+    """--env KEY=VALUE, or --env KEY: the value of KEY in this environment (which keeps a
+    token off the command line, where any user's `ps` shows it)."""
+    from slurm import secrets
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise GridlabError(f"--env {item.split('=', 1)[0]!r} is not a variable name",
+                               "write it like --env HF_HOME=/scratch/hf, or --env HF_TOKEN to pass your own")
+        if not sep:
+            if key not in os.environ:
+                raise GridlabError(f"--env {key}: {key} is not set in this environment",
+                                   f"set it (export {key}=...) or give --env {key}=VALUE")
+            value = os.environ[key]
+        elif secrets.looks_secret(key, value):
+            terminal.err_console.print(f"note: {key}'s value was given on the command line, where `ps` shows it; next time "
+                          f"export it and pass --env {key}", style="yellow", markup=False, highlight=False)
         out[key] = value
     return out
 
@@ -79,21 +105,23 @@ def _flags(partition, gres, time_, mem, cpus, account, qos, constraint, array_pa
 @click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True, help=EXECUTOR_HELP)
 @click.option("--workers", "-w", default=1, show_default=True, type=click.IntRange(1, 10_000), help="Workers to start per resource class with pending work (jobs.resources).")
 @slurm_options
-@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable for the workers (repeatable).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY[=VALUE]", help="Extra environment variable for the workers (repeatable); KEY alone passes this environment's value (use it for tokens: it keeps them out of `ps`).")
 @click.option("--runner", default="harness.experiments:run", show_default=True, help="What a worker runs per job (module:function).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False), help="Checkpoints and logs; must be on a filesystem the nodes share.")
-@click.option("--heartbeat", default=10.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lease heartbeats.")
+@click.option("--heartbeat", default=10.0, show_default=True, type=inputs.Seconds(0.1), help="Seconds between lease heartbeats.")
+@click.option("--pin/--no-pin", default=True, show_default=True, help=PIN_HELP)
 @click.option("--dry-run", is_flag=True, help="Print the sbatch script; submit nothing.")
 @click.option("--keep-alive", is_flag=True, help="Stay and supervise: resubmit workers while jobs remain, reconcile with Slurm.")
-@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(1.0), help="Seconds between supervision passes.")
+@click.option("--interval", default=10.0, show_default=True, type=inputs.Seconds(1.0), help="Seconds between supervision passes.")
 @click.option("-v", "--verbose", is_flag=True)
-@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", help="Database URL (default: $GRIDLAB_DB, else sqlite:///gridlab.db).")
+@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", type=inputs.TEXT, help="Database URL (default: $GRIDLAB_DB, else sqlite:///gridlab.db).")
 def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, account, qos, constraint, array_parallelism,
-           signal_delay, sbatch_flags, setup_lines, env_pairs, runner, runs_dir, heartbeat, dry_run, keep_alive, interval,
-           verbose, db_url) -> None:
+           signal_delay, sbatch_flags, setup_lines, env_pairs, runner, runs_dir, heartbeat, pin, dry_run, keep_alive,
+           interval, verbose, db_url) -> None:
     """Start pull-workers that run queued jobs until the queue is empty.
 
     Slurm settings come from GRID_FILE's slurm: block (if given) and the flags (which win).
+    Workers import a pinned snapshot of the source tree unless --no-pin is given.
     """
     from harness.cli import _open_queue, console
     from slurm import launch as launch_mod
@@ -101,14 +129,15 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
     _setup_logging(verbose)
     settings = _settings(grid_file, _flags(partition, gres, time_, mem, cpus, account, qos, constraint,
                                            array_parallelism, signal_delay, sbatch_flags, setup_lines))
-    env = _pairs(env_pairs, "--env")
+    env = _env(env_pairs)
     options = launch_mod.worker_options(db_url or os.environ.get("GRIDLAB_DB") or "sqlite:///gridlab.db", runner=runner,
                                         runs_dir=runs_dir, heartbeat_s=heartbeat)
     folder = launch_mod.new_folder(runs_dir)
     if dry_run:
         if executor != "slurm":
             raise GridlabError("--dry-run shows the sbatch script of --executor slurm", "drop --executor local")
-        click.echo(launch_mod.sbatch_script(options, settings, workers=workers, folder=folder, extra_env=env), nl=False)
+        click.echo(launch_mod.sbatch_script(options, settings, workers=workers, folder=folder, extra_env=env,
+                                            snapshot=_planned_snapshot(runs_dir) if pin else None), nl=False)
         return
     queue = _open_queue(db_url, create=False)
     todo = queue.unfinished()
@@ -116,15 +145,22 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
     if todo == 0 or not pending:
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
+    if executor == "slurm":
+        from slurm import sqlite_safety
+
+        launch_mod.require_slurm()
+        sqlite_safety.check(options.url, settings, workers=workers)
+    pinned = _pin(runs_dir, runner, console) if pin else None
 
     def submit(n: int, cls: str):
         # One array per resource class: its workers get the class's Slurm settings and claim only its jobs.
         opts, st = launch_mod.for_class(options, cls), launch_mod.class_settings(settings, cls)
         if executor == "slurm":
-            launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
+            launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir),
+                                               extra_env=env, snapshot=pinned)
         else:
-            os.environ.update(env)
-            launched = launch_mod.launch_local(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir))
+            launched = launch_mod.launch_local(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir),
+                                               extra_env=env, snapshot=pinned)
         queue.record_workers(launched.executor, [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder),
                              resource_class=cls)
         what = "" if cls == "default" else f" for {cls}"
@@ -146,17 +182,19 @@ def launch(grid_file, executor, workers, partition, gres, time_, mem, cpus, acco
 @click.command()
 @click.option("--workers", "-w", default=None, type=click.IntRange(1, 10_000), help="Keep this many workers alive while jobs remain (default: only reconcile).")
 @slurm_options
-@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Extra environment variable for new workers (repeatable).")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY[=VALUE]", help="Extra environment variable for new workers (repeatable); KEY alone passes this environment's value.")
 @click.option("--runner", default="harness.experiments:run", show_default=True)
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--heartbeat", default=10.0, show_default=True, type=click.FloatRange(0.1))
-@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(1.0), help="Seconds between passes (one sacct call each).")
-@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0.0), help="Seconds after Slurm ends a run before its attempt is judged (must exceed KillWait).")
+@click.option("--heartbeat", default=10.0, show_default=True, type=inputs.Seconds(0.1))
+@click.option("--pin/--no-pin", default=True, show_default=True, help="Workers it submits import a snapshot of the source tree made when supervise starts (default).")
+@click.option("--interval", default=10.0, show_default=True, type=inputs.Seconds(1.0), help="Seconds between passes (one sacct call each).")
+@click.option("--grace", default=10.0, show_default=True, type=inputs.Seconds(0.0), help="Seconds after Slurm ends a run before its attempt is judged (must exceed KillWait).")
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option("-v", "--verbose", is_flag=True)
-@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL")
+@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", type=inputs.TEXT)
 def supervise(workers, partition, gres, time_, mem, cpus, account, qos, constraint, array_parallelism, signal_delay,
-              sbatch_flags, setup_lines, env_pairs, runner, runs_dir, heartbeat, interval, grace, once, verbose, db_url) -> None:
+              sbatch_flags, setup_lines, env_pairs, runner, runs_dir, heartbeat, pin, interval, grace, once, verbose,
+              db_url) -> None:
     """Reconcile the queue with Slurm (one sacct per pass) and keep workers alive."""
     from harness.cli import _open_queue, console
     from slurm import launch as launch_mod
@@ -170,13 +208,21 @@ def supervise(workers, partition, gres, time_, mem, cpus, account, qos, constrai
         return
     settings = _settings(None, _flags(partition, gres, time_, mem, cpus, account, qos, constraint,
                                       array_parallelism, signal_delay, sbatch_flags, setup_lines))
-    env = _pairs(env_pairs, "--env")
+    env = _env(env_pairs)
     options = launch_mod.worker_options(queue.engine.url.render_as_string(hide_password=False), runner=runner,
                                         runs_dir=runs_dir, heartbeat_s=heartbeat)
+    pinned = None
+    if workers is not None:
+        from slurm import sqlite_safety
+
+        launch_mod.require_slurm()
+        sqlite_safety.check(options.url, settings, workers=workers)
+        pinned = _pin(runs_dir, runner, console) if pin else None
 
     def submit(n: int, cls: str) -> int:
         opts, st = launch_mod.for_class(options, cls), launch_mod.class_settings(settings, cls)
-        launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir), extra_env=env)
+        launched = launch_mod.launch_slurm(opts, st, workers=n, folder=launch_mod.new_folder(runs_dir),
+                                           extra_env=env, snapshot=pinned)
         queue.record_workers("slurm", [(j, _array_index(j)) for j in launched.job_ids], folder=str(launched.folder),
                              resource_class=cls)
         console.print(f"Submitted {n} worker(s) for {cls}: {_ids(launched.job_ids)}", markup=False, highlight=False)
@@ -184,6 +230,33 @@ def supervise(workers, partition, gres, time_, mem, cpus, account, qos, constrai
 
     _supervise(queue, workers=workers or 0, submit=submit, interval=interval, console=console, grace=grace,
                keep_alive=workers is not None)
+
+
+def _pin(runs_dir, runner, console) -> Path:
+    """Snapshot the source tree for a launch's workers; say what was pinned."""
+    from rich.markup import escape
+
+    from slurm import snapshot
+
+    snap = snapshot.make(runs_dir, runner=runner)
+    console.print(f"Pinned code {escape(snap.code.label())} ({snap.code.files} source files) in "
+                  f"{escape(str(snap.path))}{' (reused)' if snap.reused else ''}; edits to the checkout from now on "
+                  "do not reach these workers")
+    if snap.note:
+        console.print(f"note: {escape(snap.note)}", style="yellow")
+    return snap.path
+
+
+def _planned_snapshot(runs_dir) -> Path:
+    """Where a launch would pin the tree as it is now (for --dry-run, which copies nothing)."""
+    from jobs import provenance
+    from slurm import snapshot
+
+    root = provenance.code_root()
+    if (root / provenance.SNAPSHOT_MANIFEST).is_file():
+        return root
+    code = provenance.capture_code(root, exclude=(Path(runs_dir).resolve(),))
+    return Path(runs_dir).resolve() / snapshot.SNAPSHOTS / code.fingerprint[:16]
 
 
 def _supervise(queue, *, workers, submit, interval, console, grace=10.0, keep_alive=True) -> None:

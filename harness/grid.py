@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from db.errors import GridlabError
-from harness import experiments
+from harness import experiments, inputs
 from harness.params import Param, required, resolve, stored, stored_defaults
 from jobs import resources as resources_mod
 from slurm import settings as slurm_settings
@@ -51,6 +51,12 @@ RETRY_KEYS = ("max_attempts", "backoff_s")
 DEFAULT_EXPERIMENT = "tiny_lm"
 #: A product larger than this needs ``--yes``: it is probably a mistake.
 LARGE_GRID = 1_000_000
+#: Grid files are shallow (a mapping of mappings of lists); deeper nesting is a mistake or an attack.
+MAX_DEPTH = 32
+#: Values a grid file may hold once its YAML aliases are expanded (an alias "bomb" is millions).
+MAX_NODES = 200_000
+#: The grids.name column's length.
+MAX_NAME = 200
 
 
 class GridFileError(GridlabError):
@@ -237,16 +243,101 @@ def load(path: str | Path, *, allow_large: bool = False) -> Grid:
     return parse(source, where, allow_large=allow_large)
 
 
-def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> Grid:
+def load_yaml(source: str, where: str) -> Any:
+    """The YAML document, read with the safe loader after two checks the loader lacks:
+    nesting depth (checked on the event stream, which is not recursive) and the size of
+    the document once aliases are expanded (an alias bomb is a few lines of text)."""
     try:
-        doc = yaml.safe_load(source)
+        depth = 0
+        for event in yaml.parse(source, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise GridFileError(where, [f"line {mark.line + 1}, column {mark.column + 1}: nested more than "
+                                                f"{MAX_DEPTH} levels deep; a grid file is a few levels of mappings and lists"])
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+        loader = yaml.SafeLoader(source)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                try:
+                    size = _expanded_size(node, {})
+                except _RecursiveAlias as exc:
+                    mark = exc.node.start_mark
+                    raise GridFileError(where, [f"line {mark.line + 1}, column {mark.column + 1}: an alias refers "
+                                                "to a value that contains it (a recursive alias); write it out"]) from None
+                if size > MAX_NODES:
+                    raise GridFileError(where, [f"its YAML aliases expand to more than {MAX_NODES:,} values "
+                                                "(an alias bomb?); write the values out, or use fewer aliases"])
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise GridFileError(where, [f"{loc}YAML syntax error: {problem}"]) from None
+
+
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Values under ``node`` with every alias expanded; each node is visited once (an alias
+    is the same node object), so this costs the text's size, not the expansion's. The
+    depth check has already bounded the recursion. A node met again while its own values
+    are being counted is a recursive alias (raises _RecursiveAlias)."""
+    known = memo.get(id(node))
+    if known == -1:
+        raise _RecursiveAlias(node)
+    if known is not None:
+        return known
+    memo[id(node)] = -1  # in progress
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_NODES * 10)
+    return memo[id(node)]
+
+
+def storable_problems(doc: Any, loc: str = "", out: list[str] | None = None) -> list[str]:
+    """Keys and values the database cannot store: text with NUL bytes or lone surrogates,
+    integers past 64 bits, NaN and infinity; each with where it is."""
+    out = [] if out is None else out
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            here = f"{loc}.{key}" if loc else str(key)
+            if isinstance(key, str) and (problem := inputs.text_problem(key)):
+                out.append(f"{inputs._shown(here)}: the key {problem}")
+                continue
+            if not isinstance(key, str):
+                storable_problems(key, f"{here} (a key)", out)
+            storable_problems(value, here, out)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            storable_problems(value, f"{loc}[{i}]", out)
+    elif isinstance(doc, str):
+        if problem := inputs.text_problem(doc):
+            out.append(f"{loc}: the text {problem}")
+    elif problem := inputs.number_problem(doc):
+        out.append(f"{loc}: {problem}")
+    return out
+
+
+def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> Grid:
+    doc = load_yaml(source, where)
     if not isinstance(doc, dict):
         raise GridFileError(where, ["expected a mapping of keys (name, axes, ...) at the top level"])
+    unstorable = storable_problems(doc)
+    if unstorable:
+        raise GridFileError(where, unstorable)
 
     problems: list[str] = []
     unknown = [k for k in doc if k not in TOP_LEVEL_KEYS]
@@ -257,6 +348,8 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     if not isinstance(name, str) or not name.strip():
         problems.append("name: required, a non-empty string naming the grid")
         name = ""
+    elif (problem := name_problem(name)) is not None:
+        problems.append(f"name: {problem}")
 
     experiment = doc.get("experiment", DEFAULT_EXPERIMENT)
     params: dict[str, Param] | None = None
@@ -371,9 +464,16 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
     backoff_s, problem = Param(float, minimum=0.0).coerce(retry.get("backoff_s", 10.0))
     if problem:
         problems.append(f"retry.backoff_s: {problem}")
+    if isinstance(max_attempts, int) and not isinstance(max_attempts, bool) and max_attempts > MAX_ATTEMPTS:
+        problems.append(f"retry.max_attempts: at most {MAX_ATTEMPTS:,}, got {max_attempts:,}")
+    if isinstance(backoff_s, float) and math.isfinite(backoff_s) and backoff_s > MAX_BACKOFF_S:
+        problems.append(f"retry.backoff_s: at most {MAX_BACKOFF_S:,.0f} s (a week), got {backoff_s:g}")
     priority = doc.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         problems.append(f"priority: expected an integer, got {priority!r}")
+    elif not -inputs.INT32_MAX <= priority <= inputs.INT32_MAX:
+        problems.append(f"priority: expected an integer from {-inputs.INT32_MAX:,} to {inputs.INT32_MAX:,}, "
+                        f"got {inputs._short(priority)}")
     slurm, slurm_problems = slurm_settings.validate(doc.get("slurm"))
     problems.extend(f"slurm: {p}" if p.startswith("expected") else f"slurm.{p}" for p in slurm_problems)
 
@@ -403,6 +503,26 @@ def parse(source: str, where: str = "<grid>", *, allow_large: bool = False) -> G
         raise GridFileError(where, [f"the axes multiply to {size:,} cells, more than {LARGE_GRID:,}; pass --yes if you mean it"])
     _check_cells(grid)
     return grid
+
+
+#: Bounds of a grid's retry policy (the database's integers; a backoff past a week is a typo).
+MAX_ATTEMPTS = 1_000_000
+MAX_BACKOFF_S = 7 * 86400.0
+
+
+def name_problem(name: str) -> str | None:
+    """Why a grid name cannot be used, or None: it is shown in tables, typed after --grid
+    and stored in a 200-character column."""
+    if len(name) > MAX_NAME:
+        return f"at most {MAX_NAME} characters (the database's column), got {len(name):,}"
+    if not name.isprintable():
+        return f"{name!r} holds control characters (tabs, newlines, ...); use plain printable text"
+    if "[" in name or "]" in name:
+        return (f"{name!r} holds '[' or ']', which terminals read as markup (like [/bold]); "
+                "name the grid without square brackets")
+    if name != name.strip():
+        return f"{name!r} starts or ends with spaces"
+    return None
 
 
 def _check_cells(grid: Grid, show: int = 5) -> None:

@@ -14,6 +14,7 @@ at that default it stays out of the stored spec and so out of the hash. A worker
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ class Param:
         if isinstance(value, bool):
             return value, f"expected {self.kind.__name__}, got {value!r}"
         if self.kind is float:
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                return value, f"expected a number within 64 bits, got {len(str(abs(value)))} digits"
             if isinstance(value, (int, float)):
                 value = float(value)
             elif isinstance(value, str):
@@ -61,11 +64,15 @@ class Param:
                     return value, f"expected a number, got {value!r}"
             else:
                 return value, f"expected a number, got {value!r}"
+            if not math.isfinite(value):
+                return value, f"expected a finite number, got {value!r}"
         elif self.kind is int:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if not isinstance(value, int):
                 return value, f"expected an integer, got {value!r}"
+            if not -(2**63) <= value < 2**63:
+                return value, f"expected an integer within 64 bits, got {len(str(abs(value)))} digits"
         elif self.kind is str:
             if not isinstance(value, str):
                 return value, f"expected a string, got {value!r}"

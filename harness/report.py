@@ -1,13 +1,20 @@
-"""Tables for the terminal: queue status by state and by grid factor, final results."""
+"""Tables for the terminal: queue status by state and by grid factor, final results, and
+each factor's effect on a final figure (computed by db.stats, as the dashboard's Factor
+effects page computes it)."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+from db import stats
 from jobs import states
+
+# Every text that comes from a grid file or the database (names, values, errors, workers)
+# is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
 
 STATE_STYLE = {
     states.PENDING: "yellow",
@@ -26,7 +33,7 @@ def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:
         table.add_column(s, justify="right", style=STATE_STYLE[s])
     table.add_column("total", justify="right", style="bold")
     for grid, counts in counts_by_grid.items():
-        table.add_row(grid, *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
+        table.add_row(escape(grid), *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
     return table
 
 
@@ -48,14 +55,14 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
         if len(values) < 2 and not only:
             continue  # a factor with one value says nothing
         if len(values) > MAX_FACTOR_ROWS and not only:
-            tables.append(f"By {name}: {len(values):,} values, not listed (see them with --by {name})")
+            tables.append(f"By {escape(name)}: {len(values):,} values, not listed (see them with --by {escape(name)})")
             continue
-        table = Table(title=f"By {name}", title_justify="left")
-        table.add_column(name)
+        table = Table(title=f"By {escape(name)}", title_justify="left")
+        table.add_column(escape(name))
         for s in states.ALL:
             table.add_column(s, justify="right", style=STATE_STYLE[s])
         for value, counter in values.items():
-            table.add_row(value, *(str(counter.get(s, 0) or "") for s in states.ALL))
+            table.add_row(escape(value), *(str(counter.get(s, 0) or "") for s in states.ALL))
         tables.append(table)
     return tables
 
@@ -64,22 +71,30 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
 HEADLINE_METRICS = ("val_loss", "val_perplexity", "trainable_params", "params")
 
 
-def results_table(rows, metrics: list[str] | None = None) -> Table:
-    """Final figures per job: one row per job, the factors that vary, and the headline
-    figures (or the ones named in ``metrics``)."""
-    per_job: dict[int, dict[str, Any]] = {}
-    factors: dict[int, dict[str, Any]] = {}
+def shown_metrics(rows, metrics: list[str] | None = None) -> tuple[list[str], int]:
+    """The figures a results table shows (those named in ``metrics``, else the headline
+    ones the rows have), and how many others the rows have."""
     present: list[str] = []
     for row in rows:
-        per_job.setdefault(row.id, {})[row.name] = row.value
-        factors[row.id] = row.factors
         if row.name not in present:
             present.append(row.name)
     if metrics:
         names = [n for n in metrics if n in present]
     else:
         names = [n for n in HEADLINE_METRICS if n in present] or [n for n in present if "/" not in n]
-    hidden = len(set(present) - set(names))
+    return names, len(set(present) - set(names))
+
+
+def results_table(rows, metrics: list[str] | None = None, provenance: dict[str, dict[int, str]] | None = None) -> Table:
+    """Final figures per job: one row per job, the factors that vary, and the headline
+    figures (or the ones named in ``metrics``). ``provenance``: extra columns (e.g. "code")
+    giving each job's label, shown where pooled jobs ran different code or environments."""
+    per_job: dict[int, dict[str, Any]] = {}
+    factors: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        per_job.setdefault(row.id, {})[row.name] = row.value
+        factors[row.id] = row.factors
+    names, hidden = shown_metrics(rows, metrics)
     factor_names: list[str] = []
     for f in factors.values():
         factor_names.extend(k for k in f if k not in factor_names)
@@ -89,15 +104,45 @@ def results_table(rows, metrics: list[str] | None = None) -> Table:
     table = Table(title="Results", title_justify="left", caption=caption)
     table.add_column("job", justify="right")
     for f in factor_names:
-        table.add_column(f)
+        table.add_column(escape(f))
     for n in names:
-        table.add_column(n, justify="right")
+        table.add_column(escape(n), justify="right")
+    extra = provenance or {}
+    for column in extra:
+        table.add_column(column, style="yellow")
     for job_id, values in per_job.items():
         table.add_row(
             str(job_id),
-            *(_fmt(factors[job_id].get(f, "")) for f in factor_names),
+            *(escape(_fmt(factors[job_id].get(f, ""))) for f in factor_names),
             *(_num(values.get(n)) for n in names),
+            *(escape(labels.get(job_id, "not recorded")) for labels in extra.values()),
         )
+    return table
+
+
+def effects_table(rows, metric: str) -> Table | str:
+    """Each grid factor's effect on final figure ``metric`` over the succeeded jobs: per
+    level, the mean and 95% t interval over every job at that level (the rest of the grid
+    pooled, the interval within the range the figure can take), factors ordered by eta
+    squared (the share of the figure's variance their levels explain alone). The
+    dashboard's Factor effects page shows the same numbers."""
+    data = [(row.factors, row.value) for row in rows
+            if row.name == metric and row.state == states.SUCCEEDED and row.value is not None]
+    effects = stats.factor_effects(data, bounds=stats.quantity_range(metric))
+    if not effects:
+        return f"Effects on {metric}: no factor varies among the succeeded jobs that have it."
+    table = Table(title=f"Effect of each factor on {metric} (mean and 95% t interval over the rest of the grid)",
+                  title_justify="left", caption="η²: share of the variance the factor's levels explain alone")
+    for col, justify in (("factor", "left"), ("η²", "right"), ("level", "left"), ("jobs", "right"),
+                         ("mean", "right"), ("95% interval", "right")):
+        table.add_column(col, justify=justify)
+    for effect in effects:
+        for i, (level, interval) in enumerate(effect.levels):
+            span = (f"[{_num(interval.low)}, {_num(interval.high)}]"
+                    if interval.n >= 2 and interval.low == interval.low else "")
+            table.add_row(effect.factor if i == 0 else "", f"{effect.eta_squared:.2f}" if i == 0 else "",
+                          _fmt(level), str(interval.n), _num(interval.mean), span,
+                          end_section=i == len(effect.levels) - 1)
     return table
 
 
@@ -163,8 +208,8 @@ def running_table(running: list) -> Table:
     for j in running:
         age = "" if j.heartbeat_age_s is None else f"{j.heartbeat_age_s:.0f} s ago"
         loss = "" if j.value is None else f"{j.value:.4g}"
-        table.add_row(str(j.id), j.grid, cell_label(j.factors), str(j.attempt), progress_text(j), loss,
-                      j.worker or "", age)
+        table.add_row(str(j.id), escape(j.grid), escape(cell_label(j.factors)), str(j.attempt), progress_text(j), loss,
+                      escape(j.worker or ""), age)
     return table
 
 
@@ -227,3 +272,54 @@ def gpu_hours_by_factor(hours: dict[str, Any], only: list[str] | None = None) ->
             table.add_row(value, f"{spent:.2f}")
         tables.append(table)
     return tables
+
+
+# --- provenance (`gridlab show`) ---------------------------------------------------------
+
+
+def provenance_lines(jp) -> list[str]:
+    """Plain lines (print them without markup): the grid file version a job was enqueued
+    from, and per attempt the code, environment and machine it ran on (a db.provenance.
+    JobProvenance). An attempt like the one before it says so in one line."""
+    import time
+
+    lines = []
+    v = jp.grid_version
+    if v is None:
+        lines.append("grid file: version not recorded (enqueued before gridlab kept grid file versions)")
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created_at))
+        lines.append(f"grid file: version {v.number} of {v.of} (sha256 {v.text_hash[:12]}, read from "
+                     f"{v.source_path or '?'} on {when}); print it with --grid-file")
+    previous = None
+    for a in jp.attempts:
+        where = f"Slurm job {a.slurm_job_id} on {a.node or '?'}" if a.slurm_job_id else ""
+        if a.code is None:
+            lines.append(f"attempt {a.number}: provenance not recorded" + (f" ({where})" if where else ""))
+            previous = None
+            continue
+        same = previous is not None and (a.code.id, a.environment.id, a.machine.id, a.code_root) == previous
+        previous = (a.code.id, a.environment.id, a.machine.id, a.code_root)
+        if same:
+            lines.append(f"attempt {a.number}: same code, environment and machine as attempt {a.number - 1}"
+                         + (f" ({where})" if where else ""))
+            continue
+        c, e, m = a.code, a.environment, a.machine
+        if c.git_commit is None:
+            code = f"no git; {c.files} source files, sha256 {c.files_hash[:12]}"
+        else:
+            state = f"dirty, diff sha256 {(c.diff_hash or '?')[:12]} (print it with --diff)" if c.git_dirty else "clean"
+            code = f"commit {c.git_commit[:12]}, {state}; {c.files} source files, sha256 {c.files_hash[:12]}"
+        origin = f"pinned snapshot {a.code_root}" if a.pinned else f"live tree {a.code_root}"
+        pkgs = e.packages
+        cuda = pkgs.get("torch_cuda") or "none"
+        versions = ", ".join(f"{k} {pkgs[k]}" for k in ("transformers", "peft", "datasets", "lm-eval", "llm-blender",
+                                                        "gridlab") if pkgs.get(k))
+        lines.append(f"attempt {a.number}: code {c.label} ({code}) from {origin}")
+        lines.append(f"  environment: {e.python}; torch {pkgs.get('torch') or 'not installed'} (CUDA {cuda}); "
+                     f"{versions} (all packages: --freeze)")
+        gpu = f"{m.gpus}, driver {m.gpu_driver or '-'}, CUDA {m.cuda_driver or '-'}" if m.gpu_count else "no GPU"
+        lines.append(f"  machine: {m.host} ({m.platform}), {m.cpu_count} CPUs, {gpu}" + (f"; {where}" if where else ""))
+    if not jp.attempts:
+        lines.append("attempts: none yet (provenance is recorded when a worker claims the job)")
+    return lines

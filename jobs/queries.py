@@ -19,6 +19,7 @@ the database's single write lock and two claimers cannot pick the same row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -35,16 +36,21 @@ from db.models import (
     ROLLUP_FACTOR,
     ROLLUP_LEVELS,
     attempts,
+    code_versions,
     curve_buckets,
     curve_rollups,
+    environments,
     events,
     generations,
+    grid_versions,
     grids,
     job_dependencies,
     jobs,
     judgments,
+    machines,
     meta,
     metrics,
+    provenances,
     summaries,
     worker_jobs,
 )
@@ -126,8 +132,10 @@ JOB_ROW = ("grid_id", "spec_hash", "spec", "factors", "experiment", "priority", 
            "resource_class")
 
 
-def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, chunk: int = 5000, progress=None) -> int:
-    """Insert new pending jobs (tuples in JOB_ROW order); returns how many.
+def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, chunk: int = 5000, progress=None,
+                grid_version_id: int | None = None) -> int:
+    """Insert new pending jobs (tuples in JOB_ROW order), made by grid file version
+    ``grid_version_id``; returns how many.
 
     Plain inserts, no conflict handling: the caller has locked the grid
     (:func:`upsert_grid`) and left out the spec hashes it already has
@@ -142,17 +150,17 @@ def insert_jobs(conn: Connection, rows: Sequence[tuple], *, created_at: float, c
     columns = ", ".join(JOB_ROW)
     if not _is_pg(conn):
         sql = (
-            f"INSERT INTO jobs ({columns}, state, attempts, created_at, updated_at) "
-            f"VALUES ({', '.join('?' * len(JOB_ROW))}, '{states.PENDING}', 0, ?, ?)"
+            f"INSERT INTO jobs ({columns}, state, attempts, created_at, updated_at, grid_version_id) "
+            f"VALUES ({', '.join('?' * len(JOB_ROW))}, '{states.PENDING}', 0, ?, ?, ?)"
         )
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            cursor.executemany(sql, [(*r, created_at, created_at) for r in part])
+            cursor.executemany(sql, [(*r, created_at, created_at, grid_version_id) for r in part])
             if progress is not None:
                 progress(len(part))
         return len(rows)
-    tail = (states.PENDING, 0, created_at, created_at)
-    with cursor.copy(f"COPY jobs ({columns}, state, attempts, created_at, updated_at) FROM STDIN") as copy:
+    tail = (states.PENDING, 0, created_at, created_at, grid_version_id)
+    with cursor.copy(f"COPY jobs ({columns}, state, attempts, created_at, updated_at, grid_version_id) FROM STDIN") as copy:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             for r in part:
@@ -342,7 +350,7 @@ def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = 
 
 _INSERT_ATTEMPT = _Prepared(lambda pg: insert(attempts).values(
     {c: bindparam(c) for c in ("job_id", "number", "worker", "host", "pid", "started_at",
-                               "slurm_job_id", "slurm_array_index", "node", "devices")}))
+                               "slurm_job_id", "slurm_array_index", "node", "devices", "provenance_id")}))
 
 
 def insert_attempt(
@@ -358,13 +366,14 @@ def insert_attempt(
     slurm_array_index: int | None = None,
     node: str | None = None,
     devices: int | None = None,
+    provenance_id: int | None = None,
 ) -> None:
     _INSERT_ATTEMPT.run(
         conn,
         {
             "job_id": job_id, "number": number, "worker": worker, "host": host, "pid": pid,
             "started_at": started_at, "slurm_job_id": slurm_job_id, "devices": devices,
-            "slurm_array_index": slurm_array_index, "node": node,
+            "slurm_array_index": slurm_array_index, "node": node, "provenance_id": provenance_id,
         },
     )
 
@@ -983,3 +992,50 @@ def peak_memory(conn: Connection, *, resource_class: str | None = None) -> float
     if resource_class is not None:
         stmt = stmt.where(jobs.c.resource_class == resource_class)
     return conn.execute(stmt).scalar_one()
+
+
+# --- provenance and grid file versions (migration 0007) ------------------------------
+#
+# Rows are found by fingerprint (or, for grid versions, by grid and text hash) and
+# inserted when missing, never updated: ON CONFLICT DO NOTHING, then one SELECT, so that
+# workers racing to store the same row all end up with its id.
+
+
+def grid_version(conn: Connection, *, grid: int, source_path: str | None, source_text: str) -> int:
+    """The id of the grid's version with this text, stored (as the grid's next number) if
+    new. The caller holds the grid's row lock (:func:`upsert_grid`), so numbers never race."""
+    digest = hashlib.sha256(source_text.encode("utf-8", "surrogatepass")).hexdigest()
+    found = conn.execute(select(grid_versions.c.id).where(grid_versions.c.grid_id == grid,
+                                                          grid_versions.c.text_hash == digest)).scalar()
+    if found is not None:
+        return found
+    number = conn.execute(select(func.coalesce(func.max(grid_versions.c.number), 0) + 1)
+                          .where(grid_versions.c.grid_id == grid)).scalar_one()
+    return conn.execute(insert(grid_versions).values(
+        grid_id=grid, number=number, text_hash=digest, source_path=source_path, source_text=source_text,
+        created_at=clock.now()).returning(grid_versions.c.id)).scalar_one()
+
+
+def _get_or_insert(conn: Connection, table, values: dict[str, Any]) -> int:
+    stmt = _dialect_insert(conn, table).values(**values, created_at=clock.now())
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=[table.c.fingerprint]))
+    return conn.execute(select(table.c.id).where(table.c.fingerprint == values["fingerprint"])).scalar_one()
+
+
+def provenance_id(conn: Connection, p) -> int:
+    """The id of provenance ``p`` (a jobs.provenance.Provenance), its code, environment and
+    machine rows stored first where missing."""
+    code, env, machine = p.code, p.environment, p.machine
+    code_id = _get_or_insert(conn, code_versions, {
+        "fingerprint": code.fingerprint, "files_hash": code.files_hash, "files": code.files,
+        "git_commit": code.git_commit, "git_dirty": code.git_dirty, "diff_hash": code.diff_hash,
+        "diff": code.diff})
+    environment_id = _get_or_insert(conn, environments, {
+        "fingerprint": env.fingerprint, "python": env.python, "packages": dict(env.packages), "freeze": env.freeze})
+    machine_id = _get_or_insert(conn, machines, {
+        "fingerprint": machine.fingerprint, "host": machine.host, "platform": machine.platform,
+        "cpu_count": machine.cpu_count, "gpu_count": machine.gpu_count, "gpu_name": machine.gpu_name,
+        "gpu_driver": machine.gpu_driver, "cuda_driver": machine.cuda_driver})
+    return _get_or_insert(conn, provenances, {
+        "fingerprint": p.fingerprint, "code_id": code_id, "environment_id": environment_id, "machine_id": machine_id,
+        "code_root": p.code_root, "pinned": p.pinned})

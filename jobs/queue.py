@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from db.errors import GridlabError
 from db.session import scope
+from jobs import provenance as provenance_mod
 from jobs import queries, resources, retry, states
 from jobs.errors import LeaseLost
 from jobs.records import Claimed, EnqueueResult, JobRecord, Lease, RunningJob
@@ -60,12 +61,14 @@ class WorkerInfo:
     resource_class: str | None = None
     #: GPUs this worker sees (an attempt of a class that names none is given these)
     devices: int = field(default_factory=lambda: visible_gpus())
+    #: the code, environment and machine this worker runs with (jobs.provenance); None: not recorded
+    provenance: provenance_mod.Provenance | None = None
 
     @classmethod
     def here(cls, name: str | None = None, **slurm: Any) -> "WorkerInfo":
         host = socket.gethostname()
         pid = os.getpid()
-        return cls(name=name or f"{host}:{pid}", host=host, pid=pid, **slurm)
+        return cls(name=name or f"{host}:{pid}", host=host, pid=pid, provenance=provenance_mod.current(), **slurm)
 
 
 def visible_gpus() -> int:
@@ -85,6 +88,7 @@ class Queue:
         self.lease_s = lease_s
         self._database_id: str | None = None
         self._grid_names: dict[int, str] = {}
+        self._provenance_ids: dict[str, int] = {}  # provenance fingerprint -> provenances.id, once committed
 
     # --- enqueueing ---------------------------------------------------------------
 
@@ -106,6 +110,8 @@ class Queue:
             # is locked from BEGIN), so enqueues of one grid take turns: the hashes read
             # next are all the grid has, and the rows left after them are all new.
             grid_id = queries.upsert_grid(conn, name=grid, source_path=source_path, source_text=source_text)
+            version_id = (queries.grid_version(conn, grid=grid_id, source_path=source_path, source_text=source_text)
+                          if source_text is not None else None)
             created_at = queries.db_now(conn)
             seen = queries.spec_hashes(conn, grid_id)
             fresh: list[NewJob] = []
@@ -121,7 +127,8 @@ class Queue:
                 for j in fresh
             ]
             after_id = queries.last_job_id(conn, grid_id)
-            new = queries.insert_jobs(conn, rows, created_at=created_at, chunk=chunk, progress=progress)
+            new = queries.insert_jobs(conn, rows, created_at=created_at, chunk=chunk, progress=progress,
+                                      grid_version_id=version_id)
             if new:
                 queries.insert_enqueue_events(conn, grid=grid_id, after_id=after_id, created_at=created_at, actor=actor)
             pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]
@@ -137,6 +144,14 @@ class Queue:
 
     # --- the worker's side ---------------------------------------------------------
 
+    def _provenance_id(self, conn, provenance: provenance_mod.Provenance | None) -> int | None:
+        """The provenances row of ``provenance``: from this queue's cache, else found or
+        stored (its code, environment and machine each once) in this transaction."""
+        if provenance is None:
+            return None
+        known = self._provenance_ids.get(provenance.fingerprint)
+        return known if known is not None else queries.provenance_id(conn, provenance)
+
     def claim(self, worker: WorkerInfo, *, job_id: int | None = None) -> Claimed | None:
         """Take the most urgent runnable job, start an attempt, and lease it to ``worker``.
 
@@ -144,7 +159,7 @@ class Queue:
         job's curve is cut back to its recorded checkpoint's step (cleared, if it has none,
         for a fresh start), and its summaries and roll-ups dropped, in this same transaction,
         so a curve never holds points of two runs past the step they share. The worker
-        worker rewinds further (:meth:`rewind`) if that checkpoint turns out unusable."""
+        rewinds further (:meth:`rewind`) if that checkpoint turns out unusable."""
         owner = f"{worker.name}"
         with scope(self.engine) as conn:
             row = queries.claim(conn, owner=owner, lease_s=self.lease_s, job_id=job_id,
@@ -152,6 +167,7 @@ class Queue:
             if row is None:
                 return None
             job = JobRecord.from_mapping(row)
+            provenance_id = self._provenance_id(conn, worker.provenance)
             queries.insert_attempt(
                 conn,
                 devices=resources.devices_of(job.resource_class, visible=worker.devices),
@@ -164,6 +180,7 @@ class Queue:
                 slurm_job_id=worker.slurm_job_id,
                 slurm_array_index=worker.slurm_array_index,
                 node=worker.node,
+                provenance_id=provenance_id,
             )
             queries.insert_events(
                 conn,
@@ -173,6 +190,8 @@ class Queue:
                 resume_step = job.checkpoint_step if job.checkpoint_path else None
                 queries.rewind(conn, job_id=job.id, to_step=resume_step)
                 queries.set_resumed_from(conn, job_id=job.id, number=job.attempts, step=resume_step)
+        if provenance_id is not None:  # committed: later claims skip the look-up
+            self._provenance_ids[worker.provenance.fingerprint] = provenance_id
         return Claimed(job=job, lease=Lease(job_id=job.id, attempt=job.attempts, owner=owner))
 
     def rewind(self, lease: Lease, *, to: tuple[str, int] | None, reason: str) -> None:

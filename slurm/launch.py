@@ -3,22 +3,32 @@ processes (``--executor local``), each running :class:`slurm.worker.SlurmWorker`
 
 Every launch gets its own submitit folder (``<runs>/slurm/<launch id>/``): job ids
 restart at 1 when a cluster's state is wiped, and a folder keyed only by job id would
-then hand back an old result (slurm/cluster/NOTES.md).
+then hand back an old result (slurm/cluster/NOTES.md). The folder is owner-only, and the
+launch's secrets (database password, token-like ``--env`` values) are in a 0600 file in
+it, never in the script or the pickles (:mod:`slurm.secrets`).
+
+With a pinned snapshot (:mod:`slurm.snapshot`, the default of ``gridlab launch``), the
+workers' PYTHONPATH starts with the snapshot and ``PYTHONSAFEPATH=1`` keeps Python from
+putting the working directory (often the checkout) ahead of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from db.engine import resolve_url
+from db.engine import has_secret, resolve_url
 from db.errors import GridlabError
 from jobs import resources
+from slurm import secrets, snapshot as snapshot_mod
 from slurm.settings import SlurmSettings
 from slurm.worker import SlurmWorker, WorkerOptions
 
@@ -61,47 +71,85 @@ def worker_options(url: str, *, runner: str, runs_dir: str | Path, heartbeat_s: 
                          runs_dir=str(Path(runs_dir).resolve()), heartbeat_s=heartbeat_s, poll_s=poll_s)
 
 
-def job_environment(options: WorkerOptions, settings: SlurmSettings, extra_env: dict[str, str]) -> list[str]:
+def job_environment(options: WorkerOptions, settings: SlurmSettings, extra_env: dict[str, str],
+                    snapshot: Path | None = None) -> list[str]:
     """Shell lines that export what a worker needs, before the user's own setup lines.
 
-    PYTHONPATH: this gridlab's source folder first, then the caller's PYTHONPATH, so the
-    job imports the same code as the launcher. GRIDLAB_DB: only for a URL without a
-    password (one with a password travels only in the job's pickle, not in the script).
+    PYTHONPATH: the pinned snapshot (or, unpinned, this gridlab's live source folder)
+    first, then the caller's PYTHONPATH. GRIDLAB_DB: only for a URL without secrets (a
+    password travels in the launch's owner-only secrets file). ``extra_env`` values that
+    look like tokens are not written: a comment says where the worker finds them.
     """
-    code_root = str(Path(__file__).resolve().parent.parent)
-    paths = [code_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    paths = list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
+    paths = snapshot_mod.pythonpath(snapshot)
     lines = [f"export PYTHONPATH={shlex.quote(os.pathsep.join(paths))}"]
-    url = resolve_url(options.url)
-    if url.password is None:
+    if snapshot is not None:
+        lines.append("export PYTHONSAFEPATH=1  # the working directory must not shadow the pinned code")
+    if options.secrets_file is None and not has_secret(resolve_url(options.url)):
         lines.append(f"export GRIDLAB_DB={shlex.quote(options.url)}")
     lines.append(f"export GRIDLAB_SIGNAL_DELAY_S={settings.signal_delay_s}")
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(extra_env.items())]
+    public, secret = secrets.split_env(extra_env)
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(public.items())]
+    if secret or options.secrets_file is not None:
+        names = ", ".join(sorted(secret)) or "the database password"
+        lines.append(f"# not written here: {names} (the worker reads them from the launch's owner-only "
+                     f"{secrets.SECRETS_FILE})")
     return lines + list(settings.setup)
 
 
-def sbatch_parameters(options: WorkerOptions, settings: SlurmSettings, extra_env: dict[str, str]) -> dict:
+def sbatch_parameters(options: WorkerOptions, settings: SlurmSettings, extra_env: dict[str, str],
+                      snapshot: Path | None = None) -> dict:
     params = settings.to_sbatch()
-    params["setup"] = job_environment(options, settings, extra_env)
+    params["setup"] = job_environment(options, settings, extra_env, snapshot)
     return params
 
 
 def sbatch_script(options: WorkerOptions, settings: SlurmSettings, *, workers: int, folder: Path,
-                  extra_env: dict[str, str] | None = None, python: str | None = None) -> str:
+                  extra_env: dict[str, str] | None = None, python: str | None = None,
+                  snapshot: Path | None = None) -> str:
     """The sbatch script ``launch`` would submit (for --dry-run and the golden test);
     the same text submitit writes, from the same parameters."""
     from submitit.slurm.slurm import _make_sbatch_string
 
     python = python or shlex.quote(sys.executable)
     command = " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder / "%j"))])
-    params = sbatch_parameters(options, settings, extra_env or {})
+    params = sbatch_parameters(options, settings, extra_env or {}, snapshot)
     return _make_sbatch_string(command=command, folder=folder / "%j", map_count=workers if workers > 1 else None, **params)
 
 
+def _private(options: WorkerOptions, folder: Path, extra_env: dict[str, str]) -> tuple[WorkerOptions, dict[str, str]]:
+    """Make the owner-only launch folder, move the launch's secrets into it, and return
+    the options and environment without them."""
+    secrets.new_launch_folder(folder)
+    url, secrets_file, public = secrets.write(folder, url=options.url, env=extra_env)
+    return replace(options, url=url, secrets_file=secrets_file), public
+
+
+def _unexported(extra_env: dict[str, str]) -> dict[str, None]:
+    """Variables to leave out of what sbatch (or a local worker) inherits from this process:
+    the secret --env ones and a GRIDLAB_DB holding a password. The workers read them from
+    the secrets file; Slurm would otherwise store them with the job's environment."""
+    names = dict.fromkeys(secrets.split_env(extra_env)[1])
+    db = os.environ.get("GRIDLAB_DB")
+    if db:
+        try:
+            secret_db = has_secret(db)
+        except Exception:  # not a URL: not ours to judge
+            secret_db = False
+        if secret_db:
+            names["GRIDLAB_DB"] = None
+    return names
+
+
+def require_slurm() -> None:
+    if shutil.which("sbatch") is None:
+        raise GridlabError("no Slurm here: sbatch is not on PATH", "run on a Slurm login node, or use --executor local")
+
+
 def launch_slurm(options: WorkerOptions, settings: SlurmSettings, *, workers: int, folder: Path,
-                 extra_env: dict[str, str] | None = None) -> Launched:
-    """Submit ``workers`` array tasks. A refused submission raises SubmissionRefused with
-    sbatch's last line; nothing is written anywhere else."""
+                 extra_env: dict[str, str] | None = None, snapshot: Path | None = None) -> Launched:
+    """Submit ``workers`` array tasks, importing ``snapshot`` (pinned code) if given. A
+    refused submission raises SubmissionRefused with sbatch's last line, and the launch
+    folder is removed again."""
     import submitit
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
@@ -109,22 +157,54 @@ def launch_slurm(options: WorkerOptions, settings: SlurmSettings, *, workers: in
         executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=settings.max_requeues)
     except RuntimeError as exc:  # no srun on this machine
         raise GridlabError(f"no Slurm here: {exc}", "run on a Slurm login node, or use --executor local") from None
-    executor.update_parameters(**sbatch_parameters(options, settings, extra_env or {}))
+    options, public_env = _private(options, folder, extra_env or {})
+    executor.update_parameters(**sbatch_parameters(options, settings, public_env, snapshot))
     try:
-        jobs = executor.map_array(SlurmWorker(), [options] * workers)
+        with _environ(_unexported(extra_env or {})):
+            jobs = executor.map_array(SlurmWorker(), [options] * workers)
     except (FailedJobError, FailedSubmissionError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
         raise SubmissionRefused(f"sbatch refused the workers: {sbatch_error(str(exc))}",
                                 "fix the Slurm settings (grid file slurm: block or flags) and launch again") from None
     return Launched("slurm", folder, [j.job_id for j in jobs], jobs)
 
 
-def launch_local(options: WorkerOptions, settings: SlurmSettings, *, workers: int, folder: Path) -> Launched:
+def launch_local(options: WorkerOptions, settings: SlurmSettings, *, workers: int, folder: Path,
+                 extra_env: dict[str, str] | None = None, snapshot: Path | None = None) -> Launched:
+    """``workers`` local processes under submitit (they inherit this process's environment,
+    with PYTHONPATH and the public ``extra_env`` set for them only)."""
     import submitit
 
+    options, public_env = _private(options, folder, extra_env or {})
     executor = submitit.LocalExecutor(folder=folder / "%j", max_num_timeout=settings.max_requeues)
     executor.update_parameters(timeout_min=settings.time, signal_delay_s=settings.signal_delay_s)
-    jobs = [executor.submit(SlurmWorker(), options) for _ in range(workers)]
+    env: dict[str, str | None] = {"PYTHONPATH": os.pathsep.join(snapshot_mod.pythonpath(snapshot)), **public_env,
+                                  **_unexported(extra_env or {})}
+    if snapshot is not None:
+        env["PYTHONSAFEPATH"] = "1"
+    with _environ(env):
+        jobs = [executor.submit(SlurmWorker(), options) for _ in range(workers)]
     return Launched("local", folder, [str(j.job_id) for j in jobs], jobs)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str | None]) -> Iterator[None]:
+    """``values`` in os.environ while the block runs (child processes inherit them); a
+    None value unsets the variable."""
+    saved = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def sbatch_error(text: str) -> str:
@@ -138,11 +218,15 @@ def sbatch_error(text: str) -> str:
 
 
 def worker_error(folder: Path, job_id: str) -> str | None:
-    """The last line of a finished worker's error, from its submitit result file."""
+    """The last line of a finished worker's error, from its submitit result file. Only a
+    launch folder gridlab made for this user is read (unpickling runs code: a folder named
+    in the database is not trusted for being named there)."""
     from submitit.core.utils import JobPaths, pickle_load
 
+    if not secrets.is_own_launch_folder(folder):
+        return None
     path = JobPaths(folder / "%j", job_id=job_id, task_id=0).result_pickle
-    if not path.exists():
+    if not path.exists() or not secrets.is_own_file(path):
         return None
     try:
         kind, value = pickle_load(path)

@@ -35,6 +35,7 @@ from typing import Any
 
 import submitit
 
+from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
 
@@ -59,6 +60,8 @@ class WorkerOptions:
     env: dict[str, str] = field(default_factory=dict)
     #: the resource class this worker was submitted for (it claims only such jobs); None: any
     resource_class: str | None = None
+    #: the launch's owner-only secrets file (database password, token-like --env values), or None
+    secrets_file: str | None = None
 
 
 def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
@@ -82,17 +85,20 @@ def slurm_job_id() -> str | None:
 
 def worker_info(resource_class: str | None = None):
     """Where this worker runs, with the Slurm job, array index and node when in Slurm."""
+    from jobs import provenance
     from jobs.queue import WorkerInfo
 
     host, pid = socket.gethostname(), os.getpid()
     job = slurm_job_id()
     if job is None:
-        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid, resource_class=resource_class)
+        return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid, resource_class=resource_class,
+                          provenance=provenance.current())
     node = os.environ.get("SLURMD_NODENAME") or host.split(".")[0]
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     index = os.environ.get("SLURM_ARRAY_TASK_ID")
     return WorkerInfo(name=worker_name(job, restart, node, pid), host=host, pid=pid, slurm_job_id=job,
-                      slurm_array_index=int(index) if index else None, node=node, resource_class=resource_class)
+                      slurm_array_index=int(index) if index else None, node=node, resource_class=resource_class,
+                      provenance=provenance.current())
 
 
 def open_queue(options: WorkerOptions):
@@ -133,7 +139,10 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._signalled = False
 
     def __call__(self, options: WorkerOptions) -> dict[str, Any]:
+        from slurm import secrets
+
         os.environ.update(options.env)
+        options = secrets.load(options)
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
         from jobs.worker import Worker, resolve_runner
 
@@ -142,7 +151,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
                               capture_output=True,
                               heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
-        log.info("worker %s started (db %s)", info.name, queue.engine.url.render_as_string(hide_password=True))
+        log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
         self._thread.start()

@@ -2,7 +2,9 @@
 
 A verdict scores 1 for a win of arm a, 0 for a loss and 1/2 for a tie; the win rate is the mean
 score. Its interval is the percentile bootstrap over prompts (``iterations`` resamples, a fixed
-seed so the same rows always print the same interval).
+seed so the same rows always print the same interval), computed by :mod:`db.stats`, the one
+statistics module the dashboard also uses: `gridlab compare` and the dashboard print the same
+interval for the same verdicts.
 
 Across seeds the view is *paired*: the same prompt judged under several seeds is one unit, not
 several independent ones. :func:`paired` averages each prompt's score over the seeds that judged
@@ -14,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5}
+from db import stats
+
+SCORES = stats.SCORES
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class WinRate:
                 f"({self.wins}-{self.losses}-{self.ties} of {self.n})")
 
 
-def win_rate(winners: Sequence[str], *, iterations: int = 10_000, confidence: float = 0.95, seed: int = 0) -> WinRate:
+def win_rate(winners: Sequence[str], *, iterations: int = stats.RESAMPLES, confidence: float = stats.CONFIDENCE,
+             seed: int = 0) -> WinRate:
     """Win rate of arm a from verdicts ``'a'``, ``'b'``, ``'tie'``, one per prompt."""
     scores = [_score(w) for w in winners]
     return _rate(scores, scores, iterations=iterations, confidence=confidence, seed=seed)
@@ -55,8 +60,8 @@ class Paired:
 def paired(
     by_seed: Mapping[Hashable, Mapping[Hashable, str]],
     *,
-    iterations: int = 10_000,
-    confidence: float = 0.95,
+    iterations: int = stats.RESAMPLES,
+    confidence: float = stats.CONFIDENCE,
     seed: int = 0,
 ) -> Paired:
     """``by_seed``: seed -> {prompt key: winner}. Each prompt's score is averaged over the seeds
@@ -78,28 +83,14 @@ def paired(
 
 
 def _score(winner: str) -> float:
-    try:
-        return SCORES[winner]
-    except KeyError:
-        raise ValueError(f"a verdict is 'a', 'b' or 'tie', got {winner!r}") from None
+    return float(stats.scores([winner])[0])  # ValueError for anything but 'a', 'b', 'tie'
 
 
 def _rate(units: Sequence[float], verdicts: Sequence[float], *, iterations: int, confidence: float, seed: int) -> WinRate:
-    """Mean of ``units`` with a percentile bootstrap interval; counts from ``verdicts``."""
-    import numpy as np
-
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    """Mean of ``units`` with its percentile bootstrap interval (db.stats.bootstrap); counts
+    from ``verdicts``."""
     wins = sum(1 for v in verdicts if v == 1.0)
     losses = sum(1 for v in verdicts if v == 0.0)
     ties = len(verdicts) - wins - losses
-    if not units:
-        nan = float("nan")
-        return WinRate(wins, losses, ties, nan, nan, nan, confidence)
-    values = np.asarray(units, dtype=float)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(values), size=(iterations, len(values)))
-    means = values[draws].mean(axis=1)
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return WinRate(wins, losses, ties, float(values.mean()), float(low), float(high), confidence)
+    rate, low, high = stats.bootstrap(units, resamples=iterations, confidence=confidence, seed=seed)
+    return WinRate(wins, losses, ties, rate, low, high, confidence)

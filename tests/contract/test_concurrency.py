@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy import func, select
 
-from db.models import attempts, events, jobs, metrics
+from db.models import attempts, code_versions, environments, events, jobs, machines, metrics, provenances
 from db.session import scope
 from jobs import pool, states
 from tests.support.grids import make_jobs
@@ -37,11 +37,17 @@ def test_sixteen_workers_claim_each_of_1000_jobs_exactly_once(engine, queue, db_
         ).all()
         claimers = conn.execute(select(func.count(func.distinct(attempts.c.worker)))).scalar_one()
         n_metrics = conn.execute(select(func.count()).select_from(metrics)).scalar_one()
+        unrecorded = conn.execute(select(func.count()).where(attempts.c.provenance_id.is_(None))).scalar_one()
+        stored = [conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in (provenances, code_versions, environments, machines)]
     assert by_state == {states.SUCCEEDED: N_JOBS}
     assert max_attempt == 1 and n_attempts == N_JOBS
     assert claims_per_job == [], "a job was claimed twice"
     assert n_metrics == N_JOBS
     assert claimers > 1, "the work should have been shared between processes"
+    # 16 processes racing to store the same provenance: each attempt names it, stored once.
+    assert unrecorded == 0
+    assert stored == [1, 1, 1, 1], "provenance rows must be shared, not copied per worker"
 
 
 def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, queue, db_url, tmp_path):

@@ -213,6 +213,109 @@ def test_run_detail_of_a_failed_job_shows_its_last_error(filled_sqlite, app):
     assert attempts["slurm_job_id"].tolist() == [SLURM_JOB]
 
 
+def _charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def _chart_data(at, title: str):
+    """The rows the chart titled ``title`` draws (all its datasets, concatenated)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    for c in at.get("vega_lite_chart"):
+        if json.loads(c.proto.spec).get("title") == title:
+            return pd.concat([pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in c.proto.datasets])
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_factor_effects_panels_per_factor_and_interaction(filled, app):
+    at = app(filled.url, "effects.py")
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "Metric").set_value("val_loss").run()
+    # val_loss = 1.0 (alpaca) / 1.5 (dolly) - 0.2 (dyt) + 0.01 * seed, 3 seeds per cell
+    ranked = _frame_with(at, "factor", "eta_squared", "spread")
+    assert ranked["factor"].tolist() == ["dataset", "norm", "seed"]
+    assert ranked.set_index("factor").loc["norm", "spread"] == pytest.approx(0.2)
+    assert ranked.set_index("factor").loc["norm", "lowest"] == "dyt"
+    levels = _frame_with(at, "factor", "level", "mean", "low", "high", "n")
+    dyt = levels[(levels["factor"] == "norm") & (levels["level"] == "dyt")].iloc[0]
+    assert dyt["mean"] == pytest.approx(1.06) and dyt["n"] == 6  # over both datasets and every seed
+    assert dyt["low"] < 1.06 < dyt["high"]
+    assert [c.get("title") for c in _charts(at)][:3] == [
+        f"{f} (η² = {e:.2f})" for f, e in zip(ranked["factor"], ranked["eta_squared"])]
+
+    _select(at, "Rows").set_value("norm").run()
+    _select(at, "Columns").set_value("dataset").run()
+    cells = _frame_with(at, "norm", "dataset", "mean", "n").set_index(["norm", "dataset"])
+    assert cells.loc[("dyt", "alpaca"), "mean"] == pytest.approx(0.81)
+    assert cells.loc[("layernorm", "dolly"), "mean"] == pytest.approx(1.51)
+    assert cells["n"].tolist() == [3, 3, 3, 3]
+    heatmap = _charts(at)[-1]
+    assert heatmap["title"] == "val_loss: norm × dataset" and heatmap["height"] == {"step": 28}
+
+
+def test_factor_effects_match_what_the_cli_prints(filled_sqlite, app):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    at = app(filled_sqlite.url, "effects.py")
+    _select(at, "Grid").set_value("ablation").run()
+    _select(at, "Metric").set_value("val_loss").run()
+    levels = _frame_with(at, "factor", "level", "mean", "low", "high", "n")
+    out = CliRunner().invoke(cli, ["results", "--grid", "ablation", "--metric", "val_loss", "--effects",
+                                   "--db", filled_sqlite.url], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if "│" in line]
+    for row in levels.itertuples():
+        printed = next(line for line in lines if f" {row.level} " in line and f"[{row.low:.4g}, {row.high:.4g}]" in line)
+        assert f" {row.mean:.4g} " in printed and f" {row.n} " in printed
+
+
+def test_compare_two_runs_curves_figures_and_the_settings_that_differ(filled, app):
+    a, b = filled.job(dataset="alpaca", norm="dyt", seed=0), filled.job(dataset="alpaca", norm="layernorm", seed=0)
+    at = app(filled.url, "run_compare.py", query={"jobs": f"{a},{b}"})
+    picked = next(m for m in at.multiselect if m.label.startswith("Runs to compare"))
+    assert picked.value == [f"job {a}", f"job {b}"]  # from ?jobs= in the link
+    figures = _frame_with(at, "figure").set_index("figure")
+    first, second = f"job {a} (norm=dyt)", f"job {b} (norm=layernorm)"
+    assert figures.loc["val_loss", first] == pytest.approx(0.8) and figures.loc["val_loss", second] == pytest.approx(1.0)
+    assert figures.loc["val_loss", f"{second} − {first}"] == pytest.approx(0.2)
+    settings = _frame_with(at, "setting")
+    assert settings["setting"].tolist() == ["norm"] and settings[first].tolist() == ["dyt"]
+    loss = _chart_data(at, "loss")
+    assert set(loss["job_id"]) == {a, b} and set(loss["colour"]) == {first, second}
+    assert len(loss) == 2 * STEPS and loss["value"].min() == pytest.approx(3.0 - STEPS / 100)
+    charts = _charts(at)
+    assert [c["title"] for c in charts] == ["loss", "val_loss"]
+    assert charts[1]["mark"]["point"]  # val_loss every 50 steps: its points are drawn
+
+    next(c for c in at.checkbox if c.label == "Show every setting").check().run()
+    assert set(_frame_with(at, "setting")["setting"]) == {"dataset", "experiment", "norm", "seed", "steps"}
+
+
+def test_compare_two_cells_pools_their_seeds(filled, app):
+    at = app(filled.url, "run_compare.py")
+    _select(at, "Grid").set_value("ablation").run()
+    next(r for r in at.radio if r.label == "Compare").set_value("cells (seeds pooled)").run()
+    pooled = next(m for m in at.multiselect if m.label == "Pool over")
+    assert pooled.value == ["seed"]
+    cells = next(m for m in at.multiselect if m.label.startswith("Cells to compare"))
+    assert len(cells.options) == 4
+    cells.set_value(["ablation: dataset=alpaca, norm=dyt", "ablation: dataset=alpaca, norm=layernorm"]).run()
+    figures = _frame_with(at, "figure").set_index("figure")
+    assert figures.loc["val_loss", "norm=dyt"] == pytest.approx(0.81)
+    assert figures.loc["val_loss", "norm=layernorm"] == pytest.approx(1.01)
+    assert figures.loc["val_loss", "norm=dyt n"] == 3
+    assert figures.loc["val_loss", "norm=layernorm − norm=dyt"] == pytest.approx(0.2)
+    assert figures.loc["val_loss", "norm=layernorm − norm=dyt ci95"] == pytest.approx(2.776 * 0.01 * (2 / 3) ** 0.5, rel=1e-3)  # Welch, df = 4
+    settings = _frame_with(at, "setting").set_index("setting")
+    assert settings.loc["norm", "norm=dyt"] == "dyt" and settings.loc["seed", "norm=dyt"] == "varies: 0, 1, 2"
+    loss = _chart_data(at, "loss")
+    assert set(loss["runs"]) == {3} and set(loss["colour"]) == {"norm=dyt", "norm=layernorm"}
+    assert len(loss) == 2 * STEPS  # one line per cell: the mean over its three runs at each step
+
+
 def test_empty_database_pages_say_what_to_do(sqlite_url, app):
     from db import engine as db_engine
     from db import schema
@@ -220,7 +323,8 @@ def test_empty_database_pages_say_what_to_do(sqlite_url, app):
     eng = db_engine.create(sqlite_url)
     schema.upgrade(eng)
     eng.dispose()
-    for page in ("overview.py", "curves.py", "results.py", "comparisons.py", "timing.py", "failures.py", "run_detail.py"):
+    for page in ("overview.py", "curves.py", "results.py", "comparisons.py", "effects.py", "run_compare.py", "timing.py",
+                 "failures.py", "run_detail.py"):
         at = app(sqlite_url, page)
         assert not at.exception, page
         assert at.info or at.success, page

@@ -41,7 +41,8 @@ slurm:
 def normalise(text: str, tmp_path: Path) -> str:
     out = text.replace(sys.executable, "<PYTHON>").replace(str(tmp_path.resolve()), "<TMP>")
     out = out.replace(str(REPO), "<CODE>")
-    # the launch folder carries a time stamp and a random id
+    # the launch folder carries a time stamp and a random id, the pinned snapshot the code's fingerprint
+    out = re.sub(r"<TMP>/runs/code/[0-9a-f]{16}", "<TMP>/runs/code/<SNAPSHOT>", out)
     return re.sub(r"<TMP>/runs/slurm/[^/\s]+", "<TMP>/runs/slurm/<LAUNCH>", out)
 
 

@@ -41,3 +41,23 @@ def test_running_table_says_how_far_each_job_has_got():
     text = _text(report.running_table(jobs))
     assert "step 120/400 (30%)" in text and "2.346" in text and "4 s ago" in text and "lr=0.001" in text
     assert "starting" in text
+
+
+def test_effects_table_prints_each_factors_levels_most_important_first():
+    from collections import namedtuple
+
+    from db import stats
+
+    Row = namedtuple("Row", "id factors state name value")
+    rows = [Row(i, {"norm": n, "seed": s}, "succeeded", "val_loss", (1.0 if n == "dyt" else 2.0) + 0.01 * s)
+            for i, (n, s) in enumerate((n, s) for n in ("dyt", "layernorm") for s in (0, 1, 2))]
+    rows.append(Row(99, {"norm": "dyt", "seed": 0}, "failed", "val_loss", 50.0))  # not succeeded: left out
+    text = _text(report.effects_table(rows, "val_loss"))
+    lines = [line for line in text.splitlines() if "│" in line]
+    assert "norm" in lines[0] and "seed" not in lines[0]  # norm explains nearly all of it: first
+    effect = stats.factor_effect([(r.factors, r.value) for r in rows if r.state == "succeeded"], "norm",
+                                 stats.quantity_range("val_loss"))
+    dyt = dict(effect.levels)["dyt"]
+    assert f"[{dyt.low:.4g}, {dyt.high:.4g}]" in lines[0] and " 1.01 " in lines[0] and " 3 " in lines[0]
+    assert any(" seed " in line for line in lines)
+    assert report.effects_table(rows[:1], "val_loss").startswith("Effects on val_loss: no factor varies")

@@ -1,7 +1,7 @@
 """resource classes: what each job needs to run
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-01 10:00:00
 
 ``jobs.resource_class``: the canonical name of the resources a cell needs (jobs.resources),
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
