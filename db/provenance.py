@@ -23,6 +23,16 @@ KEY_ORDER = ("python", "torch", "torch_cuda", "transformers", "peft", "datasets"
              "accelerate", "numpy", "gridlab")
 
 
+def code_label(git_commit: str | None, git_dirty: bool | None, diff_hash: str | None, files_hash: str) -> str:
+    """A code version in short: ``a1b2c3d4``, ``a1b2c3d4+dirty:5e6f70``, or ``files:9a8b7c6d``
+    without git (the one spelling of jobs.provenance.Code and the rows read back)."""
+    if git_commit is None:
+        return f"files:{files_hash[:8]}"
+    if git_dirty:
+        return f"{git_commit[:8]}+dirty:{(diff_hash or files_hash)[:6]}"
+    return git_commit[:8]
+
+
 @dataclass(frozen=True)
 class CodeInfo:
     id: int
@@ -34,13 +44,8 @@ class CodeInfo:
 
     @property
     def label(self) -> str:
-        """Short: ``a1b2c3d4``, ``a1b2c3d4+dirty:5e6f70``, or ``files:9a8b7c6d`` without git
-        (as jobs.provenance.Code.label)."""
-        if self.git_commit is None:
-            return f"files:{self.files_hash[:8]}"
-        if self.git_dirty:
-            return f"{self.git_commit[:8]}+dirty:{(self.diff_hash or self.files_hash)[:6]}"
-        return self.git_commit[:8]
+        """Short: ``a1b2c3d4``, ``a1b2c3d4+dirty:5e6f70``, or ``files:9a8b7c6d`` without git."""
+        return code_label(self.git_commit, self.git_dirty, self.diff_hash, self.files_hash)
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,16 @@ class Drift:
     @property
     def any(self) -> bool:
         return self.code_drift or self.environment_drift or self.partly_unknown
+
+    def columns(self) -> dict[str, dict[int, str]]:
+        """The columns to add to a table of these jobs (job id -> label): code and/or env,
+        where the pooled jobs differ."""
+        out = {}
+        if self.code_drift:
+            out["code"] = self.code_of
+        if self.environment_drift:
+            out["env"] = self.environment_of
+        return out
 
     def warning(self) -> str | None:
         """One line naming what differs and which jobs ran which, or None if nothing does."""

@@ -266,7 +266,7 @@ def results(grid: str | None, metrics: tuple[str, ...], effects: bool, db_url: s
         console.print("No results yet: no job has finished.")
         return
     drift = pooled_drift(queue, {r.id for r in rows})
-    console.print(report.results_table(rows, list(metrics) or None, provenance=drift_columns(drift)))
+    console.print(report.results_table(rows, list(metrics) or None, provenance=drift.columns()))
     warn_drift(drift)
     if effects:
         for name in report.shown_metrics(rows, list(metrics) or None)[0]:
@@ -280,16 +280,6 @@ def pooled_drift(queue, job_ids):
 
     with scope(queue.engine, write=False) as conn:
         return provenance.drift(conn, job_ids)
-
-
-def drift_columns(drift) -> dict[str, dict[int, str]]:
-    """The columns to add to a table of these jobs: code and/or env, where they differ."""
-    columns = {}
-    if drift.code_drift:
-        columns["code"] = drift.code_of
-    if drift.environment_drift:
-        columns["env"] = drift.environment_of
-    return columns
 
 
 def warn_drift(drift) -> None:

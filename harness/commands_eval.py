@@ -57,7 +57,7 @@ def compare(grid: str | None, factor: str | None, confidence: float, db_url: str
         return
     drift = _drift(engine, [j.job_id for j in judges] + [a.job_id for a in arms]
                    + [x for j in judges for v in j.judgments for x in (v.arm_a, v.arm_b)])
-    labels = _labels(drift)
+    labels = drift.columns()
     if judges:
         console.print(win_rate_table(judges, confidence, labels))
     if arms:
@@ -78,16 +78,6 @@ def _drift(engine, job_ids):
 
     with scope(engine, write=False) as conn:
         return provenance.drift(conn, job_ids)
-
-
-def _labels(drift) -> dict[str, dict[int, str]]:
-    """Columns naming each job's code and/or environment, where the pooled jobs differ."""
-    out = {}
-    if drift.code_drift:
-        out["code"] = drift.code_of
-    if drift.environment_drift:
-        out["env"] = drift.environment_of
-    return out
 
 
 def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] | None = None) -> Table:

@@ -87,11 +87,9 @@ class Code:
 
     def label(self) -> str:
         """Short: ``a1b2c3d4``, ``a1b2c3d4+dirty:5e6f70``, or ``files:9a8b7c6d`` without git."""
-        if self.git_commit is None:
-            return f"files:{self.files_hash[:8]}"
-        if self.git_dirty:
-            return f"{self.git_commit[:8]}+dirty:{(self.diff_hash or self.files_hash)[:6]}"
-        return self.git_commit[:8]
+        from db.provenance import code_label
+
+        return code_label(self.git_commit, self.git_dirty, self.diff_hash, self.files_hash)
 
 
 @dataclass(frozen=True)
