@@ -233,15 +233,17 @@ def ending(folder: Path, ranks: int, *, returncode: int, stopping: tuple[str, st
         return _failure(invalid[0])
     silent = [rank for rank in range(ranks) if rank not in ends]
     if silent:
-        cause = root_cause(folder / LOG)
-        also = f"; rank {failed[0]['rank']} then failed: {failed[0].get('line', '')}" if failed else ""
+        reported = torchrun_failures(folder / LOG)
+        how = "; ".join(f"rank {rank}: {reported.get(rank, 'no exit status from torchrun')}" for rank in silent)
+        also = f"; then rank {failed[0]['rank']} failed: {failed[0].get('line', '')}" if failed else ""
         return RankFailed(
-            f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} of {ranks} died without "
-            f"an end record (torchrun exited {returncode}: {cause or 'no failure summary'}){also}",
-            error_type=f"{__name__}.RankDied")
+            f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} of {ranks} died without an end "
+            f"record ({how}){also}", error_type=f"{__name__}.RankDied")
     if failed:
         return _failure(failed[0])
-    return RankFailed(f"torchrun exited {returncode} and no rank failed: {root_cause(folder / LOG) or tail(folder / LOG)}")
+    reported = torchrun_failures(folder / LOG)
+    return RankFailed(f"torchrun exited {returncode} and no rank recorded a failure: "
+                      f"{'; '.join(f'rank {r}: {t}' for r, t in sorted(reported.items())) or tail(folder / LOG)}")
 
 
 def _failure(end: dict[str, Any]) -> RankFailed:
@@ -249,18 +251,22 @@ def _failure(end: dict[str, Any]) -> RankFailed:
                       outcome=end.get("failure") or states.OUTCOME_ERROR, error_type=end.get("error_type"))
 
 
-_ROOT = re.compile(r"Root Cause \(first observed failure\):(.*?)(?:={10,}|\Z)", re.S)
-_FIELD = re.compile(r"^\s*(rank|exitcode|traceback)\s*:\s*(.*)$", re.M)
+_SUMMARY = re.compile(r"^Failures:\n(.*?)^={10,}", re.S | re.M)
+_ENTRY = re.compile(r"^\[\d+\]:\n((?:^ +\S.*\n?)+)", re.M)
+_FIELD = re.compile(r"^\s*(rank|exitcode|traceback)\s*:\s*(.*?)\s*$", re.M)
 
 
-def root_cause(log_path: Path) -> str | None:
-    """torchrun's "Root Cause" of a failed run, on one line (rank, exit code, signal)."""
-    text = tail(log_path, 20000)
-    found = _ROOT.findall(text)
-    if not found:
-        return None
-    fields = dict(_FIELD.findall(found[-1]))
-    return ", ".join(f"{k} {fields[k].strip()}" for k in ("rank", "exitcode", "traceback") if k in fields) or None
+def torchrun_failures(log_path: Path) -> dict[int, str]:
+    """rank -> how it failed (exit code, signal), from the summary torchrun prints when ranks fail."""
+    found = _SUMMARY.findall(tail(log_path, 20000))
+    out: dict[int, str] = {}
+    for entry in _ENTRY.findall(found[-1]) if found else []:
+        fields = dict(_FIELD.findall(entry))
+        rank = re.match(r"\d+", fields.get("rank", ""))
+        if rank:
+            text = f"exit code {fields.get('exitcode', '?')}; {fields.get('traceback', '')}"
+            out[int(rank.group())] = " ".join(text.split()).strip("; ")
+    return out
 
 
 def tail(path: Path, chars: int = 2000) -> str:
