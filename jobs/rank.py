@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
     resume_step = launch["resume"][1] if launch["resume"] else None
     ranks.write_json(ranks.start_record(folder, rank), {
         "rank": rank, "pid": os.getpid(), "host": socket.gethostname(), "resume_step": resume_step,
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "t": time.time()})
+        "slurm_job_id": _slurm_job(), "t": time.time()})
     end: dict = {"rank": rank, "pid": os.getpid()}
     ctx = None
     try:
@@ -179,6 +179,14 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)  # a peer may be stuck in a collective with us: leave without waiting on anything
+
+
+def _slurm_job() -> str | None:
+    """The Slurm job this rank runs in, as sacct names it (``12_3`` for an array task)."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def _flush(ctx: RankContext | None, *, wait: bool, strict: bool = False) -> None:
