@@ -217,8 +217,8 @@ def ending(folder: Path, ranks: int, *, returncode: int, stopping: tuple[str, st
     """How the attempt ended, from the ranks' end records (None: it succeeded). See the module."""
     ends = {rank: body for rank in range(ranks) if (body := read_json(end_record(folder, rank))) is not None}
     main = ends.get(0, {})
-    if returncode == 0 and len(ends) == ranks and all(e.get("outcome") == SUCCEEDED for e in ends.values()):
-        return None
+    if len(ends) == ranks and all(e.get("outcome") == SUCCEEDED for e in ends.values()):
+        return None  # (torchrun may have been signalled after they finished: the job is done)
     if main.get("outcome") == LOST:
         return LeaseLost(main.get("error") or "rank 0 lost the lease")
     if main.get("outcome") == DIVERGED:

@@ -82,3 +82,43 @@ def test_a_two_rank_cell_trains_in_one_two_cpu_slurm_job_like_one_rank(queue, tm
             metrics.c.job_id, metrics.c.name, metrics.c.step).having(func.count() > 1)).all()
     assert dupes == []
     assert Path(queue.job(2).checkpoint_path).is_dir() and queue.job(2).checkpoint_step == STEPS
+
+
+@pytest.mark.parametrize("queue", ["sqlite"], indirect=True)
+def test_scontrol_requeue_of_a_two_rank_cell_checkpoints_on_every_rank_and_resumes(queue, tmp_path, slurm_cluster):
+    """Slurm signals every process of the job (SIGTERM, proctrack/linuxproc): the worker and both
+    ranks. The ranks agree on a step, checkpoint it and hand the job back within KillWait; the
+    requeued worker resumes both ranks from that checkpoint (there is no periodic one)."""
+    import time
+
+    from harness.enqueue import new_jobs
+    from harness.grid import parse
+
+    steps = 300  # 25-35 ms a step here, after ~10 s of set-up: the requeue lands mid-training
+    grid = GRID.replace(f"steps: {STEPS}", f"steps: {steps}").replace("checkpoint_every: 4", "checkpoint_every: 1000") \
+        .replace("eval_every: 4", "eval_every: 0").replace("ranks: [1, 2]", "ranks: [2]")
+    queue.enqueue("spans", new_jobs(parse(grid)))
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO),
+           "GRIDLAB_DB": queue.engine.url.render_as_string(hide_password=False)}
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "launch", "--cpus", "2", "--workers", "1",
+                        "--runs-dir", str(tmp_path / "runs"), "--heartbeat", "3", "--time", "10",
+                        "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (jid,) = [w.external_id for w in queue.workers(executor="slurm")]
+    deadline = time.monotonic() + 180
+    while not metrics_of(queue, 1, "loss"):  # the first batch of points is stored: training is under way
+        assert time.monotonic() < deadline, "the job did not start training"
+        time.sleep(0.1)
+    subprocess.run(["scontrol", "requeue", jid], check=True)
+    wait_gone([jid], timeout_s=240)
+
+    first, second = queue.attempts(1)
+    assert (first.outcome, second.outcome) == (states.OUTCOME_PREEMPTED, states.OUTCOME_SUCCEEDED), first.error
+    assert second.resumed_from_step and 0 < second.resumed_from_step < steps, "not stopped mid-training"
+    folder = run_dir(queue, tmp_path / "runs", 1) / "attempts"
+    ends = [ranks.read_json(ranks.end_record(folder / "a1" / ranks.FOLDER, rank)) for rank in (0, 1)]
+    assert [e["outcome"] for e in ends] == [ranks.INTERRUPTED] * 2
+    starts = [ranks.read_json(ranks.start_record(folder / "a2" / ranks.FOLDER, rank)) for rank in (0, 1)]
+    assert [s["resume_step"] for s in starts] == [second.resumed_from_step] * 2
+    assert [p.step for p in metrics_of(queue, 1, "loss")] == list(range(1, steps + 1))

@@ -52,6 +52,8 @@ def _failed(outcome=states.OUTCOME_ERROR, t=0.0, line="RuntimeError: boom"):
 def test_all_ranks_succeeded_is_success(tmp_path):
     folder = _folder(tmp_path, {0: {"outcome": ranks.SUCCEEDED}, 1: {"outcome": ranks.SUCCEEDED}})
     assert ranks.ending(folder, 2, returncode=0, stopping=None) is None
+    # torchrun signalled (a requeue) after both ranks finished: the job is done all the same
+    assert ranks.ending(folder, 2, returncode=1, stopping=("Slurm sent SIGTERM", "preempted")) is None
     assert isinstance(ranks.ending(folder, 3, returncode=1, stopping=None), ranks.RankFailed)  # rank 2 never ended
 
 
