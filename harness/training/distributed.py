@@ -5,7 +5,9 @@ ranks (accelerate wraps the model in DDP, or shards it with FSDP, and shards eac
 between the ranks); this module gives it its settings and the few agreements it lacks:
 
 - :func:`trainer_arguments`: per-rank batch (the spec's ``batch_size`` is the global
-  micro-batch, split evenly), the backend (gloo on CPU) and FSDP when asked for;
+  micro-batch, split evenly), the backend (gloo on CPU) and FSDP when asked for (FSDP2 through
+  accelerate, each transformer block a unit; GPUs only: refused on the CPU, where accelerate
+  would fall back to DDP without a word);
 - :func:`any_rank`: flags (stop, a non-finite loss) agreed across ranks at a step, so every rank
   checkpoints and stops at the same one (a rank stopping alone would leave the others waiting
   in the next gradient all-reduce);
@@ -22,6 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from db.errors import GridlabError
+
+
+class NoGPUsForFSDP(GridlabError):
+    """``parallelism: fsdp`` on a node without GPUs: accelerate shards a model on accelerators
+    only, and on the CPU Trainer would quietly train a full replica per rank (DDP) instead.
+    An ``error`` (retried): another node may have GPUs."""
 
 
 def world_size() -> int:
@@ -70,6 +80,10 @@ def trainer_arguments(spec: dict[str, Any], ranks: int, *, block_classes: tuple[
     if not torch.cuda.is_available():
         args.update(use_cpu=True, ddp_backend="gloo")  # Trainer takes the multi-CPU path only when asked
     if spec.get("parallelism", "ddp") == "fsdp":
+        if not torch.cuda.is_available():
+            raise NoGPUsForFSDP("parallelism fsdp needs GPUs and this node has none (accelerate shards models on "
+                                "accelerators only; on the CPU each rank would quietly hold the whole model)",
+                                "run the cell where there are GPUs, or set parallelism: ddp")
         config: dict[str, Any] = {"version": 2, "reshard_after_forward": True}
         if block_classes:
             config.update(auto_wrap_policy="TRANSFORMER_BASED_WRAP", transformer_layer_cls_to_wrap=list(block_classes))

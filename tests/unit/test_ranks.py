@@ -123,3 +123,20 @@ def test_a_global_batch_that_does_not_split_between_the_ranks_is_refused_when_th
 
     with pytest.raises(GridFileError, match="must split evenly between 3 ranks"):
         parse("name: g\nexperiment: sft\nfixed: {ranks: 3, batch_size: 8}\naxes: {seed: [0]}\n")
+
+
+def test_trainer_arguments_split_the_global_batch_and_refuse_fsdp_without_gpus():
+    import torch
+
+    from harness.training import distributed
+
+    spec = {"batch_size": 8, "parallelism": "ddp"}
+    assert distributed.trainer_arguments(spec, 1) == {"per_device_train_batch_size": 8, "per_device_eval_batch_size": 8}
+    two = distributed.trainer_arguments(spec, 2)
+    assert (two["per_device_train_batch_size"], two["per_device_eval_batch_size"]) == (4, 8)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has GPUs: FSDP is not refused here")
+    assert (two["use_cpu"], two["ddp_backend"]) == (True, "gloo")
+    with pytest.raises(distributed.NoGPUsForFSDP, match="parallelism fsdp needs GPUs"):
+        distributed.trainer_arguments({**spec, "parallelism": "fsdp"}, 2, block_classes=("GPTNeoXLayer",))
+    assert retry.classify(distributed.NoGPUsForFSDP("x")).outcome == states.OUTCOME_ERROR
