@@ -54,6 +54,7 @@ class RankContext(JobContext):
         self.rank = rank
         self.world_size = world_size
         self._stop_file = stop_file
+        self._asked = False  # the worker's stop.json read
 
     def log(self, step, values) -> None:
         if self.is_main:
@@ -71,7 +72,7 @@ class RankContext(JobContext):
         return final
 
     def should_stop(self) -> bool:
-        if self._stop_file.exists() and not getattr(self, "_asked", False):
+        if not self._asked and self._stop_file.exists():
             asked = ranks.read_json(self._stop_file) or {}
             self.stop_reason = asked.get("reason", self.stop_reason)
             self.stop_outcome = asked.get("outcome", self.stop_outcome)

@@ -108,8 +108,6 @@ def launch(ctx, ranks: int, *, runner: str, poll_s: float = 0.2) -> None:
     :class:`~jobs.errors.LeaseLost` or :class:`RankFailed`."""
     folder = ctx.attempt_dir / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.json"):  # a retried record of this attempt never reads old files
-        stale.unlink()
     launch_file = folder / LAUNCH
     write_json(launch_file, {
         "job": asdict(ctx.job),

@@ -14,6 +14,11 @@ attempt's own folder and made the job's by ``ctx.checkpoint`` (sealed, fenced, r
 train too but are not in the adapter file, so the whole model is also written there as
 ``full_model.safetensors``. DyT calibration is stored in the run folder, so a resumed run uses
 exactly the alphas the run it continues fitted (a fresh start fits again).
+
+A cell with ``ranks: N`` runs this recipe in each of N processes (:mod:`jobs.ranks`): Trainer
+trains with DDP (or FSDP on GPUs, ``parallelism: fsdp``), ``batch_size`` is the global
+micro-batch split evenly between the ranks, and only rank 0's context writes; the evaluation
+after training is rank 0's alone (:mod:`harness.training.distributed`).
 """
 
 from __future__ import annotations

@@ -250,3 +250,25 @@ def test_a_lost_lease_kills_the_ranks(sqlite_queue, tmp_path):
     assert out["stats"].lost == 1
     _wait_for(lambda: not any(ranks._is_rank(pid) for pid in pids), 10, "the ranks' end")
     assert queue.job(1).state == states.CANCELLED
+
+
+def test_a_sigkilled_worker_takes_torchrun_and_its_ranks_with_it(sqlite_queue, tmp_path):
+    import subprocess
+    import sys
+
+    queue, url = sqlite_queue
+    runs = tmp_path / "runs"
+    _enqueue(queue, "orphans", [2], steps=200)
+    code = ("from jobs.pool import PoolOptions, worker_main\n"
+            f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s=1.0,"
+            " poll_s=0.1, max_jobs=1)))\n")
+    worker = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        pids = _wait_for(lambda: (s := [_start(queue, runs, 1, 1, r).get("pid") for r in (0, 1)]) and all(s) and s,
+                         120, "both ranks' start")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        _wait_for(lambda: not any(ranks._is_rank(pid) for pid in pids), 15, "the orphaned ranks' end")
+    finally:
+        worker.kill()
