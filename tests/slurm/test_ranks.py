@@ -85,9 +85,12 @@ def test_a_two_rank_cell_trains_in_one_two_cpu_slurm_job_like_one_rank(queue, tm
 
 
 @pytest.mark.parametrize("queue", ["sqlite"], indirect=True)
-def test_scontrol_requeue_of_a_two_rank_cell_checkpoints_on_every_rank_and_resumes(queue, tmp_path, slurm_cluster):
-    """Slurm signals every process of the job (SIGTERM, proctrack/linuxproc): the worker and both
-    ranks. The ranks agree on a step, checkpoint it and hand the job back within KillWait; the
+@pytest.mark.parametrize("signal", ["requeue", "usr2"])
+def test_a_slurm_signal_to_a_two_rank_cell_checkpoints_on_every_rank_and_resumes(queue, signal, tmp_path, slurm_cluster):
+    """Slurm signals every process of the job (proctrack/linuxproc): the worker, torchrun and both
+    ranks. ``scontrol requeue`` sends SIGTERM (KillWait 5 s later SIGKILL); ``USR2`` is submitit's
+    checkpoint signal (the time limit is near, or a preemption that warns), which torchrun
+    ignores. Either way the ranks agree on a step, checkpoint it and hand the job back; the
     requeued worker resumes both ranks from that checkpoint (there is no periodic one)."""
     import time
 
@@ -110,7 +113,7 @@ def test_scontrol_requeue_of_a_two_rank_cell_checkpoints_on_every_rank_and_resum
     while not metrics_of(queue, 1, "loss"):  # the first batch of points is stored: training is under way
         assert time.monotonic() < deadline, "the job did not start training"
         time.sleep(0.1)
-    subprocess.run(["scontrol", "requeue", jid], check=True)
+    subprocess.run(["scontrol", "requeue", jid] if signal == "requeue" else ["scancel", "-s", "USR2", jid], check=True)
     wait_gone([jid], timeout_s=240)
 
     first, second = queue.attempts(1)
