@@ -11,6 +11,8 @@ between the ranks); this module gives it its settings and the few agreements it 
 - :func:`any_rank`: flags (stop, a non-finite loss) agreed across ranks at a step, so every rank
   checkpoints and stops at the same one (a rank stopping alone would leave the others waiting
   in the next gradient all-reduce);
+- :func:`main_first`: rank 0 runs a set-up step (building a tiny model into its cache, a hub
+  download, a dataset read) before the others, who then find it done instead of racing it;
 - :func:`sum_over_ranks`: counts (correct tokens, tokens) summed over ranks before rank 0 logs
   them, so token accuracy and tokens/s are the whole step's, like the loss Trainer logs (the
   mean of the ranks' losses, each already normalised by the global token count).
@@ -21,6 +23,8 @@ rank at the same point; the callbacks call them from Trainer events that every r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -68,6 +72,23 @@ def sum_over_ranks(*values: int) -> tuple[int, ...]:
     t = torch.tensor([int(v) for v in values], dtype=torch.int64, device=_device())
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return tuple(int(v) for v in t.tolist())
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """The block runs on rank 0 first, then on the other ranks (collective; as accelerate's
+    ``main_process_first``). A pass-through for one process."""
+    if world_size() == 1:
+        yield
+        return
+    import torch.distributed as dist
+
+    main = dist.get_rank() == 0
+    if not main:
+        dist.barrier()
+    yield
+    if main:
+        dist.barrier()
 
 
 def trainer_arguments(spec: dict[str, Any], ranks: int, *, block_classes: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -64,8 +64,9 @@ class SFTRecipe:
         transformers.set_seed(self.spec["seed"])
         self.resume_path = self.ctx.resume_from
         self.resume_step = self.ctx.resume_step
-        self._setup_model()
-        self._setup_data()
+        with distributed.main_first():  # rank 0 builds or downloads, the others then read the cache
+            self._setup_model()
+            self._setup_data()
         self._setup_surgery()
         self._setup_adapters()
         self._setup_trainer()

@@ -112,6 +112,7 @@ def test_a_slurm_signal_to_a_two_rank_cell_checkpoints_on_every_rank_and_resumes
     deadline = time.monotonic() + 180
     while not metrics_of(queue, 1, "loss"):  # the first batch of points is stored: training is under way
         assert time.monotonic() < deadline, "the job did not start training"
+        assert queue.job(1).state != states.FAILED, [a.error for a in queue.attempts(1)]
         time.sleep(0.1)
     subprocess.run(["scontrol", "requeue", jid] if signal == "requeue" else ["scancel", "-s", "USR2", jid], check=True)
     wait_gone([jid], timeout_s=240)
