@@ -36,8 +36,14 @@ class JobContext:
       order, any recorded checkpoint has all its metrics in the database, and an attempt that
       lost its lease can neither record, nor overwrite, nor prune a checkpoint;
     - ``ctx.should_stop()``: True when the worker must stop (signal, preemption, time
-      limit, or the lease was lost): save a checkpoint and raise ``jobs.errors.Interrupted``.
+      limit, or the lease was lost): save a checkpoint and raise ``jobs.errors.Interrupted``;
+    - ``ctx.rank`` / ``ctx.world_size`` / ``ctx.is_main``: 0, 1 and True here; a job that runs
+      as N ranks (:mod:`jobs.ranks`) gives each rank a :class:`jobs.rank.RankContext`, where
+      only rank 0 writes.
     """
+
+    rank: int = 0
+    world_size: int = 1
 
     def __init__(self, queue: Queue, job: JobRecord, lease: Lease, run_dir: Path, *,
                  metrics: MetricsWriter, stop: threading.Event, lost: threading.Event,
@@ -106,6 +112,10 @@ class JobContext:
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or self._lost.is_set()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def lease_lost(self) -> bool:

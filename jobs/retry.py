@@ -5,7 +5,9 @@ Two tables decide, not an exception's base class (after procrastinate's ``RetryS
 - :func:`classify` turns the exception that ended an attempt into an *outcome*, stored on the
   attempt as data (``attempts.outcome``, with the exception's type in ``attempts.error_type``).
   An exception may say what it is with a class attribute ``outcome`` (the project's own errors
-  do: a corrupted data file is ``invalid``, a hub download that failed is ``network``);
+  do: a corrupted data file is ``invalid``, a hub download that failed is ``network``), and one
+  that stands for another process's failure also which type that was (``error_type``: a rank of
+  a job run as N ranks, :class:`jobs.ranks.RankFailed`);
   otherwise :data:`TRANSIENT_TYPES` maps well-known types by their qualified name (so this
   module imports none of the libraries), and ``OSError`` by errno (a full disk is ``disk``).
   Anything else is ``error``.
@@ -97,7 +99,8 @@ def classify(exc: BaseException) -> Failure:
     name = qualified_name(type(exc))
     declared = getattr(exc, "outcome", None)
     if isinstance(declared, str) and declared in POLICY:
-        return Failure(declared, name)
+        stands_for = getattr(exc, "error_type", None)
+        return Failure(declared, stands_for if isinstance(stands_for, str) and stands_for else name)
     for cls in type(exc).__mro__:
         found = TRANSIENT_TYPES.get(qualified_name(cls))
         if found:

@@ -38,14 +38,35 @@ def load(name: str) -> ModuleType:
 LIBRARIES = ("transformers", "peft", "datasets", "accelerate", "lm_eval", "lm-eval", "llm_blender", "torch")
 
 
+#: The runner the worker calls, by import path (the ranks of a job run as N ranks call it too).
+RUNNER = "harness.experiments:run"
+
+
+def ranks_for(experiment: ModuleType, spec: dict) -> int:
+    """How many ranks (processes on one node, a GPU each where there are GPUs) a job of
+    ``experiment`` with the complete ``spec`` runs as: the experiment's own ``ranks(spec)``
+    where it has one (sft: its ``ranks`` setting), else 1. The one place that says it: per-cell
+    resources (a grid's GPUs per cell) decide here."""
+    count = getattr(experiment, "ranks", None)
+    return max(1, int(count(spec))) if count is not None else 1
+
+
 def run(ctx) -> None:
-    """The worker's runner: run the experiment the job names."""
+    """The worker's runner: run the experiment the job names, in this process, or as N ranks
+    that the worker launches (:mod:`jobs.ranks`) when the job needs more than one; each rank
+    then comes back here with its own context (``ctx.world_size`` > 1) and runs it."""
     _library_output(verbose=logging.getLogger().getEffectiveLevel() <= logging.INFO)
     experiment = load(ctx.job.experiment)
     # Settings the stored spec leaves out (neutral ones at their default, or ones added to the
     # experiment after the job was enqueued) get their defaults, so ctx.spec is complete.
     for name, value in params.defaults(experiment.PARAMS).items():
         ctx.spec.setdefault(name, value)
+    count = ranks_for(experiment, ctx.spec)
+    if count > 1 and ctx.world_size == 1:
+        from jobs import ranks
+
+        ranks.launch(ctx, count, runner=RUNNER)
+        return
     experiment.run(ctx)
 
 

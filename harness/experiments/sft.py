@@ -22,6 +22,7 @@ PEFT = ("lora", "ia3", "full")
 STRATEGIES = ("frozen", "selective", "full")
 DATASETS = ("alpaca", "sharegpt", "rewild", "synthetic")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+PARALLELISM = ("ddp", "fsdp")
 
 
 def _check_model(name: str) -> str | None:
@@ -95,6 +96,11 @@ PARAMS = {
                      "in one row, attention kept within each example; same examples per step, no pad tokens",
                      neutral=True),
     "torch_compile": Param(bool, False, "compile the model with torch.compile (first steps are slow)", neutral=True),
+    "ranks": Param(int, 1, "processes the cell trains with, on one node (torch.distributed: one GPU each, or the "
+                   "CPU with gloo); batch_size stays the global micro-batch, split evenly between them",
+                   minimum=1, neutral=True),
+    "parallelism": Param(str, "ddp", "how ranks > 1 share the model: ddp (a replica each) or fsdp (sharded, for "
+                         "models that do not fit one GPU)", choices=PARALLELISM, neutral=True),
     "seed": Param(int, 0, "seed for adapter init, data split and order, dropout"),
     # bookkeeping
     "eval_every": Param(int, 50, "steps between evaluations (0: only at the end)", minimum=0),
@@ -112,6 +118,9 @@ def check_spec(spec: dict) -> str | None:
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
     if spec["packing"] and _is_seq2seq(spec["model"]):
         return f"packing applies to causal models; {spec['model']!r} is encoder-decoder, so set packing: false"
+    if spec["batch_size"] % spec["ranks"]:
+        return (f"batch_size {spec['batch_size']} is the global micro-batch and must split evenly between "
+                f"{spec['ranks']} ranks; make it a multiple of {spec['ranks']}")
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
     path = Path(spec["data_path"]).expanduser()
@@ -133,6 +142,11 @@ def _data_file_problem(path: str, dataset: str, max_bad_share: float, _mtime_ns:
     except DataError as error:
         return str(error)
     return None
+
+
+def ranks(spec: dict) -> int:
+    """How many processes a cell trains with (see :func:`harness.experiments.ranks_for`)."""
+    return int(spec["ranks"])
 
 
 def run(ctx) -> None:

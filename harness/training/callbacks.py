@@ -12,6 +12,11 @@
   (:mod:`jobs.checkpoints`; an unsealed directory is not a checkpoint);
 - when ``ctx.should_stop()``, the Trainer saves a checkpoint and stops; the recipe then raises
   ``jobs.errors.Interrupted``.
+
+In a job run as N ranks every rank has this callback: the stop and a non-finite loss are agreed
+across ranks at each step (:func:`harness.training.distributed.any_rank`), token counts are
+summed over ranks before they are logged, and only rank 0's context writes (``ctx.log`` is a
+no-op on the others); peak memory is rank 0's.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 import transformers
 
 from harness.models import families
-from harness.training import diagnostics
+from harness.training import diagnostics, distributed
 from harness.training.trainer import StepStats
 from jobs.errors import Diverged
 
@@ -64,10 +69,13 @@ class GridlabCallback(transformers.TrainerCallback):
         loss = self.stats.take_loss()
         self._step_time += time.perf_counter() - self._t0
         self._steps += 1
-        if loss is not None and not math.isfinite(loss):
-            log_finite(self.ctx, state.global_step, {"loss": loss})
-            raise Diverged(state.global_step, f"loss={loss}")
-        if self.ctx.should_stop():
+        here = loss is not None and not math.isfinite(loss)
+        diverged, stop = distributed.any_rank(here, self.ctx.should_stop())
+        if diverged:
+            if here:
+                log_finite(self.ctx, state.global_step, {"loss": loss})
+            raise Diverged(state.global_step, f"loss={loss}" if here else "a non-finite loss on another rank")
+        if stop:
             self.stopping = True
             control.should_save = True
             control.should_training_stop = True
@@ -76,7 +84,7 @@ class GridlabCallback(transformers.TrainerCallback):
         if not logs or "loss" not in logs:  # evaluation and end-of-training logs are handled elsewhere
             return
         values = {name: float(logs[key]) for key, name in _TRAINER_FIGURES.items() if logs.get(key) is not None}
-        correct, predicted, tokens = self.stats.take_counts()
+        correct, predicted, tokens = distributed.sum_over_ranks(*self.stats.take_counts())
         if predicted:
             values["token_accuracy"] = correct / predicted
         if self._steps:
@@ -104,7 +112,7 @@ class GridlabCallback(transformers.TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.on_checkpoint is not None:
+        if self.on_checkpoint is not None and self.ctx.is_main:
             self.on_checkpoint(path)
         self.ctx.checkpoint(path, state.global_step)
 

@@ -14,6 +14,11 @@ attempt's own folder and made the job's by ``ctx.checkpoint`` (sealed, fenced, r
 train too but are not in the adapter file, so the whole model is also written there as
 ``full_model.safetensors``. DyT calibration is stored in the run folder, so a resumed run uses
 exactly the alphas the run it continues fitted (a fresh start fits again).
+
+A cell with ``ranks: N`` runs this recipe in each of N processes (:mod:`jobs.ranks`): Trainer
+trains with DDP (or FSDP on GPUs, ``parallelism: fsdp``), ``batch_size`` is the global
+micro-batch split evenly between the ranks, and only rank 0's context writes; the evaluation
+after training is rank 0's alone (:mod:`harness.training.distributed`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from harness.data import formats, loaders, split, synthetic, tokenization
 from harness.data.errors import DataError
 from harness.evaluation import hook
 from harness.models import calibrate, registry, surgery
-from harness.training import adapters, callbacks
+from harness.training import adapters, callbacks, distributed
 from harness.training.trainer import Trainer
 
 log = logging.getLogger("gridlab.recipe")
@@ -59,8 +64,9 @@ class SFTRecipe:
         transformers.set_seed(self.spec["seed"])
         self.resume_path = self.ctx.resume_from
         self.resume_step = self.ctx.resume_step
-        self._setup_model()
-        self._setup_data()
+        with distributed.main_first():  # rank 0 builds or downloads, the others then read the cache
+            self._setup_model()
+            self._setup_data()
         self._setup_surgery()
         self._setup_adapters()
         self._setup_trainer()
@@ -125,9 +131,10 @@ class SFTRecipe:
             batches = [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
             result = calibrate.calibrate_dyt(self.model, batches, default_alpha=self.spec["dyt_alpha"], seed=self.spec["seed"])
             fits = [{"name": f.name, "alpha": f.alpha, "mse": f.mse, "mse_default": f.mse_default} for f in result.layers]
-            tmp = stored.with_suffix(f".a{self.ctx.attempt}.tmp")
-            tmp.write_text(json.dumps(fits, indent=1), encoding="utf-8")
-            os.replace(tmp, stored)
+            if self.ctx.is_main:  # every rank fits the same alphas (same model, data and seed)
+                tmp = stored.with_suffix(f".a{self.ctx.attempt}.tmp")
+                tmp.write_text(json.dumps(fits, indent=1), encoding="utf-8")
+                os.replace(tmp, stored)
         for f in fits:
             self.summaries[f"dyt_alpha/{f['name']}"] = f["alpha"]
             self.summaries[f"dyt_fit_mse/{f['name']}"] = f["mse"]
@@ -148,11 +155,9 @@ class SFTRecipe:
     def _setup_trainer(self) -> None:
         s = self.spec
         evaluate = self.eval_dataset is not None and s["eval_every"] > 0
-        args = transformers.TrainingArguments(
+        settings = dict(
             output_dir=str(self.ctx.attempt_dir / "trainer"),
             max_steps=s["steps"],
-            per_device_train_batch_size=s["batch_size"],
-            per_device_eval_batch_size=s["batch_size"],
             gradient_accumulation_steps=s["grad_accum"],
             learning_rate=s["lr"],
             lr_scheduler_type=s["lr_scheduler"],
@@ -178,6 +183,9 @@ class SFTRecipe:
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
+        # the batch per rank, and for N ranks the backend (gloo on CPU) and FSDP if asked for
+        settings.update(distributed.trainer_arguments(s, self.ctx.world_size, block_classes=self.family.block_classes))
+        args = transformers.TrainingArguments(**settings)
         self.trainer = Trainer(
             model=self.model,
             args=args,
@@ -203,7 +211,8 @@ class SFTRecipe:
         from jobs.errors import Interrupted
 
         self.ctx.summary(callbacks.without_nan(self.summaries))  # set-up figures (calibration, counts) right away
-        if self.ctx.should_stop():
+        (stop,) = distributed.any_rank(self.ctx.should_stop())
+        if stop:
             raise Interrupted(self.ctx.stop_reason, self.ctx.stop_outcome)
         if self.resume_path is not None:
             log.info("resuming from %s", self.resume_path)
@@ -228,6 +237,8 @@ class SFTRecipe:
             final.update({k: v for k, v in self.callback.last_eval.items() if k in ("val_loss", "val_perplexity")})
         final.update(callbacks.peak_memory())
         self.ctx.summary(callbacks.without_nan(final))
+        if not self.ctx.is_main:  # the evaluation after training is rank 0's alone
+            return
         # Answers, timing, lm-eval and ROUGE/BLEU for the final model: a judge job
         # comparing this arm with another reads the stored answers.
         hook.evaluate_after_training(self.ctx, self.trainer.model, self.tokenizer, validation=self.validation)

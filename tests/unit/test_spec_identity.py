@@ -38,6 +38,15 @@ def test_a_neutral_setting_at_its_default_leaves_the_hash_alone_and_changes_it_o
     assert not set(c.spec_hash for c in packed) & set(plain)
 
 
+@pytest.mark.parametrize("setting", ["ranks: 1", "parallelism: ddp"])
+def test_the_ranks_settings_at_their_defaults_leave_the_hash_alone(setting):
+    base = "name: g\nexperiment: sft\nfixed: {steps: 4%s}\naxes: {seed: [0, 1]}\n"
+    assert [c.spec_hash for c in parse(base % f", {setting}").cells()] == [c.spec_hash for c in parse(base % "").cells()]
+    spread = list(parse(base % ", ranks: 2").cells())
+    assert all(c.spec["ranks"] == 2 for c in spread)
+    assert not {c.spec_hash for c in spread} & {c.spec_hash for c in parse(base % "").cells()}
+
+
 def test_a_stored_spec_without_newer_settings_runs_with_their_defaults():
     """A job enqueued before packing existed (or at its default) is complete when it runs."""
     sft = experiments.load("sft")
@@ -45,4 +54,5 @@ def test_a_stored_spec_without_newer_settings_runs_with_their_defaults():
     assert "packing" not in cell.spec and "torch_compile" not in cell.spec
     full = resolve(sft.PARAMS, cell.spec)
     assert full["packing"] is False and full["torch_compile"] is False and full["seed"] == 0
+    assert full["ranks"] == 1 and full["parallelism"] == "ddp"
     assert sft.check_spec(full) is None
