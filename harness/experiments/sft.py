@@ -16,7 +16,8 @@ from pathlib import Path
 from harness.evaluation import hook
 from harness.params import Param
 
-NORMS = ("layernorm", "dyt", "rmsnorm", "none")
+NORMS = ("keep", "layernorm", "dyt", "rmsnorm", "none")
+HEAL = ("off", "layerwise", "blend")
 ACTIVATIONS = ("keep", "gelu", "relu")
 PEFT = ("lora", "ia3", "full")
 STRATEGIES = ("frozen", "selective", "full")
@@ -61,10 +62,26 @@ PARAMS = {
     # what is trained
     "model": Param(str, "tiny-gpt2", "a hub name, a tiny offline variant (tiny-gpt2, tiny-pythia, tiny-t5) "
                    "or a local save_pretrained directory", check=_check_model),
-    "norm": Param(str, "layernorm", "every norm becomes this kind", choices=NORMS),
+    # `norm` was "layernorm" by default before "keep" existed: a cell that named its norm keeps its
+    # identity; one that left it out is now "keep" (on T5 the old default swapped its RMS norms).
+    "norm": Param(str, "keep", "every norm becomes this kind; keep: the model's own norms, untouched",
+                  choices=NORMS, neutral=True),
     "dyt_alpha": Param(float, 0.5, "DyT's initial alpha (all layers)", minimum=0.0),
-    "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer to the replaced norm on training batches"),
+    "dyt_alpha_attn": Param(float, 0.0, "DyT's initial alpha for the norms before attention (0: dyt_alpha)",
+                            minimum=0.0, neutral=True),
+    "dyt_alpha_ffn": Param(float, 0.0, "DyT's initial alpha for the norms before the MLP (0: dyt_alpha)",
+                           minimum=0.0, neutral=True),
+    "dyt_alpha_final": Param(float, 0.0, "DyT's initial alpha for the final norms (0: dyt_alpha)",
+                             minimum=0.0, neutral=True),
+    "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer, in order, on real tokens of training batches"),
     "calibration_batches": Param(int, 2, "training batches the DyT calibration sees", minimum=1),
+    "heal": Param(str, "off", "replace the norms gradually while training: layerwise (one at a time, MLP norms "
+                  "first, as the LN-removal recipe) or blend (all mixed from the old norm to the new)",
+                  choices=HEAL, neutral=True),
+    "heal_steps": Param(int, 0, "steps over which a healed swap completes (0: half of steps)", minimum=0,
+                        neutral=True),
+    "eval_at_start": Param(bool, False, "evaluate before training too: the model as loaded, and at step 0 after "
+                           "the swap (what the swap itself costs)", neutral=True),
     "activation": Param(str, "keep", "MLP activation: keep the model's, or swap to gelu/relu", choices=ACTIVATIONS),
     "peft": Param(str, "lora", "adapter method; full means no adapter", choices=PEFT),
     "strategy": Param(str, "frozen", "what trains besides the adapter: nothing, the norms, or everything",
@@ -112,6 +129,10 @@ def check_spec(spec: dict) -> str | None:
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
     if spec["packing"] and _is_seq2seq(spec["model"]):
         return f"packing applies to causal models; {spec['model']!r} is encoder-decoder, so set packing: false"
+    if spec["heal"] != "off" and spec["norm"] not in ("dyt", "none"):
+        return f"heal replaces norms with DyT or none; norm is {spec['norm']!r}, so set heal: off"
+    if spec["heal_steps"] > spec["steps"]:
+        return f"heal_steps ({spec['heal_steps']}) is past the last step ({spec['steps']}); the model would end half-healed"
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
     path = Path(spec["data_path"]).expanduser()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 import transformers
 
 from db.errors import GridlabError
@@ -89,7 +90,9 @@ def load(
     auto = transformers.AutoModelForSeq2SeqLM if family.seq2seq else transformers.AutoModelForCausalLM
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-        model = auto.from_pretrained(source, local_files_only=local_files_only)
+        # float32 whatever the checkpoint stores (transformers 5 loads the stored dtype by
+        # default: Pythia's float16 weights would train in float16); bf16 is a training setting.
+        model = auto.from_pretrained(source, local_files_only=local_files_only, dtype=torch.float32)
     except OSError as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         fix = (
