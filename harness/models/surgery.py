@@ -14,7 +14,7 @@ LLMs), or one per module (a calibration's fit).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from torch import nn
 from transformers.activations import ACT2FN
@@ -74,9 +74,11 @@ def alphas_by_role(model: nn.Module, attn: float, ffn: float, final: float) -> d
     return {name: by_role[role] for name, role in norm_roles(model).items()}
 
 
-def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = norms.DEFAULT_ALPHA) -> SwapReport:
+def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = norms.DEFAULT_ALPHA, *,
+              roles: Collection[str] = ROLES) -> SwapReport:
     """Make every norm of `model` a `kind` norm (layernorm, dyt, rmsnorm or none), or with
-    `keep` leave every norm as it is.
+    `keep` leave every norm as it is. `roles` limits the swap to the norms of those roles
+    (the ReLU study removes the block norms, "attn" and "ffn", and keeps the final one).
 
     `alpha` is DyT's initial alpha: one value for all layers, or a mapping from module name to
     value (`alphas_by_role`, or a calibration's `alphas`) that must cover every replaced module.
@@ -86,7 +88,8 @@ def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = 
     if kind not in norms.KINDS:
         raise ValueError(f"unknown norm kind {kind!r}; use one of {KEEP}, {', '.join(norms.KINDS)}")
     found = norm_modules(model)
-    to_replace = [name for name, module in found.items() if norms.kind_of(module) != kind]
+    wanted = set(found) if set(roles) >= set(ROLES) else {n for n, r in norm_roles(model).items() if r in roles}
+    to_replace = [name for name, module in found.items() if name in wanted and norms.kind_of(module) != kind]
     per_layer = alpha if isinstance(alpha, Mapping) else dict.fromkeys(to_replace, alpha)
     missing = [name for name in to_replace if name not in per_layer]
     if kind == "dyt" and missing:
