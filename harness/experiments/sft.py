@@ -17,7 +17,7 @@ from harness.evaluation import hook
 from harness.params import Param
 
 NORMS = ("keep", "layernorm", "dyt", "rmsnorm", "none")
-HEAL = ("off", "layerwise", "blend")
+HEAL = ("instant", "layerwise", "blend")
 ACTIVATIONS = ("keep", "gelu", "relu")
 PEFT = ("lora", "ia3", "full")
 STRATEGIES = ("frozen", "selective", "full")
@@ -75,9 +75,9 @@ PARAMS = {
                              minimum=0.0, neutral=True),
     "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer, in order, on real tokens of training batches"),
     "calibration_batches": Param(int, 2, "training batches the DyT calibration sees", minimum=1),
-    "heal": Param(str, "off", "replace the norms gradually while training: layerwise (one at a time, MLP norms "
-                  "first, as the LN-removal recipe) or blend (all mixed from the old norm to the new)",
-                  choices=HEAL, neutral=True),
+    "heal": Param(str, "instant", "how the swap happens: instant (all at once, before training), or while training: "
+                  "layerwise (one norm at a time, MLP norms first, as the LN-removal recipe) or blend (each "
+                  "mixed from the old norm to the new)", choices=HEAL, neutral=True),
     "heal_steps": Param(int, 0, "steps over which a healed swap completes (0: half of steps)", minimum=0,
                         neutral=True),
     "eval_at_start": Param(bool, False, "evaluate before training too: the model as loaded, and at step 0 after "
@@ -129,8 +129,8 @@ def check_spec(spec: dict) -> str | None:
         return f"peft 'full' trains every parameter, so strategy must be 'full', not {spec['strategy']!r}"
     if spec["packing"] and _is_seq2seq(spec["model"]):
         return f"packing applies to causal models; {spec['model']!r} is encoder-decoder, so set packing: false"
-    if spec["heal"] != "off" and spec["norm"] not in ("dyt", "none"):
-        return f"heal replaces norms with DyT or none; norm is {spec['norm']!r}, so set heal: off"
+    if spec["heal"] != "instant" and spec["norm"] not in ("dyt", "none"):
+        return f"heal replaces norms with DyT or none; norm is {spec['norm']!r}, so set heal: instant"
     if spec["heal_steps"] > spec["steps"]:
         return f"heal_steps ({spec['heal_steps']}) is past the last step ({spec['steps']}); the model would end half-healed"
     if spec["dataset"] == "synthetic" and spec["data_path"]:

@@ -171,7 +171,7 @@ def _capture(model, batches, rows: _RowPicker, modules: Mapping[str, nn.Module],
     finally:
         for handle in handles:
             handle.remove()
-    return {name: torch.cat(parts) for name, parts in store.items()}
+    return {name: torch.cat(parts) for name, parts in store.items() if parts}  # a module not run has none
 
 
 def _mse(log_alpha: float, x, y, weight, bias) -> float:
@@ -205,3 +205,40 @@ def _fit(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     fitted = min(max(float(log_alpha.detach()), lo), hi)
     best = min((fitted, start), key=lambda s: _mse(s, x, y, weight, bias))  # never worse than the start
     return math.exp(best), _mse(best, x, y, weight, bias)
+
+
+def refit(model: nn.Module, switching: Mapping[str, nn.Module], batches: Iterable[Mapping[str, torch.Tensor]], *,
+          max_rows: int = 4096, seed: int = 0) -> list[LayerFit]:
+    """At a healed swap's switch (:mod:`harness.models.healing`): fit each switching norm's DyT
+    alpha again, on the model as it is now (earlier norms already switched, weights fine-tuned
+    so far): its input x on the real tokens of `batches`, its target the original norm's output
+    on that same input, from the alpha it has. `switching` maps a name to its HealingNorm;
+    non-DyT targets are skipped. Sets the alphas and returns the fits."""
+    batches = list(batches)
+    dyt = {name: m for name, m in switching.items() if isinstance(m.target, norms.DyT)}
+    if not dyt or not batches:
+        return []
+    rows = _RowPicker(batches, max_rows, seed, seq2seq=getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            inputs = _capture(model, batches, rows, dyt, output=False)
+    finally:
+        model.train(was_training)
+    fits = []
+    for name, module in dyt.items():
+        if name not in inputs:  # not run (peft's original beside the trained copy of a saved module)
+            continue
+        x = inputs[name]
+        source, target = module.source, module.target
+        with torch.no_grad():
+            y = source(x.to(target.weight.dtype)).double()
+        weight = target.weight.detach().double().cpu()
+        bias = target.bias.detach().double().cpu() if target.bias is not None else None
+        start = float(target.alpha.detach())
+        alpha, mse = _fit(x, y, weight, bias, start)
+        with torch.no_grad():
+            target.alpha.fill_(alpha)
+        fits.append(LayerFit(name, alpha, mse, _mse(math.log(max(start, 1e-3)), x, y, weight, bias), default_alpha=start))
+    return fits

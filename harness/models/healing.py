@@ -16,7 +16,9 @@ a checkpoint need not store it). Two schedules over the first ``heal_steps`` ste
   each in layer order), norm i switched from source to target, at once, at step
   ``round(heal_steps * (i + 1) / n)``; when a norm switches, its target takes the source's
   *current* weight and bias (fine-tuned so far), as the removal recipe keeps the trained LN
-  parameters;
+  parameters, and a DyT target's alpha is fitted again on the model as it is at that step
+  (:func:`harness.models.calibrate.refit`), as the recipe measures the std it freezes from the
+  model being fine-tuned, not from the model it started from;
 - ``blend``: every norm's `mix` rises linearly from 0 to 1 over ``heal_steps``.
 
 After ``heal_steps`` every norm is its target alone: the model that is evaluated and saved at
@@ -33,7 +35,7 @@ from torch import nn
 
 from harness.models import norms, surgery
 
-SCHEDULES = ("off", "layerwise", "blend")
+SCHEDULES = ("instant", "layerwise", "blend")
 #: Role order of the layerwise schedule (the removal recipe's: MLP norms first).
 ROLE_ORDER = ("ffn", "attn", "final")
 
@@ -74,16 +76,16 @@ def wrap(model: nn.Module, originals: Mapping[str, nn.Module], *, schedule: str,
     return order
 
 
-def set_step(model: nn.Module, step: int, *, carry_parameters: bool = True) -> int:
+def set_step(model: nn.Module, step: int, *, carry_parameters: bool = True) -> list[HealingNorm]:
     """Set every healing norm's mix for optimizer step `step` (the steps done so far); returns
-    how many norms run their target alone. A layerwise norm switching at this call takes its
-    source's current weight and bias into its target when `carry_parameters` (a resumed run
+    the norms that switched to their target at this call. A layerwise norm switching here takes
+    its source's current weight and bias into its target when `carry_parameters` (a resumed run
     sets the step without carrying: its checkpoint already holds the target's own)."""
     healing = [m for m in model.modules() if isinstance(m, HealingNorm)]
     if not healing:
-        return 0
+        return []
     schedule, heal_steps = _schedule_of(model)
-    done = 0
+    switched_now = []
     for module in healing:
         if schedule == "blend":
             module.mix = min(max(step / heal_steps, 0.0), 1.0)
@@ -91,9 +93,14 @@ def set_step(model: nn.Module, step: int, *, carry_parameters: bool = True) -> i
             switched = step >= module.switch_step
             if switched and module.mix < 1.0 and carry_parameters:
                 _carry(module.source, module.target)
+                switched_now.append(module)
             module.mix = 1.0 if switched else 0.0
-        done += module.mix >= 1.0
-    return done
+    return switched_now
+
+
+def healed(model: nn.Module) -> int:
+    """How many healing norms run their target alone."""
+    return sum(m.mix >= 1.0 for m in model.modules() if isinstance(m, HealingNorm))
 
 
 def _schedule_of(model: nn.Module) -> tuple[str, int]:

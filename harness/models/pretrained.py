@@ -64,7 +64,7 @@ def recipe(name: str) -> dict[str, Any]:
 def name_for(spec: dict[str, Any]) -> str | None:
     """The testbed name a pretrain spec builds, or None if its recipe is not a testbed's."""
     mine = {k: spec.get(k) for k in RECIPE_KEYS}
-    return next((name for name in TESTBED if recipe(name) == mine), None)
+    return next((name for name in TESTBED if {k: recipe(name)[k] for k in RECIPE_KEYS} == mine), None)
 
 
 def recipe_differences(spec: dict[str, Any]) -> list[str]:

@@ -130,7 +130,7 @@ class SFTRecipe:
         report = surgery.swap_norm(self.model, s["norm"], alpha=alpha)
         self.summaries["norms_swapped"] = len(report.replaced)
         self.heal_steps = 0
-        if s["heal"] != "off" and report.replaced:
+        if s["heal"] != "instant" and report.replaced:
             self.heal_steps = s["heal_steps"] or max(1, s["steps"] // 2)
             healing.wrap(self.model, {name: originals[name] for name in report.replaced},
                          schedule=s["heal"], heal_steps=self.heal_steps)
@@ -141,11 +141,8 @@ class SFTRecipe:
         if self.resume_path is not None and stored.is_file():  # a resumed attempt uses the fit it continues
             fits = json.loads(stored.read_text(encoding="utf-8"))
         else:
-            n = self.spec["calibration_batches"] * self.spec["batch_size"]
-            rows = [self.train_dataset[i] for i in range(min(n, len(self.train_dataset)))]
-            bs = self.spec["batch_size"]
-            batches = [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
-            result = calibrate.calibrate_dyt(self.model, batches, default_alpha=default_alpha, seed=self.spec["seed"])
+            result = calibrate.calibrate_dyt(self.model, self._calibration_batches(), default_alpha=default_alpha,
+                                             seed=self.spec["seed"])
             fits = [{"name": f.name, "role": f.role, "alpha": f.alpha, "default_alpha": f.default_alpha,
                      "mse": f.mse, "mse_default": f.mse_default, "drift": f.drift} for f in result.layers]
             tmp = stored.with_suffix(f".a{self.ctx.attempt}.tmp")
@@ -158,6 +155,13 @@ class SFTRecipe:
             if "drift" in f:
                 self.summaries[f"dyt_fit_drift/{f['name']}"] = f["drift"]
         return {f["name"]: f["alpha"] for f in fits}
+
+    def _calibration_batches(self) -> list[dict]:
+        """The first ``calibration_batches`` training micro-batches, collated."""
+        n = self.spec["calibration_batches"] * self.spec["batch_size"]
+        rows = [self.train_dataset[i] for i in range(min(n, len(self.train_dataset)))]
+        bs = self.spec["batch_size"]
+        return [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
 
     def _setup_adapters(self) -> None:
         s = self.spec
@@ -220,7 +224,9 @@ class SFTRecipe:
             attention=self.attention)
         self.trainer.add_callback(self.callback)
         if self.heal_steps:
-            self.trainer.add_callback(healing_callback.HealingCallback(self.model, self.ctx))
+            self.trainer.add_callback(healing_callback.HealingCallback(
+                self.model, self.ctx, refit_batches=self._calibration_batches() if self.spec["norm"] == "dyt" else (),
+                seed=self.spec["seed"]))
         self.trainer.remove_callback(transformers.PrinterCallback)  # figures go to the database, not stdout
 
     def _write_full_model(self, path: Path) -> None:

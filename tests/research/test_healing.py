@@ -30,10 +30,10 @@ def test_layerwise_order_and_switch_steps(load_tiny):
     assert order == ["transformer.h.0.ln_2", "transformer.h.1.ln_2", "transformer.h.0.ln_1", "transformer.h.1.ln_1",
                      "transformer.ln_f"]
     assert [model.get_submodule(n).switch_step for n in order] == [2, 4, 6, 8, 10]
-    assert healing.set_step(model, 0) == 0
-    assert healing.set_step(model, 5) == 2
+    assert healing.set_step(model, 0) == [] and healing.healed(model) == 0
+    assert healing.set_step(model, 5) == [model.get_submodule(n) for n in order[:2]]
     assert [model.get_submodule(n).mix for n in order] == [1.0, 1.0, 0.0, 0.0, 0.0]
-    assert healing.set_step(model, 10) == 5 and healing.progress(model) == 1.0
+    assert len(healing.set_step(model, 10)) == 3 and healing.healed(model) == 5 and healing.progress(model) == 1.0
     assert norms.kind_of(model.transformer.ln_f) == "healing"
     assert list(surgery.norm_modules(model)) == list(surgery.norm_roles(model))  # inner norms not listed apart
 
@@ -80,7 +80,8 @@ def test_blend_mixes_every_norm_linearly(load_tiny):
     model, _, _, order, _ = _healed(load_tiny, "blend", heal_steps=8, kind="none")
     healing.set_step(model, 2)
     assert {model.get_submodule(n).mix for n in order} == {0.25}
-    assert healing.set_step(model, 8) == 5
+    healing.set_step(model, 8)
+    assert healing.healed(model) == 5
 
 
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")  # peft 0.21 on transformers 5
@@ -88,6 +89,20 @@ def test_selective_training_saves_and_heals_the_wrapped_norms(load_tiny):
     model, _, _, order, _ = _healed(load_tiny, "layerwise", heal_steps=10)
     prepared = adapters.prepare(model, method="lora", strategy="selective")
     assert set(prepared.modules_to_save) == set(order)
-    assert healing.set_step(prepared.model, 10) >= len(order)  # the trained copies heal too
+    healing.set_step(prepared.model, 10)
+    assert healing.healed(prepared.model) == 2 * len(order)  # peft's originals and the trained copies
     trainable = {n for n, p in prepared.model.named_parameters() if p.requires_grad}
     assert any(".target.alpha" in n for n in trainable) and any(".source.weight" in n for n in trainable)
+
+
+def test_a_switching_dyt_gets_its_alpha_fitted_on_the_current_model(load_tiny, make_batches):
+    from harness.models import calibrate
+
+    model, _, _, order, tokenizer = _healed(load_tiny, "layerwise", heal_steps=10)
+    batches = make_batches(tokenizer, __import__("harness.models.families", fromlist=["GPT2"]).GPT2)
+    switched = healing.set_step(model, 2)
+    names = {m: n for n, m in model.named_modules()}
+    fits = calibrate.refit(model, {names[m]: m for m in switched}, batches)
+    assert [f.name for f in fits] == [order[0]]
+    assert fits[0].mse <= fits[0].mse_default  # never worse than the alpha it had
+    assert model.get_submodule(order[0]).target.alpha.item() == pytest.approx(fits[0].alpha)
