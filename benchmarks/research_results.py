@@ -105,7 +105,7 @@ def relu_gelu(queue, grid: str) -> str:
     for job in _jobs(queue, grid).values():
         f = job["factors"]
         states[job["state"]] += 1
-        key = (f["block_norms"], f["activation"])
+        key = (f["block_norms"], f["activation"]) if not f.get("fp16") else (f["block_norms"] + ", fp16", f["activation"])
         if job["state"] == "succeeded":
             cells[key][f["seed"]] = job["summary"]
         elif job["state"] == "diverged":
@@ -113,12 +113,15 @@ def relu_gelu(queue, grid: str) -> str:
     out = [f"Jobs: {dict(states)}", "",
            "| block norms | activation | val perplexity | val loss | token accuracy | final-step normalised entropy, mean over heads, L0..L3 | heads overloaded (>= 3/4 max) | attention NaNs | diverged |",
            "|---|---|---|---|---|---|---|---|---|"]
-    for norms_kind in ("none", "keep"):
+    for norms_kind in ("none", "keep", "none, fp16"):
         for act in ("gelu", "relu"):
             runs = cells.get((norms_kind, act), {})
+            if not runs and not diverged.get((norms_kind, act)):
+                continue
             layers = sorted({k for r in runs.values() for k in r if k.startswith("attn_entropy_norm_final/")})
             entropy = ", ".join(fmt([r.get(k) for r in runs.values()], 2).split(" [")[0] for k in layers)
-            out.append(f"| {'removed' if norms_kind == 'none' else 'LayerNorm'} | {act} (n={len(runs)}) | "
+            label = {"none": "removed", "keep": "LayerNorm", "none, fp16": "removed, float16"}[norms_kind]
+            out.append(f"| {label} | {act} (n={len(runs)}) | "
                        f"{fmt([r.get('val_perplexity') for r in runs.values()], 2)} | {fmt([r.get('val_loss') for r in runs.values()])} | "
                        f"{fmt([r.get('val_token_accuracy') for r in runs.values()])} | {entropy} | "
                        f"{fmt([r.get('attn_overloaded_share_final') for r in runs.values()], 2)} | "
