@@ -41,6 +41,8 @@ log = logging.getLogger("gridlab.recipe")
 
 FULL_MODEL_FILE = "full_model.safetensors"
 CALIBRATION_FILE = "dyt_calibration.json"
+#: The evaluations before training (``eval_at_start``), kept for a resumed attempt's summaries.
+START_EVAL_FILE = "start_evaluation.json"
 #: Where each format's data comes from when the cell gives no ``data_path``.
 DEFAULT_SOURCES = {"alpaca": "tatsu-lab/alpaca"}
 
@@ -62,8 +64,11 @@ class SFTRecipe:
         self.resume_step = self.ctx.resume_step
         self._setup_model()
         self._setup_data()
-        if self.spec["eval_at_start"] and self.resume_path is None and self.eval_dataset is not None:
-            self._evaluate_as_loaded()
+        if self.spec["eval_at_start"] and self.eval_dataset is not None:
+            if self.resume_path is None:
+                self._evaluate_as_loaded()
+            else:
+                self._restore_start_evaluation()
         self._setup_surgery()
         self._setup_adapters()
         self._setup_trainer()
@@ -115,6 +120,20 @@ class SFTRecipe:
                                     seq2seq=self.family.seq2seq)
         self.summaries.update(val_loss_as_loaded=figures["nll_pooled"],
                               val_token_accuracy_as_loaded=figures["mean_token_accuracy"])
+
+    def _restore_start_evaluation(self) -> None:
+        """A resumed attempt does not evaluate before training again: the run it continues did,
+        and its figures (summaries are rewritten by every attempt) are in the run folder."""
+        stored = self.run_dir / START_EVAL_FILE
+        if stored.is_file():
+            self.summaries.update(json.loads(stored.read_text(encoding="utf-8")))
+
+    def _store_start_evaluation(self) -> None:
+        keys = ("val_loss_as_loaded", "val_token_accuracy_as_loaded", "val_loss_step0", "val_token_accuracy_step0")
+        figures = {k: self.summaries[k] for k in keys if k in self.summaries}
+        tmp = self.run_dir / f"{START_EVAL_FILE}.a{self.ctx.attempt}.tmp"
+        tmp.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+        os.replace(tmp, self.run_dir / START_EVAL_FILE)
 
     def _setup_surgery(self) -> None:
         s = self.spec
@@ -249,6 +268,7 @@ class SFTRecipe:
             for key in ("val_loss", "val_token_accuracy"):
                 if key in self.callback.last_eval:
                     self.summaries[f"{key}_step0"] = self.callback.last_eval[key]
+            self._store_start_evaluation()
             self.ctx.summary(callbacks.without_nan(self.summaries))
         if trained:
             healing.set_step(self.trainer.model, self.spec["steps"], carry_parameters=False)

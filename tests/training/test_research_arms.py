@@ -54,3 +54,25 @@ def test_seed_arms(run_grid, tmp_path):
 
     summary = summaries_of(queue, blended.id)
     assert summary["norms_swapped"] == 5 and summary["steps"] == 6
+
+
+def test_a_resumed_attempt_keeps_the_evaluations_before_training(run_grid, monkeypatch):
+    from harness.evaluation import hook
+
+    calls = []
+    real = hook.evaluate_after_training
+
+    def fail_once(*args, **kwargs):  # the first attempt dies after training, past its last checkpoint
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("killed after training")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hook, "evaluate_after_training", fail_once)
+    cell = json.dumps({"model": "tiny-gpt2", "norm": "dyt", "peft": "lora", "strategy": "frozen"})
+    queue = run_grid(f"name: resumed\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n  - {cell}\n"
+                     "retry: {max_attempts: 2, backoff_s: 0}\n")
+    (job,) = queue.jobs()
+    assert job.state == states.SUCCEEDED and job.attempts == 2
+    summary = summaries_of(queue, job.id)
+    assert {"val_loss_as_loaded", "val_loss_step0", "val_token_accuracy_step0"} <= set(summary)  # kept
