@@ -1,7 +1,8 @@
 """Supervised fine-tuning with architecture surgery and PEFT: the research grids' experiment.
 
-A cell names a model (a hub name, a tiny offline variant or a local ``save_pretrained``
-directory), a norm swap (LayerNorm, DyT with a fixed or calibrated alpha, RMSNorm, none), an
+A cell names a model (a hub name, a tiny offline variant, a pretrained testbed model or a local
+``save_pretrained`` directory), a norm swap (keep the model's own, LayerNorm, DyT with a fixed,
+per-role or calibrated alpha, RMSNorm, none; at once or healed gradually while training), an
 MLP activation, a PEFT method and training strategy, a dataset, and hyper-parameters; the work
 is :class:`harness.training.recipe.SFTRecipe`. Heavy imports happen inside :func:`run`, so
 validating a grid stays fast; checking a model name imports the registry only when a grid sets

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from harness.models import norms, surgery
+from harness.models import surgery
 
 SCHEDULES = ("instant", "layerwise", "blend")
 #: Role order of the layerwise schedule (the removal recipe's: MLP norms first).
@@ -123,7 +123,3 @@ def progress(model: nn.Module) -> float:
     """The mean mix over the healing norms (1.0 when healing is over, or there is none)."""
     mixes = [m.mix for m in model.modules() if isinstance(m, HealingNorm)]
     return sum(mixes) / len(mixes) if mixes else 1.0
-
-
-def target_kind(module: HealingNorm) -> str | None:
-    return norms.kind_of(module.target)

@@ -3,8 +3,11 @@
 A small class in torchtune's style: each ``_setup_*`` step builds one thing from the resolved
 spec, and :meth:`SFTRecipe.train` runs transformers' Trainer with
 :class:`harness.training.callbacks.GridlabCallback`. Order matters and is the same on a fresh
-start and on a resume: model, data, surgery (norm, then activation), adapters, trainer; the
-norm swap is always in place before adapter weights are loaded.
+start and on a resume: model, data, (the evaluation as loaded), surgery (activation, then norm,
+then the healing wrappers), adapters, trainer; the norm swap is always in place before adapter
+weights are loaded. With ``eval_at_start`` the model is evaluated as loaded and again at step 0
+after its swap (``val_loss_as_loaded``, ``val_loss_step0``: what the swap itself costs); with a
+healed swap (``heal``) :class:`harness.training.healing.HealingCallback` moves the schedule along.
 
 A checkpoint is Trainer's ``checkpoint-<step>/`` (model or adapter weights in safetensors,
 optimizer, scheduler, RNG states, trainer state with the data position), written into the
