@@ -54,14 +54,13 @@ def fmt(values: list[float], digits: int = 3, suffix: str = "") -> str:
 
 
 def _jobs(queue, grid: str) -> dict[int, dict]:
-    """job id -> {"factors", "state", "summary"}."""
+    """job id -> {"factors" (the cell's whole spec: fixed settings and factors), "state", "summary"}."""
     jobs: dict[int, dict] = {}
-    for row in queue.summaries(grid):
-        job = jobs.setdefault(row.id, {"factors": row.factors, "state": row.state, "summary": {}})
-        job["summary"][row.name] = row.value
     for record in queue.jobs(grid=grid):
-        jobs.setdefault(record.id, {"factors": record.factors, "state": record.state, "summary": {}})
-        jobs[record.id]["state"] = record.state
+        spec = queue.job(record.id).spec  # the listing has the factors only; the fixed settings are in the spec
+        jobs[record.id] = {"factors": {**spec, **record.factors}, "state": record.state, "summary": {}}
+    for row in queue.summaries(grid):
+        jobs[row.id]["summary"][row.name] = row.value
     return jobs
 
 
@@ -70,9 +69,9 @@ def seed_miniature(queue, grid: str) -> str:
     states = defaultdict(int)
     for job in _jobs(queue, grid).values():
         f = job["factors"]
-        if "norm" not in f or "compare" in f:  # a judge job
+        if f.get("experiment") == "judge" or "compare" in f:  # a judge job
             continue
-        arm = SEED_ARMS[(f["norm"], f["dyt_calibrate"], f["heal"])]
+        arm = SEED_ARMS[(f.get("norm", "keep"), f["dyt_calibrate"], f.get("heal", "instant"))]
         strategy = STRATEGIES[(f["peft"], f["strategy"])]
         states[job["state"]] += 1
         if job["state"] == "succeeded":
@@ -119,7 +118,7 @@ def relu_gelu(queue, grid: str) -> str:
             if not runs and not diverged.get((norms_kind, act)):
                 continue
             layers = sorted({k for r in runs.values() for k in r if k.startswith("attn_entropy_norm_final/")})
-            entropy = ", ".join(fmt([r.get(k) for r in runs.values()], 2).split(" [")[0] for k in layers)
+            entropy = ", ".join(f"{interval([r.get(k) for r in runs.values()])[0]:.2f}" for k in layers)
             label = {"none": "removed", "keep": "LayerNorm", "none, fp16": "removed, float16"}[norms_kind]
             out.append(f"| {label} | {act} (n={len(runs)}) | "
                        f"{fmt([r.get('val_perplexity') for r in runs.values()], 2)} | {fmt([r.get('val_loss') for r in runs.values()])} | "
