@@ -22,6 +22,7 @@ REGISTRY = {
     "sft": "harness.experiments.sft",
     "generate": "harness.experiments.generate",
     "judge": "harness.experiments.judge",
+    "pretrain": "harness.experiments.pretrain",
 }
 
 

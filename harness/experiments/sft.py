@@ -1,7 +1,8 @@
 """Supervised fine-tuning with architecture surgery and PEFT: the research grids' experiment.
 
-A cell names a model (a hub name, a tiny offline variant or a local ``save_pretrained``
-directory), a norm swap (LayerNorm, DyT with a fixed or calibrated alpha, RMSNorm, none), an
+A cell names a model (a hub name, a tiny offline variant, a pretrained testbed model or a local
+``save_pretrained`` directory), a norm swap (keep the model's own, LayerNorm, DyT with a fixed,
+per-role or calibrated alpha, RMSNorm, none; at once or healed gradually while training), an
 MLP activation, a PEFT method and training strategy, a dataset, and hyper-parameters; the work
 is :class:`harness.training.recipe.SFTRecipe`. Heavy imports happen inside :func:`run`, so
 validating a grid stays fast; checking a model name imports the registry only when a grid sets
@@ -16,7 +17,8 @@ from pathlib import Path
 from harness.evaluation import hook
 from harness.params import Param
 
-NORMS = ("layernorm", "dyt", "rmsnorm", "none")
+NORMS = ("keep", "layernorm", "dyt", "rmsnorm", "none")
+HEAL = ("instant", "layerwise", "blend")
 ACTIVATIONS = ("keep", "gelu", "relu")
 PEFT = ("lora", "ia3", "full")
 STRATEGIES = ("frozen", "selective", "full")
@@ -62,10 +64,26 @@ PARAMS = {
     # what is trained
     "model": Param(str, "tiny-gpt2", "a hub name, a tiny offline variant (tiny-gpt2, tiny-pythia, tiny-t5) "
                    "or a local save_pretrained directory", check=_check_model),
-    "norm": Param(str, "layernorm", "every norm becomes this kind", choices=NORMS),
+    # `norm` was "layernorm" by default before "keep" existed: a cell that named its norm keeps its
+    # identity; one that left it out is now "keep" (on T5 the old default swapped its RMS norms).
+    "norm": Param(str, "keep", "every norm becomes this kind; keep: the model's own norms, untouched",
+                  choices=NORMS, neutral=True),
     "dyt_alpha": Param(float, 0.5, "DyT's initial alpha (all layers)", minimum=0.0),
-    "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer to the replaced norm on training batches"),
+    "dyt_alpha_attn": Param(float, 0.0, "DyT's initial alpha for the norms before attention (0: dyt_alpha)",
+                            minimum=0.0, neutral=True),
+    "dyt_alpha_ffn": Param(float, 0.0, "DyT's initial alpha for the norms before the MLP (0: dyt_alpha)",
+                           minimum=0.0, neutral=True),
+    "dyt_alpha_final": Param(float, 0.0, "DyT's initial alpha for the final norms (0: dyt_alpha)",
+                             minimum=0.0, neutral=True),
+    "dyt_calibrate": Param(bool, False, "fit DyT's alpha per layer, in order, on real tokens of training batches"),
     "calibration_batches": Param(int, 2, "training batches the DyT calibration sees", minimum=1),
+    "heal": Param(str, "instant", "how the swap happens: instant (all at once, before training), or while training: "
+                  "layerwise (one norm at a time, MLP norms first, as the LN-removal recipe) or blend (each "
+                  "mixed from the old norm to the new)", choices=HEAL, neutral=True),
+    "heal_steps": Param(int, 0, "steps over which a healed swap completes (0: half of steps)", minimum=0,
+                        neutral=True),
+    "eval_at_start": Param(bool, False, "evaluate before training too: the model as loaded, and at step 0 after "
+                           "the swap (what the swap itself costs)", neutral=True),
     "activation": Param(str, "keep", "MLP activation: keep the model's, or swap to gelu/relu", choices=ACTIVATIONS),
     "peft": Param(str, "lora", "adapter method; full means no adapter", choices=PEFT),
     "strategy": Param(str, "frozen", "what trains besides the adapter: nothing, the norms, or everything",
@@ -121,6 +139,10 @@ def check_spec(spec: dict) -> str | None:
     if spec["batch_size"] % spec["ranks"]:
         return (f"batch_size {spec['batch_size']} is the global micro-batch and must split evenly between "
                 f"{spec['ranks']} ranks; make it a multiple of {spec['ranks']}")
+    if spec["heal"] != "instant" and spec["norm"] not in ("dyt", "none"):
+        return f"heal replaces norms with DyT or none; norm is {spec['norm']!r}, so set heal: instant"
+    if spec["heal_steps"] > spec["steps"]:
+        return f"heal_steps ({spec['heal_steps']}) is past the last step ({spec['steps']}); the model would end half-healed"
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
     path = Path(spec["data_path"]).expanduser()

@@ -32,6 +32,11 @@ class Family:
     adapter_extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Class names of the transformer blocks (one per layer), for per-layer diagnostics.
     block_classes: tuple[str, ...] = ()
+    # What each norm normalises, by the last part of its module name: "attn" (the input of an
+    # attention sub-layer), "ffn" (of a feed-forward sub-layer) or "final" (the stack's output).
+    # DyT's initial alpha can differ per role, as the DyT paper sets it for its LLMs. A name
+    # missing here (T5's "layer_norm") takes its role from its parent module's class name.
+    norm_roles: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def ia3_targets(self) -> tuple[str, ...]:
@@ -55,6 +60,7 @@ GPT2 = Family(
     lora_targets=("c_attn", "c_proj", "c_fc"),
     adapter_extra={"fan_in_fan_out": True},
     block_classes=("GPT2Block",),
+    norm_roles={"ln_1": "attn", "ln_cross_attn": "attn", "ln_2": "ffn", "ln_f": "final"},
     tiny_config={"n_embd": 64, "n_layer": 2, "n_head": 2, "n_positions": 256},
 )
 
@@ -66,6 +72,7 @@ GPT_NEOX = Family(
     activation_config_fields=("hidden_act",),
     lora_targets=("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),
     block_classes=("GPTNeoXLayer",),
+    norm_roles={"input_layernorm": "attn", "post_attention_layernorm": "ffn", "final_layer_norm": "final"},
     tiny_config={
         "hidden_size": 64,
         "num_hidden_layers": 2,
@@ -83,6 +90,8 @@ T5 = Family(
     activation_config_fields=("dense_act_fn", "feed_forward_proj"),
     lora_targets=("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"),
     block_classes=("T5Block",),
+    # layer.k.layer_norm: T5LayerSelfAttention / T5LayerCrossAttention -> attn, T5LayerFF -> ffn
+    norm_roles={"final_layer_norm": "final"},
     tiny_config={"d_model": 64, "d_kv": 32, "d_ff": 128, "num_layers": 2, "num_heads": 2},
 )
 

@@ -63,7 +63,8 @@ class NoNorm(nn.Identity):
 
 
 def kind_of(module: nn.Module) -> str | None:
-    """'layernorm', 'rmsnorm', 'dyt', 'none', or None when `module` is not a norm."""
+    """'layernorm', 'rmsnorm', 'dyt', 'none', 'healing' (a norm being replaced during training,
+    `harness.models.healing`), or None when `module` is not a norm."""
     if isinstance(module, nn.LayerNorm):
         return "layernorm"
     if isinstance(module, DyT):
@@ -72,6 +73,8 @@ def kind_of(module: nn.Module) -> str | None:
         return "none"
     # T5LayerNorm is RMS-style (no mean, no bias); other families name theirs *RMSNorm.
     class_name = type(module).__name__
+    if class_name == "HealingNorm":
+        return "healing"
     if isinstance(module, RMSNorm) or class_name == "T5LayerNorm" or class_name.endswith("RMSNorm"):
         return "rmsnorm"
     return None
@@ -79,6 +82,8 @@ def kind_of(module: nn.Module) -> str | None:
 
 def from_norm(kind: str, source: nn.Module, alpha: float = DEFAULT_ALPHA) -> nn.Module:
     """A `kind` norm taking `source`'s weight, bias and eps, on `source`'s device and dtype."""
+    if kind_of(source) == "healing":
+        raise ValueError("a norm being healed cannot be swapped again; swap before healing.wrap")
     weight = getattr(source, "weight", None)
     bias = getattr(source, "bias", None)
     if isinstance(source, NoNorm):

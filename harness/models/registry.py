@@ -1,7 +1,9 @@
 """Model names users write in a grid, and `load`, which turns one into a model and tokenizer.
 
-Known names are the hub models gridlab supports, the tiny offline variants, and any local
-directory written by `save_pretrained` whose architecture is a supported family.
+Known names are the hub models gridlab supports, the tiny offline variants, the pretrained
+testbed (``gridlab/tiny-gpt2-pretrained``, ``gridlab/tiny-pythia-pretrained``: tiny models
+pretrained here, :mod:`harness.models.pretrained`), and any local directory written by
+`save_pretrained` whose architecture is a supported family.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 import transformers
 
 from db.errors import GridlabError
 from jobs import states
-from harness.models import families, tiny
+from harness.models import families, pretrained, tiny
 
 HUB = {
     "distilgpt2": families.GPT2,
@@ -51,7 +54,7 @@ class Loaded(NamedTuple):
 
 
 def known_names() -> list[str]:
-    return sorted(HUB) + sorted(tiny.TINY)
+    return sorted(HUB) + sorted(tiny.TINY) + sorted(pretrained.TESTBED)
 
 
 def family_of(name_or_path: str | Path) -> families.Family:
@@ -59,6 +62,8 @@ def family_of(name_or_path: str | Path) -> families.Family:
     name = str(name_or_path)
     if name in tiny.TINY:
         return tiny.TINY[name]
+    if name in pretrained.TESTBED:
+        return pretrained.family_of(name)
     if name in HUB:
         return HUB[name]
     path = Path(name).expanduser()
@@ -75,13 +80,16 @@ def load(
 ) -> Loaded:
     """Model, tokenizer and family for a known name or a local model directory.
 
-    Tiny names are built (once) under `cache_dir`; hub names go through
+    Tiny names are built (once) under `cache_dir`, testbed names pretrained there (once, minutes);
+    hub names go through
     `from_pretrained`, which uses the Hugging Face cache and needs the hub the first time.
     """
     name = str(name_or_path)
     family = family_of(name)
     if name in tiny.TINY:
         source = str(tiny.ensure(name, cache_dir))
+    elif name in pretrained.TESTBED:
+        source = str(pretrained.ensure(name, cache_dir))
     elif name in HUB:
         source = name
     else:
@@ -89,7 +97,9 @@ def load(
     auto = transformers.AutoModelForSeq2SeqLM if family.seq2seq else transformers.AutoModelForCausalLM
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-        model = auto.from_pretrained(source, local_files_only=local_files_only)
+        # float32 whatever the checkpoint stores (transformers 5 loads the stored dtype by
+        # default: Pythia's float16 weights would train in float16); bf16 is a training setting.
+        model = auto.from_pretrained(source, local_files_only=local_files_only, dtype=torch.float32)
     except OSError as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         fix = (

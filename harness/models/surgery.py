@@ -2,13 +2,19 @@
 
 Swaps happen in place on a loaded model, before adapters are attached, and return a report of
 what changed so a run can record it. A module already of the requested kind is kept as it is
-(GPT-2 asked for `layernorm` changes nothing; T5 asked for `rmsnorm` keeps its own RMS norm).
+(GPT-2 asked for `layernorm` changes nothing; T5 asked for `rmsnorm` keeps its own RMS norm),
+and `keep` keeps every norm whatever its kind (T5 asked for `layernorm` gets mean-centring
+LayerNorms in place of its RMS norms; asked for `keep`, nothing changes).
+
+DyT's initial alpha can be one value, one per norm *role* (`alphas_by_role`: the norms before
+attention, before the feed-forward layer, and the final norm, as the DyT paper sets them for its
+LLMs), or one per module (a calibration's fit).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from torch import nn
 from transformers.activations import ACT2FN
@@ -16,6 +22,9 @@ from transformers.activations import ACT2FN
 from harness.models import families, norms
 
 ACTIVATIONS = ("gelu", "relu")
+#: `swap_norm`'s "change nothing": every norm stays the model's own.
+KEEP = "keep"
+ROLES = ("attn", "ffn", "final")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,20 +38,58 @@ class SwapReport:
 
 
 def norm_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every norm module of `model` by name, in module order (final norms included)."""
-    return {name: module for name, module in model.named_modules() if norms.kind_of(module) is not None}
+    """Every norm module of `model` by name, in module order (final norms included). The two
+    norms inside a healing norm (`harness.models.healing`) are its own, not listed apart."""
+    found: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if norms.kind_of(module) is not None and not any(name.startswith(f"{outer}.") for outer in found):
+            found[name] = module
+    return found
 
 
-def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = norms.DEFAULT_ALPHA) -> SwapReport:
-    """Make every norm of `model` a `kind` norm (layernorm, dyt, rmsnorm or none).
+def norm_roles(model: nn.Module) -> dict[str, str]:
+    """The role ("attn", "ffn" or "final") of every norm of `model`, by module name.
+
+    The family's table names most (GPT-2's ln_1/ln_2/ln_f, NeoX's input/post-attention/final);
+    T5's ``layer.k.layer_norm`` takes it from its sub-layer (self- or cross-attention, or FF).
+    """
+    table = families.of_model(model).norm_roles
+    roles = {}
+    for name in norm_modules(model):
+        last = name.rsplit(".", 1)[-1]
+        role = table.get(last)
+        if role is None:
+            parent = type(model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model).__name__
+            role = "attn" if "Attention" in parent else "ffn" if parent.endswith(("FF", "MLP")) else None
+        if role is None:
+            raise ValueError(f"no norm role for {name!r} (parent {parent}); add it to the family's norm_roles")
+        roles[name] = role
+    return roles
+
+
+def alphas_by_role(model: nn.Module, attn: float, ffn: float, final: float) -> dict[str, float]:
+    """DyT's initial alpha for every norm of `model`: `attn` for the norms that feed attention
+    (self- and cross-), `ffn` for those that feed the MLP, `final` for the stacks' last norms."""
+    by_role = {"attn": attn, "ffn": ffn, "final": final}
+    return {name: by_role[role] for name, role in norm_roles(model).items()}
+
+
+def swap_norm(model: nn.Module, kind: str, alpha: float | Mapping[str, float] = norms.DEFAULT_ALPHA, *,
+              roles: Collection[str] = ROLES) -> SwapReport:
+    """Make every norm of `model` a `kind` norm (layernorm, dyt, rmsnorm or none), or with
+    `keep` leave every norm as it is. `roles` limits the swap to the norms of those roles
+    (the ReLU study removes the block norms, "attn" and "ffn", and keeps the final one).
 
     `alpha` is DyT's initial alpha: one value for all layers, or a mapping from module name to
-    value (such as `calibrate.Calibration.alphas`) that must cover every replaced module.
+    value (`alphas_by_role`, or a calibration's `alphas`) that must cover every replaced module.
     """
+    if kind == KEEP:
+        return SwapReport(KEEP, (), tuple(norm_modules(model)))
     if kind not in norms.KINDS:
-        raise ValueError(f"unknown norm kind {kind!r}; use one of {', '.join(norms.KINDS)}")
+        raise ValueError(f"unknown norm kind {kind!r}; use one of {KEEP}, {', '.join(norms.KINDS)}")
     found = norm_modules(model)
-    to_replace = [name for name, module in found.items() if norms.kind_of(module) != kind]
+    wanted = set(found) if set(roles) >= set(ROLES) else {n for n, r in norm_roles(model).items() if r in roles}
+    to_replace = [name for name, module in found.items() if name in wanted and norms.kind_of(module) != kind]
     per_layer = alpha if isinstance(alpha, Mapping) else dict.fromkeys(to_replace, alpha)
     missing = [name for name in to_replace if name not in per_layer]
     if kind == "dyt" and missing:

@@ -1,10 +1,13 @@
 """The Trainer callback that connects a training run to its gridlab job.
 
 - every logging step: loss, grad norm, learning rate (the Trainer's own figures), token
-  accuracy, tokens per second, step time and peak memory, through ``ctx.log`` (the
-  MetricsWriter batches them and fences each batch with the job's lease);
-- every evaluation: validation loss and perplexity, and the probes of
-  :mod:`harness.training.diagnostics` (attention entropy, NaN/inf counts per layer);
+  accuracy (TRL's ``mean_token_accuracy``: the mean over micro-batches), tokens per second,
+  step time and peak memory, through ``ctx.log`` (the MetricsWriter batches them and fences each
+  batch with the job's lease);
+- every evaluation: validation loss (the pooled token NLL over the evaluation set), perplexity
+  (its exponential), token accuracy (mean over evaluation batches), and the probes of
+  :mod:`harness.training.diagnostics` (attention entropy per layer, plain and normalised, NaN/inf
+  counts per layer); the per-head rows go to the job's attention log;
 - a NaN or inf loss raises ``jobs.errors.Diverged`` at that step;
 - every checkpoint the Trainer writes (into the attempt's own folder) becomes the job's through
   ``ctx.checkpoint``: the metrics logged so far are stored, the lease checked, the directory
@@ -32,7 +35,7 @@ import torch
 import transformers
 
 from harness.models import families
-from harness.training import diagnostics, distributed
+from harness.training import attention_log, diagnostics, distributed
 from harness.training.trainer import StepStats
 from jobs.errors import Diverged
 
@@ -45,8 +48,10 @@ def perplexity(loss: float) -> float:
 
 class GridlabCallback(transformers.TrainerCallback):
     def __init__(self, ctx, stats: StepStats, family: families.Family, *,
-                 on_checkpoint: Callable[[Path], None] | None = None, probe: bool = True) -> None:
+                 on_checkpoint: Callable[[Path], None] | None = None, probe: bool = True,
+                 attention: attention_log.AttentionLog | None = None) -> None:
         self.ctx = ctx
+        self.attention = attention  # the per-layer, per-head probe rows (harness.training.attention_log)
         self.stats = stats
         self.family = family
         self.on_checkpoint = on_checkpoint  # writes extra files into a checkpoint before it is sealed
@@ -84,9 +89,10 @@ class GridlabCallback(transformers.TrainerCallback):
         if not logs or "loss" not in logs:  # evaluation and end-of-training logs are handled elsewhere
             return
         values = {name: float(logs[key]) for key, name in _TRAINER_FIGURES.items() if logs.get(key) is not None}
-        correct, predicted, tokens = distributed.sum_over_ranks(*self.stats.take_counts())
-        if predicted:
-            values["token_accuracy"] = correct / predicted
+        accuracy, tokens = self.stats.take_counts(reduce=distributed.sum_tensor_over_ranks)
+        (tokens,) = distributed.sum_over_ranks(tokens)
+        if accuracy is not None:
+            values["token_accuracy"] = accuracy  # TRL's mean_token_accuracy: the mean over micro-batches
         if self._steps:
             values["step_time_s"] = self._step_time / self._steps
             values["tokens_per_s"] = tokens / self._step_time if self._step_time > 0 else 0.0
@@ -99,12 +105,20 @@ class GridlabCallback(transformers.TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, model=None, eval_dataloader=None, **kwargs):
         if not metrics or "eval_loss" not in metrics:
             return
-        val_loss = float(metrics["eval_loss"])
-        values = {"val_loss": val_loss, "val_perplexity": perplexity(val_loss)}
+        # The pooled token NLL over the whole evaluation set (Trainer's eval_loss is the mean of
+        # per-batch means, kept as val_loss_batch_mean); the perplexity is its exponential.
+        val_loss = float(metrics.get("eval_nll_pooled", metrics["eval_loss"]))
+        values = {"val_loss": val_loss, "val_perplexity": perplexity(val_loss),
+                  "val_loss_batch_mean": float(metrics["eval_loss"])}
+        if "eval_mean_token_accuracy" in metrics:
+            values["val_token_accuracy"] = float(metrics["eval_mean_token_accuracy"])
         if self.probe and model is not None and eval_dataloader is not None:
             batch = next(iter(eval_dataloader), None)
             if batch is not None:
-                values.update(diagnostics.probe(model, batch, self.family))
+                figures, rows = diagnostics.probe(model, batch, self.family)
+                values.update(figures)
+                if self.attention is not None:
+                    self.attention.add(state.global_step, "eval", rows)
         self.last_eval, self.last_eval_step = values, state.global_step
         log_finite(self.ctx, state.global_step, values)
 
@@ -114,6 +128,8 @@ class GridlabCallback(transformers.TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.on_checkpoint is not None and self.ctx.is_main:
             self.on_checkpoint(path)
+        if self.attention is not None:
+            self.attention.copy_into(path)
         self.ctx.checkpoint(path, state.global_step)
 
 

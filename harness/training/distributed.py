@@ -13,8 +13,9 @@ between the ranks); this module gives it its settings and the few agreements it 
   in the next gradient all-reduce);
 - :func:`main_first`: rank 0 runs a set-up step (building a tiny model into its cache, a hub
   download, a dataset read) before the others, who then find it done instead of racing it;
-- :func:`sum_over_ranks`: counts (correct tokens, tokens) summed over ranks before rank 0 logs
-  them, so token accuracy and tokens/s are the whole step's, like the loss Trainer logs (the
+- :func:`sum_over_ranks` / :func:`sum_tensor_over_ranks`: counts (each micro-batch's correct and
+  label tokens, input tokens) summed over ranks before rank 0 logs them, so token accuracy and
+  tokens/s are the whole step's, like the loss Trainer logs (the
   mean of the ranks' losses, each already normalised by the global token count).
 
 With one process these are plain pass-throughs. Every collective here must be called by every
@@ -72,6 +73,17 @@ def sum_over_ranks(*values: int) -> tuple[int, ...]:
     t = torch.tensor([int(v) for v in values], dtype=torch.int64, device=_device())
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return tuple(int(v) for v in t.tolist())
+
+
+def sum_tensor_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed elementwise over the ranks (collective; every rank's ``t`` has one shape)."""
+    if world_size() == 1:
+        return t
+    import torch.distributed as dist
+
+    t = t.to(_device()).contiguous()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
 
 
 @contextlib.contextmanager

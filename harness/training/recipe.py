@@ -3,8 +3,11 @@
 A small class in torchtune's style: each ``_setup_*`` step builds one thing from the resolved
 spec, and :meth:`SFTRecipe.train` runs transformers' Trainer with
 :class:`harness.training.callbacks.GridlabCallback`. Order matters and is the same on a fresh
-start and on a resume: model, data, surgery (norm, then activation), adapters, trainer; the
-norm swap is always in place before adapter weights are loaded.
+start and on a resume: model, data, (the evaluation as loaded), surgery (activation, then norm,
+then the healing wrappers), adapters, trainer; the norm swap is always in place before adapter
+weights are loaded. With ``eval_at_start`` the model is evaluated as loaded and again at step 0
+after its swap (``val_loss_as_loaded``, ``val_loss_step0``: what the swap itself costs); with a
+healed swap (``heal``) :class:`harness.training.healing.HealingCallback` moves the schedule along.
 
 A checkpoint is Trainer's ``checkpoint-<step>/`` (model or adapter weights in safetensors,
 optimizer, scheduler, RNG states, trainer state with the data position), written into the
@@ -37,14 +40,17 @@ import transformers
 from harness.data import formats, loaders, split, synthetic, tokenization
 from harness.data.errors import DataError
 from harness.evaluation import hook
-from harness.models import calibrate, registry, surgery
-from harness.training import adapters, callbacks, distributed
-from harness.training.trainer import Trainer
+from harness.models import calibrate, healing, registry, surgery
+from harness.training import adapters, attention_log, callbacks, distributed
+from harness.training import healing as healing_callback
+from harness.training.trainer import Trainer, pooled_evaluation
 
 log = logging.getLogger("gridlab.recipe")
 
 FULL_MODEL_FILE = "full_model.safetensors"
 CALIBRATION_FILE = "dyt_calibration.json"
+#: The evaluations before training (``eval_at_start``), kept for a resumed attempt's summaries.
+START_EVAL_FILE = "start_evaluation.json"
 #: Where each format's data comes from when the cell gives no ``data_path``.
 DEFAULT_SOURCES = {"alpaca": "tatsu-lab/alpaca"}
 
@@ -67,6 +73,11 @@ class SFTRecipe:
         with distributed.main_first():  # rank 0 builds or downloads, the others then read the cache
             self._setup_model()
             self._setup_data()
+        if self.spec["eval_at_start"] and self.eval_dataset is not None:
+            if self.resume_path is None:
+                self._evaluate_as_loaded()
+            else:
+                self._restore_start_evaluation()
         self._setup_surgery()
         self._setup_adapters()
         self._setup_trainer()
@@ -109,28 +120,59 @@ class SFTRecipe:
                               dropped_examples=train_tok.dropped + (val_tok.dropped if val_tok else 0))
         self.collator = collator(self.tokenizer, packing=s["packing"])
 
+    def _evaluate_as_loaded(self) -> None:
+        """The model before any surgery, on the validation set: the baseline the swap's own
+        cost (the step-0 evaluation after it) is read against."""
+        bs = self.spec["batch_size"]
+        rows = [self.eval_dataset[i] for i in range(len(self.eval_dataset))]
+        figures = pooled_evaluation(self.model, (self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)),
+                                    seq2seq=self.family.seq2seq)
+        self.summaries.update(val_loss_as_loaded=figures["nll_pooled"],
+                              val_token_accuracy_as_loaded=figures["mean_token_accuracy"])
+
+    def _restore_start_evaluation(self) -> None:
+        """A resumed attempt does not evaluate before training again: the run it continues did,
+        and its figures (summaries are rewritten by every attempt) are in the run folder."""
+        stored = self.run_dir / START_EVAL_FILE
+        if stored.is_file():
+            self.summaries.update(json.loads(stored.read_text(encoding="utf-8")))
+
+    def _store_start_evaluation(self) -> None:
+        keys = ("val_loss_as_loaded", "val_token_accuracy_as_loaded", "val_loss_step0", "val_token_accuracy_step0")
+        figures = {k: self.summaries[k] for k in keys if k in self.summaries}
+        tmp = self.run_dir / f"{START_EVAL_FILE}.a{self.ctx.attempt}.tmp"
+        tmp.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+        os.replace(tmp, self.run_dir / START_EVAL_FILE)
+
     def _setup_surgery(self) -> None:
         s = self.spec
         if s["activation"] != "keep":
             report = surgery.swap_activation(self.model, s["activation"])
             self.summaries["activations_swapped"] = len(report.replaced)
         alpha: float | dict[str, float] = s["dyt_alpha"]
+        if any(s[f"dyt_alpha_{role}"] for role in surgery.ROLES):  # the DyT paper's per-role alphas for LLMs
+            alpha = surgery.alphas_by_role(self.model, *(s[f"dyt_alpha_{role}"] or s["dyt_alpha"] for role in surgery.ROLES))
         if s["norm"] == "dyt" and s["dyt_calibrate"]:
-            alpha = self._calibrated_alphas()
+            alpha = self._calibrated_alphas(alpha)
+        originals = surgery.norm_modules(self.model)
         report = surgery.swap_norm(self.model, s["norm"], alpha=alpha)
         self.summaries["norms_swapped"] = len(report.replaced)
+        self.heal_steps = 0
+        if s["heal"] != "instant" and report.replaced:
+            self.heal_steps = s["heal_steps"] or max(1, s["steps"] // 2)
+            healing.wrap(self.model, {name: originals[name] for name in report.replaced},
+                         schedule=s["heal"], heal_steps=self.heal_steps)
+            self.summaries["heal_steps"] = self.heal_steps
 
-    def _calibrated_alphas(self) -> dict[str, float]:
+    def _calibrated_alphas(self, default_alpha: float | dict[str, float]) -> dict[str, float]:
         stored = self.run_dir / CALIBRATION_FILE
         if self.resume_path is not None and stored.is_file():  # a resumed attempt uses the fit it continues
             fits = json.loads(stored.read_text(encoding="utf-8"))
         else:
-            n = self.spec["calibration_batches"] * self.spec["batch_size"]
-            rows = [self.train_dataset[i] for i in range(min(n, len(self.train_dataset)))]
-            bs = self.spec["batch_size"]
-            batches = [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
-            result = calibrate.calibrate_dyt(self.model, batches, default_alpha=self.spec["dyt_alpha"], seed=self.spec["seed"])
-            fits = [{"name": f.name, "alpha": f.alpha, "mse": f.mse, "mse_default": f.mse_default} for f in result.layers]
+            result = calibrate.calibrate_dyt(self.model, self._calibration_batches(), default_alpha=default_alpha,
+                                             seed=self.spec["seed"])
+            fits = [{"name": f.name, "role": f.role, "alpha": f.alpha, "default_alpha": f.default_alpha,
+                     "mse": f.mse, "mse_default": f.mse_default, "drift": f.drift} for f in result.layers]
             if self.ctx.is_main:  # every rank fits the same alphas (same model, data and seed)
                 tmp = stored.with_suffix(f".a{self.ctx.attempt}.tmp")
                 tmp.write_text(json.dumps(fits, indent=1), encoding="utf-8")
@@ -139,7 +181,16 @@ class SFTRecipe:
             self.summaries[f"dyt_alpha/{f['name']}"] = f["alpha"]
             self.summaries[f"dyt_fit_mse/{f['name']}"] = f["mse"]
             self.summaries[f"dyt_fit_mse_default/{f['name']}"] = f["mse_default"]
+            if "drift" in f:
+                self.summaries[f"dyt_fit_drift/{f['name']}"] = f["drift"]
         return {f["name"]: f["alpha"] for f in fits}
+
+    def _calibration_batches(self) -> list[dict]:
+        """The first ``calibration_batches`` training micro-batches, collated."""
+        n = self.spec["calibration_batches"] * self.spec["batch_size"]
+        rows = [self.train_dataset[i] for i in range(min(n, len(self.train_dataset)))]
+        bs = self.spec["batch_size"]
+        return [self.collator(rows[i : i + bs]) for i in range(0, len(rows), bs)]
 
     def _setup_adapters(self) -> None:
         s = self.spec
@@ -195,10 +246,17 @@ class SFTRecipe:
             processing_class=self.tokenizer,
             seq2seq=self.family.seq2seq,
         )
+        self.attention = attention_log.AttentionLog(self.ctx.attempt_dir, resume_from=self.resume_path,
+                                                    resume_step=self.resume_step) if self.probe else None
         self.callback = callbacks.GridlabCallback(
             self.ctx, self.trainer.step_stats, self.family,
-            on_checkpoint=self._write_full_model if self.save_full_model else None, probe=self.probe)
+            on_checkpoint=self._write_full_model if self.save_full_model else None, probe=self.probe,
+            attention=self.attention)
         self.trainer.add_callback(self.callback)
+        if self.heal_steps:
+            self.trainer.add_callback(healing_callback.HealingCallback(
+                self.model, self.ctx, refit_batches=self._calibration_batches() if self.spec["norm"] == "dyt" else (),
+                seed=self.spec["seed"]))
         self.trainer.remove_callback(transformers.PrinterCallback)  # figures go to the database, not stdout
 
     def _write_full_model(self, path: Path) -> None:
@@ -217,7 +275,15 @@ class SFTRecipe:
         if self.resume_path is not None:
             log.info("resuming from %s", self.resume_path)
         trained = self.resume_path is not None and (self.resume_step or 0) >= self.spec["steps"]
+        if self.spec["eval_at_start"] and self.resume_path is None and self.eval_dataset is not None:
+            self.trainer.evaluate()  # step 0: the swapped model before any training (logged at step 0)
+            for key in ("val_loss", "val_token_accuracy"):
+                if key in self.callback.last_eval:
+                    self.summaries[f"{key}_step0"] = self.callback.last_eval[key]
+            self._store_start_evaluation()
+            self.ctx.summary(callbacks.without_nan(self.summaries))
         if trained:
+            healing.set_step(self.trainer.model, self.spec["steps"], carry_parameters=False)
             # The previous attempt finished training and died afterwards (e.g. while
             # evaluating): load the final weights. Asking Trainer to resume at max_steps
             # makes transformers 5 run one step too many.
@@ -234,8 +300,12 @@ class SFTRecipe:
         if self.eval_dataset is not None:
             if self.callback.last_eval_step != self.trainer.state.global_step:
                 self.trainer.evaluate()
-            final.update({k: v for k, v in self.callback.last_eval.items() if k in ("val_loss", "val_perplexity")})
+            final.update({k: v for k, v in self.callback.last_eval.items()
+                          if k in ("val_loss", "val_perplexity", "val_token_accuracy")})
         final.update(callbacks.peak_memory())
+        if self.attention is not None and self.attention.rows:
+            self.attention.publish(self.run_dir)
+            final["attention_log_rows"] = self.attention.rows
         self.ctx.summary(callbacks.without_nan(final))
         if not self.ctx.is_main:  # the evaluation after training is rank 0's alone
             return

@@ -54,3 +54,45 @@ def test_calibration_without_batches_is_refused(load_tiny):
     model, _, _ = load_tiny("tiny-gpt2")
     with pytest.raises(ValueError, match="at least one batch"):
         calibrate.calibrate_dyt(model, [])
+
+
+def test_padding_does_not_enter_the_fit(load_tiny, make_batches):
+    model, tokenizer, family = load_tiny("tiny-gpt2")
+    (batch,) = make_batches(tokenizer, family, n=8)
+    padded = {k: torch.cat([v, torch.full((v.shape[0], 7), 3 if k == "input_ids" else 0 if k == "attention_mask"
+                                          else -100, dtype=v.dtype)], dim=1) for k, v in batch.items()}
+    plain = calibrate.calibrate_dyt(model, [batch])
+    with_padding = calibrate.calibrate_dyt(model, [padded])
+    assert with_padding.rows == plain.rows == int(batch["attention_mask"].sum())
+    for a, b in zip(plain.layers, with_padding.layers):
+        assert a.alpha == pytest.approx(b.alpha, rel=1e-6)
+
+
+def test_layers_are_fitted_in_order_on_the_swapped_model(load_tiny, make_batches):
+    model, tokenizer, family = load_tiny("tiny-gpt2")
+    result = calibrate.calibrate_dyt(model, make_batches(tokenizer, family))
+    first, *later = result.layers
+    assert first.name == "transformer.h.0.ln_1" and first.drift == 0.0  # its input is the embeddings
+    assert all(fit.drift > 0 for fit in later)  # earlier swaps moved their inputs
+    assert [fit.role for fit in result.layers] == ["attn", "ffn", "attn", "ffn", "final"]
+    assert all(isinstance(m, torch.nn.LayerNorm) for m in surgery.norm_modules(model).values())  # left as it was
+
+
+def test_the_fitted_alpha_is_a_minimum_of_the_fit_error(load_tiny, make_batches):
+    model, tokenizer, family = load_tiny("tiny-pythia")
+    batches = make_batches(tokenizer, family)
+    result = calibrate.calibrate_dyt(model, batches, default_alpha=surgery.alphas_by_role(model, 0.8, 0.2, 0.2))
+    assert {fit.default_alpha for fit in result.layers} == {0.8, 0.2}
+    target = result.layers[0]
+    x = calibrate._capture(model, batches, calibrate._RowPicker(batches, 4096, 0, seq2seq=False),
+                           {target.name: model.get_submodule(target.name)}, output=False)[target.name]
+    ln = model.get_submodule(target.name)
+    with torch.no_grad():
+        y = ln(x.float()).double()
+    w, b = ln.weight.detach().double(), ln.bias.detach().double()
+    import math
+
+    at = calibrate._mse(math.log(target.alpha), x, y, w, b)
+    assert at == pytest.approx(target.mse, rel=1e-6)
+    for step in (-0.05, 0.05):
+        assert calibrate._mse(math.log(target.alpha) + step, x, y, w, b) >= at

@@ -92,7 +92,7 @@ def test_calibrated_alphas_must_cover_every_layer(load_tiny):
 
 def test_unknown_kinds_are_refused(load_tiny):
     model, _, _ = load_tiny("tiny-gpt2")
-    with pytest.raises(ValueError, match="unknown norm kind 'batchnorm'; use one of layernorm, dyt"):
+    with pytest.raises(ValueError, match="unknown norm kind .batchnorm.; use one of keep, layernorm, dyt"):
         surgery.swap_norm(model, "batchnorm")
     with pytest.raises(ValueError, match="unknown activation 'swish'; use one of gelu, relu"):
         surgery.swap_activation(model, "swish")
