@@ -61,7 +61,7 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str], str]] = [
     ("not-utf8", {"g.yaml": b"name: \xff\xfe\n"}, ["enqueue", "g.yaml"], ["g.yaml: is not a UTF-8 text file"], "none"),
     ("unknown-top-key", {"g.yaml": GOOD + "axis: {lr: [0.1]}\n"}, ["enqueue", "g.yaml"], ["unknown key 'axis'", "valid keys: name"], "none"),
     ("missing-name", {"g.yaml": "axes: {seed: [0]}\n"}, ["enqueue", "g.yaml"], ["name: required"], "none"),
-    ("unknown-experiment", {"g.yaml": "name: g\nexperiment: train_gpt5\naxes: {seed: [0]}\n"}, ["enqueue", "g.yaml"], ["unknown experiment 'train_gpt5'", "(known: generate, judge, sft, tiny_lm)"], "none"),
+    ("unknown-experiment", {"g.yaml": "name: g\nexperiment: train_gpt5\naxes: {seed: [0]}\n"}, ["enqueue", "g.yaml"], ["unknown experiment 'train_gpt5'", "(known: generate, judge, pretrain, sft, tiny_lm)"], "none"),
     ("unknown-axis", {"g.yaml": "name: g\naxes: {colour: [red]}\n"}, ["enqueue", "g.yaml"], ["axes.colour: unknown setting 'colour'", "(valid: model, activation, lr"], "none"),
     ("unknown-fixed", {"g.yaml": "name: g\nfixed: {stepz: 3}\naxes: {seed: [0]}\n"}, ["enqueue", "g.yaml"], ["fixed.stepz: unknown setting"], "none"),
     ("unknown-model", {"g.yaml": "name: g\naxes: {model: [gpt-17]}\n"}, ["enqueue", "g.yaml"], ["axes.model[0]: 'gpt-17' is not one of"], "none"),

@@ -58,7 +58,10 @@ def test_a_quarter_of_16_workers_sigkilled_and_replaced_loses_nothing(engine, qu
     figures = invariants.check(engine)
     assert figures["reclaimed"] >= 1, "killed workers held jobs: their leases must have been reclaimed"
     invariants.check_resumable_curves(engine, steps)
-    assert invariants.check_markers(tmp_path / "runs")["attempts"] == figures["attempts"]
+    # Every attempt that got as far as its run folder left a marker; a worker killed between its
+    # claim's commit and that (a few ms) leaves an attempt without one.
+    marked = invariants.check_markers(tmp_path / "runs")["attempts"]
+    assert figures["attempts"] - kills <= marked <= figures["attempts"]
     with capsys.disabled():
         print(f"\n[reliability] sigkill: backend={engine.dialect.name} jobs={figures['jobs']} kills={kills} "
               f"reclaimed={figures['reclaimed']} attempts={figures['attempts']} lost={figures['lost']} "
