@@ -5,9 +5,7 @@ tolerance of tests/training/test_ranks.py, and each metric is stored once."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,8 @@ from db import schema
 from db.models import metrics
 from jobs import ranks, states
 from jobs.queue import Queue
-from tests.slurm.conftest import REPO, wait_gone
+from tests.slurm.test_dispatch import gridlab
+from tests.slurm.conftest import wait_gone
 from tests.support.results import metrics_of, run_dir
 
 pytestmark = pytest.mark.slurm
@@ -52,12 +51,8 @@ def test_a_two_rank_cell_trains_in_one_two_cpu_slurm_job_like_one_rank(queue, tm
     from harness.grid import parse
 
     queue.enqueue("spans", new_jobs(parse(GRID)))
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO),
-           "GRIDLAB_DB": queue.engine.url.render_as_string(hide_password=False)}
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "launch", "--cpus", "2", "--workers", "1",
-                        "--runs-dir", str(tmp_path / "runs"), "--heartbeat", "3", "--time", "10",
-                        "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    r = gridlab(tmp_path, queue, "launch", "--cpus", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
+                "--heartbeat", "3", "--time", "10", "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr
     (jid,) = [w.external_id for w in queue.workers(executor="slurm")]
     wait_gone([jid], timeout_s=300)
@@ -101,12 +96,8 @@ def test_a_slurm_signal_to_a_two_rank_cell_checkpoints_on_every_rank_and_resumes
     grid = GRID.replace(f"steps: {STEPS}", f"steps: {steps}").replace("checkpoint_every: 4", "checkpoint_every: 1000") \
         .replace("eval_every: 4", "eval_every: 0").replace("ranks: [1, 2]", "ranks: [2]")
     queue.enqueue("spans", new_jobs(parse(grid)))
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO),
-           "GRIDLAB_DB": queue.engine.url.render_as_string(hide_password=False)}
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "launch", "--cpus", "2", "--workers", "1",
-                        "--runs-dir", str(tmp_path / "runs"), "--heartbeat", "3", "--time", "10",
-                        "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    r = gridlab(tmp_path, queue, "launch", "--cpus", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
+                "--heartbeat", "3", "--time", "10", "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr
     (jid,) = [w.external_id for w in queue.workers(executor="slurm")]
     deadline = time.monotonic() + 180
