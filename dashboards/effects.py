@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, factors, ui
-from db import stats
+from db import states, stats
 
 #: Panels side by side.
 PANELS_PER_ROW = 2
@@ -104,7 +104,7 @@ def render() -> None:
     with ui.reading() as conn:
         values = ui.metric_values(conn, option, jobs)
     if only_succeeded:
-        values = values[values["state"] == "succeeded"]
+        values = values[values["state"] == states.SUCCEEDED]
     values = values[pd.to_numeric(values["value"], errors="coerce").notna()]
     varying = factors.varying(values, names)
     if values.empty or not varying:

@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, factors, queries, ui
+from db import states
 
 #: A heatmap cell with jobs in several states shows the most pressing one.
-URGENCY = ("failed", "diverged", "running", "pending", "cancelled", "succeeded")
+URGENCY = states.URGENCY
 
 
 def progress_table(progress: pd.DataFrame) -> pd.DataFrame:
@@ -20,7 +21,7 @@ def progress_table(progress: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex(columns=list(ui.STATES), fill_value=0)
     table.columns.name = None
     table["total"] = table.sum(axis=1)
-    table["finished"] = table[list(queries.FINAL_STATES)].sum(axis=1)
+    table["finished"] = table[list(states.FINAL)].sum(axis=1)
     table["% finished"] = (100.0 * table["finished"] / table["total"]).round(1)
     order = progress.drop_duplicates("grid")["grid"]
     return table.reindex(order).reset_index()

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import factors, provenance, ui
-from db import stats
+from db import states, stats
 
 LAST = ui.LAST
 NONE = "(none)"
@@ -103,7 +103,7 @@ def render() -> None:
     with ui.reading() as conn:
         values = ui.metric_values(conn, metric, jobs)
     if only_succeeded:
-        values = values[values["state"] == "succeeded"]
+        values = values[values["state"] == states.SUCCEEDED]
     values = ui.factor_filters(values, names, key="results")
     if values.empty:
         st.warning(f"No selected job has a value for {metric}.")

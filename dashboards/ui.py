@@ -18,18 +18,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from dashboards import database, factors, queries
 from db import engine as db_engine
+from db import states
 from db.session import scope
 
-STATES = ("pending", "running", "succeeded", "failed", "diverged", "cancelled")
-#: State colours, as `gridlab status` shows them in the terminal.
-STATE_COLOURS = {
-    "pending": "#e8b829",
-    "running": "#2f9fd8",
-    "succeeded": "#2e9e5b",
-    "failed": "#d64541",
-    "diverged": "#a34fc9",
-    "cancelled": "#9a9a9a",
-}
+STATES = states.ALL
+#: State colours, as `gridlab status` shows them in the terminal (db.states.COLOURS).
+STATE_COLOURS = states.COLOURS
 ALL_GRIDS = "(all grids)"
 
 

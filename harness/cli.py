@@ -382,7 +382,7 @@ def show(job_id: int, what: str | None, attempt: int | None, db_url: str | None)
         if a.error_type:
             kind = a.error_type.rsplit(".", 1)[-1]
             error = error if error.startswith(kind) else f"{kind}: {error}"
-        attempts.add_row(str(a.number), escape(a.worker), escape(a.slurm_job_id or ""), curve, a.outcome or "running",
+        attempts.add_row(str(a.number), escape(a.worker), escape(a.slurm_job_id or ""), curve, a.outcome or states.RUNNING,
                          escape(error))
     console.print(attempts)
     log = Table(title="Events", title_justify="left")

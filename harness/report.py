@@ -10,20 +10,12 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from db import stats
-from jobs import states
+from db import states, stats
 
 # Every text that comes from a grid file or the database (names, values, errors, workers)
 # is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
 
-STATE_STYLE = {
-    states.PENDING: "yellow",
-    states.RUNNING: "cyan",
-    states.SUCCEEDED: "green",
-    states.FAILED: "red",
-    states.DIVERGED: "magenta",
-    states.CANCELLED: "dim",
-}
+STATE_STYLE = states.TERMINAL_STYLE
 
 
 def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:

@@ -1,30 +1,22 @@
-r"""The states a job moves through, and which moves are allowed.
-
-    pending --claim--> running --complete--> succeeded
-       ^                 |  \--fail (attempts left)--> pending (after a backoff)
-       |                 |  \--fail (no attempts left)--> failed
-       |                 |  \--diverge--> diverged      (NaN/inf loss: not retried)
-       |                 \--release (preempted, stopped)--> pending
-       +--- retry ---  failed | diverged | cancelled
-    pending | running --cancel--> cancelled
-"""
+"""Job states for the queue: the states themselves (defined once, in :mod:`db.states`, and
+re-exported here) and how an attempt ends (``attempts.outcome``), which the queue and its
+retry policy (:mod:`jobs.retry`) decide on."""
 
 from __future__ import annotations
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-DIVERGED = "diverged"
-CANCELLED = "cancelled"
-
-ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, DIVERGED, CANCELLED)
-#: States a job never leaves by itself.
-FINAL = (SUCCEEDED, FAILED, DIVERGED, CANCELLED)
-#: States `gridlab retry` takes a job out of.
-RETRYABLE = (FAILED, DIVERGED, CANCELLED)
-#: States `gridlab cancel` takes a job out of.
-CANCELLABLE = (PENDING, RUNNING)
+from db.states import (  # noqa: F401  (re-exported: the queue's callers read states from here)
+    ALL,
+    CANCELLABLE,
+    CANCELLED,
+    DIVERGED,
+    FAILED,
+    FINAL,
+    PENDING,
+    RETRYABLE,
+    RUNNING,
+    SUCCEEDED,
+    UNSUCCESSFUL,
+)
 
 # How an attempt ended (attempts.outcome).
 OUTCOME_SUCCEEDED = "succeeded"
