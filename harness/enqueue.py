@@ -11,7 +11,9 @@ from typing import Any
 from harness import experiments
 from harness.grid import Cell, Grid, GridFileError, canonical_json, spec_hash
 from harness.params import defaults
-from jobs.queue import NewJob, Queue
+from jobs import operator
+from jobs.operator import NewJob
+from jobs.queue import Queue
 from jobs.records import EnqueueResult
 
 
@@ -100,7 +102,7 @@ def enqueue(queue: Queue, grid: Grid, *, dry_run: bool = False, progress: Callab
     """Add the grid's cells to the queue (or, with ``dry_run``, only count them)."""
     jobs = new_jobs(grid)
     if dry_run:
-        existing = queue.existing_hashes(grid.name)
+        existing = operator.existing_hashes(queue.engine, grid.name)
         old = sum(1 for j in jobs if j.spec_hash in existing)
         return EnqueueResult(grid=grid.name, total=len(jobs), new=len(jobs) - old, existing=old)
-    return queue.enqueue(grid.name, jobs, source_path=grid.path, source_text=grid.source, progress=progress)
+    return operator.enqueue(queue.engine, grid.name, jobs, source_path=grid.path, source_text=grid.source, progress=progress)

@@ -215,7 +215,7 @@ def shape_of(spec: dict[str, Any]) -> tuple:
 
 
 def gpu_hours(rows) -> dict[str, Any]:
-    """From ``Queue.device_seconds`` rows: GPU-hours spent per grid and per factor value, and
+    """From :func:`jobs.reports.device_seconds` rows: GPU-hours spent per grid and per factor value, and
     an estimate of what the pending cells will cost: each pending cell at the mean of the
     succeeded cells of its shape (:data:`SHAPE`); cells of a shape never run have none."""
     spent_by_grid: dict[str, float] = defaultdict(float)

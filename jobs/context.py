@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs import checkpoints, runs
+from jobs import checkpoints, outputs, runs
 from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue
@@ -35,6 +35,10 @@ class JobContext:
       name and recorded on the job, and older ones pruned (:mod:`jobs.checkpoints`). In that
       order, any recorded checkpoint has all its metrics in the database, and an attempt that
       lost its lease can neither record, nor overwrite, nor prune a checkpoint;
+    - ``ctx.store_generations(answers)`` / ``ctx.store_judgments(verdicts)``: what the job
+      produces besides figures (:mod:`jobs.outputs`), fenced by the lease; ``ctx.arm_jobs``,
+      ``ctx.generations_of``, ``ctx.judgments_of`` and ``ctx.judged_keys`` read them back.
+      An experiment stores and reads through these, never through the engine;
     - ``ctx.should_stop()``: True when the worker must stop (signal, preemption, time
       limit, or the lease was lost): save a checkpoint and raise ``jobs.errors.Interrupted``;
     - ``ctx.rank`` / ``ctx.world_size`` / ``ctx.is_main``: 0, 1 and True here; a job that runs
@@ -109,6 +113,34 @@ class JobContext:
         self.metrics.fence()
         checkpoints.prune(self.run_dir, keep=final, keep_step=step, attempt=self.attempt)
         return final
+
+    # --- answers and verdicts (jobs.outputs) ---------------------------------------------
+
+    def store_generations(self, answers: Sequence[outputs.Generation]) -> int:
+        """Store this job's answers (fenced; an answer already stored is kept): how many were new."""
+        return outputs.write_generations(self.queue.engine, self.lease, answers)
+
+    def store_judgments(self, verdicts: Sequence[outputs.Judgment]) -> int:
+        """Store this judge job's verdicts (fenced; a verdict already stored is kept): how many were new."""
+        return outputs.write_judgments(self.queue.engine, self.lease, verdicts)
+
+    def arm_jobs(self, spec_hashes: Iterable[str]) -> dict[str, outputs.ArmJob]:
+        """Jobs of this job's grid by spec hash (those that exist)."""
+        return outputs.arm_jobs(self.queue.engine, self.job.grid_id, spec_hashes)
+
+    def generations_of(self, job_id: int | None = None, *,
+                       prompt_set: str | None = None) -> list[outputs.StoredGeneration]:
+        """The answers job ``job_id`` (this one, by default) stored."""
+        return outputs.generations_of(self.queue.engine, self.job.id if job_id is None else job_id,
+                                      prompt_set=prompt_set)
+
+    def judgments_of(self, job_id: int | None = None) -> list[outputs.StoredJudgment]:
+        """The verdicts judge job ``job_id`` (this one, by default) stored."""
+        return outputs.judgments_of(self.queue.engine, self.job.id if job_id is None else job_id)
+
+    def judged_keys(self) -> set[tuple[str, str, int]]:
+        """(prompt set, question id, turn) this judge job has already judged."""
+        return outputs.judged_keys(self.queue.engine, self.job.id)
 
     def should_stop(self) -> bool:
         return self._stop.is_set() or self._lost.is_set()

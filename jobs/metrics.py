@@ -2,7 +2,8 @@
 
 A worker logs through a :class:`MetricsWriter` bound to its lease. Points are
 buffered and written in one transaction per batch; each batch first checks that the
-lease is still held (fencing, :func:`jobs.queries.store_metrics`), so a worker that lost
+lease is still held (fencing, :func:`jobs.queries.store_metrics`; summaries and
+:meth:`MetricsWriter.fence` go through :func:`jobs.queries.fence`), so a worker that lost
 its job (frozen past its lease, cancelled) cannot write into a run another worker now
 owns, and once the worker knows its lease is gone (``lost``) it writes nothing at all.
 
@@ -86,12 +87,12 @@ class MetricsWriter:
         self.check_lease()
 
         def check() -> None:
-            with scope(self.engine, write=False) as conn:
-                held = queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner,
-                                           attempt=self.lease.attempt)
-            if not held:
+            try:
+                with scope(self.engine, write=False) as conn:
+                    queries.fence(conn, self.lease, "further writes")
+            except LeaseLost:
                 self.lost.set()
-                raise LeaseLost(f"job {self.lease.job_id} attempt {self.lease.attempt}: lease lost")
+                raise
 
         retry_through_outage(check, what=f"job {self.lease.job_id} lease check")
 
@@ -174,11 +175,13 @@ class MetricsWriter:
         clean = {k: _storable(v) for k, v in values.items() if v is not None and not isinstance(v, str)}
 
         def write() -> None:
-            with scope(self.engine) as conn:
-                if not queries.holds_lease(conn, job_id=self.lease.job_id, owner=self.lease.owner, attempt=self.lease.attempt):
-                    self.lost.set()
-                    raise LeaseLost(f"job {self.lease.job_id}: lease lost, summary refused")
-                queries.upsert_summaries(conn, job_id=self.lease.job_id, attempt=self.lease.attempt, values=clean)
+            try:
+                with scope(self.engine) as conn:
+                    queries.fence(conn, self.lease, "summary")
+                    queries.upsert_summaries(conn, job_id=self.lease.job_id, attempt=self.lease.attempt, values=clean)
+            except LeaseLost:
+                self.lost.set()
+                raise
 
         retry_through_outage(write, what=f"job {self.lease.job_id} summary")
         if self.on_write is not None:

@@ -109,21 +109,24 @@ def share_device(queue, options: PoolOptions, cells: int, *, cell_mib: float | N
     of its own (its own lease, heartbeat, output file and memory accounting), until nothing of
     ``options.resource_class`` is left. A cell is started only while the device's free memory
     would fit it: ``cell_mib`` if the grid states it, else the largest peak memory of finished
-    cells of the class (``Queue.peak_memory``). Cells started less than ``ramp_s`` ago may not
+    cells of the class (:func:`jobs.reports.peak_memory`). Cells started less than ``ramp_s`` ago may not
     have allocated yet, so their share is held back too. With no cell running, one is started
     whatever the estimate (a cell that cannot fit the device alone fails on its own)."""
+    from jobs import reports
+
     ctx_alive: list[tuple[mp.process.BaseProcess, float]] = []
     report = Sharing()
     index = 0
     while stop is None or not stop():
         ctx_alive = [(p, t) for p, t in ctx_alive if p.is_alive()]
         report.most_at_once = max(report.most_at_once, len(ctx_alive))
-        left = queue.unfinished(resource_class=options.resource_class)
+        left = reports.unfinished(queue.engine, resource_class=options.resource_class)
         if left == 0 and not ctx_alive:
             break
-        runnable = queue.pending(resource_class=options.resource_class)
+        runnable = reports.pending(queue.engine, resource_class=options.resource_class)
         if len(ctx_alive) < cells and runnable > sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s):
-            need = cell_mib if cell_mib is not None else queue.peak_memory(resource_class=options.resource_class)
+            need = (cell_mib if cell_mib is not None
+                    else reports.peak_memory(queue.engine, resource_class=options.resource_class))
             ramping = sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s)
             if not ctx_alive or need is None or free_mib() >= need * (1 + ramping):
                 (proc,) = start(replace(options, max_jobs=1), 1, first_index=index)

@@ -25,12 +25,12 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, func, insert, literal, literal_column, or_,
+from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, func, insert, literal, or_,
                         select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
-from db import clock
+from db import clock, views
 from db.models import (
     ROLLUP_BUCKETS,
     ROLLUP_FACTOR,
@@ -55,6 +55,8 @@ from db.models import (
     worker_jobs,
 )
 from jobs import states
+from jobs.errors import LeaseLost
+from jobs.records import Lease
 
 _JOB_COLUMNS = (
     jobs.c.id,
@@ -404,8 +406,18 @@ _HOLDS = _Prepared(_holds_stmt)
 
 
 def holds_lease(conn: Connection, *, job_id: int, owner: str, attempt: int) -> bool:
-    """Fence check for writes made under a lease."""
+    """Whether this owner still holds this attempt of this job (the fencing condition,
+    :func:`_held_clause`); on PostgreSQL the job's row stays share-locked until commit."""
     return _HOLDS.run(conn, {"job_id": job_id, "owner": owner, "attempt": attempt}).fetchone() is not None
+
+
+def fence(conn: Connection, lease: Lease, what: str) -> None:
+    """The one check before a write made under ``lease`` in this transaction (summaries,
+    answers, verdicts, a rewind; metrics and checkpoints carry :func:`_held_clause` in their
+    own statement): raises LeaseLost, and the transaction writes nothing, once the lease is
+    no longer the job's current one."""
+    if not holds_lease(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt):
+        raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost, {what} refused")
 
 
 @lru_cache(maxsize=None)
@@ -530,17 +542,11 @@ def set_resumed_from(conn: Connection, *, job_id: int, number: int, step: int | 
                  .values(resumed_from_step=step))
 
 
-def _lease_held():
-    """``state = 'running'`` with the state written into the SQL, not bound, so that
-    SQLite's planner searches ``ix_jobs_lease`` (state, lease expiry) for stale leases."""
-    return jobs.c.state == literal_column(f"'{states.RUNNING}'")
-
-
 def stale_leases(conn: Connection, *, limit: int = 1000) -> list[Row]:
     """Running jobs whose lease has expired by the database's clock."""
     stmt = (
         select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.backoff_s, jobs.c.lease_owner)
-        .where(_lease_held(), jobs.c.lease_expires_at < clock.now())
+        .where(views.lease_held(), jobs.c.lease_expires_at < clock.now())
         .order_by(jobs.c.id)
         .limit(limit)
     )
@@ -589,10 +595,6 @@ def select_jobs(
     return list(conn.execute(stmt))
 
 
-def job_row(conn: Connection, job_id: int) -> Row | None:
-    return conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-
-
 def cancel(conn: Connection, *, job_id: int, from_state: str) -> bool:
     now = clock.now()
     result = conn.execute(
@@ -628,6 +630,13 @@ def requeue(conn: Connection, *, job_id: int, from_state: str, extra_attempts: i
 
 _EVENT_COLUMNS = ("job_id", "from_state", "to_state", "attempt", "actor", "reason")
 _INSERT_EVENT = _Prepared(lambda pg: insert(events).values(at=clock.now(), **{c: bindparam(c) for c in _EVENT_COLUMNS}))
+
+
+def event(job_id: int, from_state: str | None, to_state: str, attempt: int | None, actor: str,
+          reason: str) -> dict[str, Any]:
+    """One row for :func:`insert_events`: a state change of a job, who made it and why."""
+    return {"job_id": job_id, "from_state": from_state, "to_state": to_state, "attempt": attempt, "actor": actor,
+            "reason": reason}
 
 
 def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -711,6 +720,29 @@ def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dic
     conn.execute(stmt, [{"job_id": job_id, "name": k, "value": v, "attempt": attempt} for k, v in values.items()])
 
 
+# --- generated answers and judges' verdicts (fenced by the caller: :func:`fence`) -----
+
+
+def insert_generations(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Store answers (rows of the ``generations`` columns); a (job, prompt set, question,
+    turn) already stored keeps its first answer. Returns how many were new."""
+    return _insert_new(conn, generations, rows, keys=("job_id", "prompt_set", "question_id", "turn"))
+
+
+def insert_judgments(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Store a judge job's verdicts (rows of the ``judgments`` columns); a (job, prompt set,
+    question, turn) already judged keeps its first verdict. Returns how many were new."""
+    return _insert_new(conn, judgments, rows, keys=("job_id", "prompt_set", "question_id", "turn"))
+
+
+def _insert_new(conn: Connection, table, rows: Sequence[dict[str, Any]], *, keys: tuple[str, ...]) -> int:
+    if not rows:
+        return 0
+    stmt = (_dialect_insert(conn, table).values(created_at=clock.now())
+            .on_conflict_do_nothing(index_elements=list(keys)).returning(table.c.id))
+    return len(conn.execute(stmt, list(rows)).all())
+
+
 # --- curve roll-ups ---------------------------------------------------------------
 
 
@@ -787,13 +819,6 @@ def write_curve_rollups(conn: Connection, job_ids: Sequence[int]) -> None:
 # --- reading ----------------------------------------------------------------------
 
 
-def state_counts(conn: Connection, *, grid: int | None = None) -> dict[str, int]:
-    stmt = select(jobs.c.state, func.count()).group_by(jobs.c.state)
-    if grid is not None:
-        stmt = stmt.where(jobs.c.grid_id == grid)
-    return {state: n for state, n in conn.execute(stmt)}
-
-
 def factor_states(conn: Connection, *, grid: int | None = None) -> list[Row]:
     stmt = select(jobs.c.factors, jobs.c.state)
     if grid is not None:
@@ -829,14 +854,6 @@ def runnable_or_running(conn: Connection, *, resource_class: str | None = None) 
     return conn.execute(stmt).scalar_one()
 
 
-def job_events(conn: Connection, job_id: int) -> list[Row]:
-    return list(conn.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id)))
-
-
-def job_attempts(conn: Connection, job_id: int) -> list[Row]:
-    return list(conn.execute(select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)))
-
-
 def job_metrics(conn: Connection, job_id: int, name: str | None = None) -> list[Row]:
     stmt = select(metrics.c.name, metrics.c.step, metrics.c.value, metrics.c.attempt).where(metrics.c.job_id == job_id)
     if name is not None:
@@ -845,44 +862,8 @@ def job_metrics(conn: Connection, job_id: int, name: str | None = None) -> list[
 
 
 def job_summaries(conn: Connection, job_id: int) -> dict[str, float]:
-    rows = conn.execute(select(summaries.c.name, summaries.c.value).where(summaries.c.job_id == job_id))
-    return {name: value for name, value in rows}
-
-
-def summaries_table(conn: Connection, *, grid: int | None = None) -> list[Row]:
-    stmt = select(jobs.c.id, jobs.c.factors, jobs.c.state, summaries.c.name, summaries.c.value).join(
-        summaries, summaries.c.job_id == jobs.c.id
-    )
-    if grid is not None:
-        stmt = stmt.where(jobs.c.grid_id == grid)
-    return list(conn.execute(stmt.order_by(jobs.c.id)))
-
-
-def running_progress(conn: Connection, *, grid: int | None = None, curve: str = "loss") -> list[Row]:
-    """Each running job with the newest step and value of its ``curve`` and the seconds since
-    its last heartbeat (by the database's clock): two index seeks per running job, on
-    ``ix_metrics_curves``, however long its curve."""
-    newest = (select(metrics.c.step, metrics.c.value)
-              .where(metrics.c.job_id == jobs.c.id, metrics.c.name == curve)
-              .order_by(metrics.c.step.desc()).limit(1))
-    stmt = (
-        select(jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.attempts, jobs.c.lease_owner,
-               (clock.now() - jobs.c.heartbeat_at).label("heartbeat_age_s"),
-               newest.with_only_columns(metrics.c.step).scalar_subquery().label("step"),
-               newest.with_only_columns(metrics.c.value).scalar_subquery().label("value"))
-        .join(grids, grids.c.id == jobs.c.grid_id)
-        .where(jobs.c.state == states.RUNNING)
-        .order_by(jobs.c.id)
-    )
-    if grid is not None:
-        stmt = stmt.where(jobs.c.grid_id == grid)
-    return list(conn.execute(stmt))
-
-
-def stale_count(conn: Connection) -> int:
-    stmt = select(func.count()).where(_lease_held(), jobs.c.lease_expires_at < clock.now())
-    return conn.execute(stmt).scalar_one()
-
+    """The job's final figures, name -> value (:func:`db.views.summaries_of`)."""
+    return {r.name: r.value for r in views.summaries_of(conn, job_id)}
 
 
 # --- dispatched workers (worker_jobs) and the attempts they run --------------------

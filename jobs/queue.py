@@ -1,50 +1,31 @@
-"""The queue's API: enqueue, claim, heartbeat, finish, reclaim, cancel, retry.
+"""The worker's side of the queue: claim, heartbeat, finish, release, checkpoint, rewind.
 
 Each method is one transaction (:func:`db.session.scope`) made of statements from
 :mod:`jobs.queries`, and writes an event for every state change it makes. Writes made
 under a lease (heartbeat, metrics, completion) are fenced: they pass only while the
 caller's :class:`~jobs.records.Lease` is still the job's current one.
+
+The rest of the queue lives by its callers: enqueueing, cancelling, retrying and
+reclaiming expired leases in :mod:`jobs.operator`; reading it in :mod:`jobs.reports`
+(over the views the dashboard shares, :mod:`db.views`); the workers dispatched to Slurm
+in :mod:`jobs.workers`.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import socket
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from db.errors import GridlabError
 from db.session import scope
+from jobs import dependencies, operator, queries, reports, resources, retry, states, workers
 from jobs import provenance as provenance_mod
-from jobs import queries, resources, retry, states
 from jobs.errors import LeaseLost
-from jobs.records import Claimed, EnqueueResult, JobRecord, Lease, RunningJob
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job to enqueue: one grid cell's resolved spec."""
-
-    spec_hash: str
-    spec: dict[str, Any]
-    factors: dict[str, Any]
-    experiment: str
-    priority: int = 0
-    max_attempts: int = 3
-    backoff_s: float = 10.0
-    #: spec hashes of jobs in the same grid that must succeed before this one runs
-    depends_on: tuple[str, ...] = ()
-    #: the spec as JSON text, if the caller already has it (it hashed it)
-    spec_json: str | None = None
-    #: ``json.dumps(factors)``, if the caller already has it
-    factors_json: str | None = None
-    #: what the cell needs to run (jobs.resources): workers of a class claim only its jobs
-    resource_class: str = "default"
+from jobs.records import Claimed, JobRecord, Lease
 
 
 @dataclass(frozen=True)
@@ -90,58 +71,6 @@ class Queue:
         self._grid_names: dict[int, str] = {}
         self._provenance_ids: dict[str, int] = {}  # provenance fingerprint -> provenances.id, once committed
 
-    # --- enqueueing ---------------------------------------------------------------
-
-    def enqueue(
-        self,
-        grid: str,
-        new_jobs: Sequence[NewJob],
-        *,
-        source_path: str | None = None,
-        source_text: str | None = None,
-        actor: str = "enqueue",
-        chunk: int = 5000,
-        progress=None,
-    ) -> EnqueueResult:
-        """Add the grid's jobs; jobs whose spec hash the grid already has are skipped.
-        All or nothing: one transaction."""
-        with scope(self.engine) as conn:
-            # Upserting the grid's row locks it until commit (on SQLite the whole database
-            # is locked from BEGIN), so enqueues of one grid take turns: the hashes read
-            # next are all the grid has, and the rows left after them are all new.
-            grid_id = queries.upsert_grid(conn, name=grid, source_path=source_path, source_text=source_text)
-            version_id = (queries.grid_version(conn, grid=grid_id, source_path=source_path, source_text=source_text)
-                          if source_text is not None else None)
-            created_at = queries.db_now(conn)
-            seen = queries.spec_hashes(conn, grid_id)
-            fresh: list[NewJob] = []
-            for j in new_jobs:
-                if j.spec_hash not in seen:
-                    seen.add(j.spec_hash)
-                    fresh.append(j)
-            if progress is not None and len(fresh) < len(new_jobs):
-                progress(len(new_jobs) - len(fresh))
-            rows = [
-                (grid_id, j.spec_hash, j.spec_json or json.dumps(j.spec), j.factors_json or json.dumps(j.factors),
-                 j.experiment, j.priority, j.max_attempts, j.backoff_s, j.resource_class)
-                for j in fresh
-            ]
-            after_id = queries.last_job_id(conn, grid_id)
-            new = queries.insert_jobs(conn, rows, created_at=created_at, chunk=chunk, progress=progress,
-                                      grid_version_id=version_id)
-            if new:
-                queries.insert_enqueue_events(conn, grid=grid_id, after_id=after_id, created_at=created_at, actor=actor)
-            pairs = [(j.spec_hash, up) for j in new_jobs for up in j.depends_on]
-            queries.insert_dependencies(conn, grid=grid_id, pairs=pairs)
-            if pairs:  # a new dependent of an arm that already failed can never run
-                _cancel_doomed(conn, grid=grid_id, actor=actor)
-        return EnqueueResult(grid=grid, total=len(new_jobs), new=new, existing=len(new_jobs) - new)
-
-    def existing_hashes(self, grid: str) -> set[str]:
-        with scope(self.engine, write=False) as conn:
-            grid_id = queries.grid_id(conn, grid)
-            return set() if grid_id is None else queries.spec_hashes(conn, grid_id)
-
     # --- the worker's side ---------------------------------------------------------
 
     def _provenance_id(self, conn, provenance: provenance_mod.Provenance | None) -> int | None:
@@ -184,7 +113,7 @@ class Queue:
             )
             queries.insert_events(
                 conn,
-                [_event(job.id, states.PENDING, states.RUNNING, job.attempts, owner, "claimed")],
+                [queries.event(job.id, states.PENDING, states.RUNNING, job.attempts, owner, "claimed")],
             )
             if job.attempts > 1:  # a first attempt has nothing stored to cut
                 resume_step = job.checkpoint_step if job.checkpoint_path else None
@@ -200,8 +129,7 @@ class Queue:
         records the choice on the job, the attempt and in the events (fenced)."""
         path, step = to if to is not None else (None, None)
         with scope(self.engine) as conn:
-            if not queries.holds_lease(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt):
-                raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost before rewinding")
+            queries.fence(conn, lease, "rewind")
             queries.rewind(conn, job_id=lease.job_id, to_step=step)
             queries.set_resumed_from(conn, job_id=lease.job_id, number=lease.attempt, step=step)
             if path is None:
@@ -210,8 +138,8 @@ class Queue:
                 queries.set_checkpoint(conn, job_id=lease.job_id, owner=lease.owner, attempt=lease.attempt,
                                        path=path, step=step)
             where = f"from step {step}" if step is not None else "fresh"
-            queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, states.RUNNING, lease.attempt,
-                                                lease.owner, f"{reason}; attempt {lease.attempt} starts {where}")])
+            queries.insert_events(conn, [queries.event(lease.job_id, states.RUNNING, states.RUNNING, lease.attempt,
+                                                       lease.owner, f"{reason}; attempt {lease.attempt} starts {where}")])
 
     def holds(self, lease: Lease) -> bool:
         """True while ``lease`` is the job's current one (a check before file writes)."""
@@ -248,7 +176,7 @@ class Queue:
     def diverged(self, lease: Lease, error: str) -> None:
         with scope(self.engine) as conn:
             self._end_in(conn, lease, state=states.DIVERGED, outcome=states.OUTCOME_DIVERGED, reason=error, error=error)
-            _cancel_dependents(conn, lease.job_id, actor=lease.owner)
+            dependencies.cancel_dependents(conn, lease.job_id, actor=lease.owner)
 
     def fail(self, lease: Lease, error: str, *, outcome: str = states.OUTCOME_ERROR, error_type: str | None = None) -> str:
         """The attempt failed with ``outcome`` (:func:`jobs.retry.classify`): back to pending
@@ -266,7 +194,7 @@ class Queue:
                 delay_s=decision.delay_s if decision.retry else None, error_type=error_type,
             )
             if not decision.retry:
-                _cancel_dependents(conn, lease.job_id, actor=lease.owner)
+                dependencies.cancel_dependents(conn, lease.job_id, actor=lease.owner)
         return decision.state
 
     def release(self, lease: Lease, *, reason: str, outcome: str = states.OUTCOME_STOPPED, checkpoint_path: str | None = None) -> None:
@@ -301,276 +229,83 @@ class Queue:
             raise LeaseLost(f"job {lease.job_id} attempt {lease.attempt}: lease lost, {state!r} not recorded")
         queries.end_attempt(conn, job_id=lease.job_id, number=lease.attempt, outcome=outcome, error=error,
                             error_type=error_type)
-        queries.insert_events(conn, [_event(lease.job_id, states.RUNNING, state, lease.attempt, lease.owner, reason)])
+        queries.insert_events(conn, [queries.event(lease.job_id, states.RUNNING, state, lease.attempt, lease.owner,
+                                                   reason)])
         if state in states.FINAL:  # its curves are final: roll them up for the dashboard
             queries.write_curve_rollups(conn, [lease.job_id])
 
-    # --- recovery -------------------------------------------------------------------
+    # --- forwarding ---------------------------------------------------------------------
+    # Each method below only calls its new home (jobs.operator, jobs.reports, jobs.workers):
+    # harness/cli.py and harness/commands_*.py still call them on the queue.
 
-    def reclaim_stale(self, *, actor: str = "reaper") -> list[int]:
-        """Take back jobs whose lease expired (a worker died, hung or lost its network):
-        back to pending if attempts are left, else failed. Returns the job ids."""
-        reclaimed: list[int] = []
-        with scope(self.engine) as conn:
-            for row in queries.stale_leases(conn):
-                decision = retry.decide(
-                    attempts=row.attempts, max_attempts=row.max_attempts, backoff_s=row.backoff_s,
-                    outcome=states.OUTCOME_LEASE_EXPIRED,
-                )
-                error = f"lease of {row.lease_owner} expired (no heartbeat)"
-                if queries.release_stale(
-                    conn, job_id=row.id, owner=row.lease_owner, attempt=row.attempts, state=decision.state,
-                    delay_s=decision.delay_s, error=error,
-                ):
-                    queries.end_attempt(conn, job_id=row.id, number=row.attempts, outcome=states.OUTCOME_LEASE_EXPIRED, error=error)
-                    queries.insert_events(conn, [_event(row.id, states.RUNNING, decision.state, row.attempts, actor, error)])
-                    if not decision.retry:
-                        queries.write_curve_rollups(conn, [row.id])
-                        _cancel_dependents(conn, row.id, actor=actor)
-                    reclaimed.append(row.id)
-        return reclaimed
+    # forwarding: CLI call sites move after the cli-13 merge
+    def enqueue(self, grid: str, new_jobs, **kw: Any):
+        return operator.enqueue(self.engine, grid, new_jobs, **kw)
 
-    # --- operator actions -------------------------------------------------------------
+    # forwarding: CLI call sites move after the cli-13 merge
+    def cancel(self, **kw: Any) -> list[int]:
+        return operator.cancel(self.engine, **kw)
 
-    def cancel(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
-               where: dict[str, Any] | None = None, actor: str = "cli") -> list[int]:
-        """Cancel pending and running jobs. A running job's worker finds its lease gone
-        at its next heartbeat and stops."""
-        done: list[int] = []
-        with scope(self.engine) as conn:
-            rows = self._select(conn, ids=ids, grid=grid, where=where, in_states=states.CANCELLABLE)
-            events = []
-            for row in rows:
-                if queries.cancel(conn, job_id=row.id, from_state=row.state):
-                    done.append(row.id)
-                    events.append(_event(row.id, row.state, states.CANCELLED, row.attempts, actor, "cancelled by user"))
-                    if row.state == states.RUNNING:  # its attempt ends here; its worker is fenced out
-                        queries.end_open_attempts(conn, job_id=row.id, outcome=states.OUTCOME_CANCELLED,
-                                                  error=f"cancelled by {actor}")
-            queries.insert_events(conn, events)
-            queries.write_curve_rollups(conn, done)  # an earlier attempt may have logged points
-            for job_id in list(done):
-                done.extend(_cancel_dependents(conn, job_id, actor=actor))
-        return done
+    # forwarding: CLI call sites move after the cli-13 merge
+    def retry(self, **kw: Any) -> list[int]:
+        return operator.retry(self.engine, **kw)
 
-    def retry(self, *, ids: Iterable[int] | None = None, grid: str | None = None,
-              where: dict[str, Any] | None = None, in_states: Sequence[str] = states.RETRYABLE,
-              extra_attempts: int = 1, fresh: bool = False, actor: str = "cli") -> list[int]:
-        """Put failed, diverged or cancelled jobs back in the queue. The next attempt resumes
-        from the job's recorded checkpoint, its curve cut back to that step; with ``fresh`` the
-        checkpoint is forgotten and the run starts over, its old points replaced. A retried
-        dependent whose upstream still cannot succeed is cancelled again, with the reason."""
-        bad = set(in_states) - set(states.RETRYABLE)
-        if bad:
-            raise GridlabError(
-                f"cannot retry jobs in state {', '.join(sorted(bad))}",
-                f"retry takes jobs that are {', '.join(states.RETRYABLE)}",
-            )
-        done: list[int] = []
-        with scope(self.engine) as conn:
-            rows = self._select(conn, ids=ids, grid=grid, where=where, in_states=in_states)
-            events = []
-            for row in rows:
-                if queries.requeue(conn, job_id=row.id, from_state=row.state, extra_attempts=extra_attempts):
-                    done.append(row.id)
-                    events.append(_event(row.id, row.state, states.PENDING, row.attempts, actor, "retried by user"))
-            queries.insert_events(conn, events)
-            queries.drop_curve_rollups(conn, done)  # it will log more points
-            if fresh:
-                queries.clear_checkpoint(conn, done)
-                queries.drop_outputs(conn, done)
-            doomed = set(_cancel_doomed(conn, job_ids=done, actor=actor))
-        return [j for j in done if j not in doomed]
-
-    def _select(self, conn, *, ids, grid, where, in_states):
-        grid_id = None
-        if grid is not None:
-            grid_id = queries.grid_id(conn, grid)
-            if grid_id is None:
-                raise GridlabError(f"no grid named {grid!r} in this database", _known_grids_hint(conn))
-        rows = queries.select_jobs(conn, grid=grid_id, ids=ids, in_states=in_states)
-        if where:
-            rows = [r for r in rows if all(_matches(r.factors.get(k), v) for k, v in where.items())]
-        return rows
-
-    # --- reading ----------------------------------------------------------------------
-
+    # forwarding: CLI call sites move after the cli-13 merge
     def counts(self, grid: str | None = None) -> dict[str, int]:
-        with scope(self.engine, write=False) as conn:
-            grid_id = self._grid_id(conn, grid)
-            counts = queries.state_counts(conn, grid=grid_id)
-        return {s: counts.get(s, 0) for s in states.ALL}
+        return reports.counts(self.engine, grid)
 
-    def factor_states(self, grid: str | None = None) -> list[tuple[dict[str, Any], str]]:
-        with scope(self.engine, write=False) as conn:
-            rows = queries.factor_states(conn, grid=self._grid_id(conn, grid))
-        return [(r.factors, r.state) for r in rows]
+    # forwarding: CLI call sites move after the cli-13 merge
+    def factor_states(self, grid: str | None = None):
+        return reports.factor_states(self.engine, grid)
 
+    # forwarding: CLI call sites move after the cli-13 merge
     def summaries(self, grid: str | None = None):
-        with scope(self.engine, write=False) as conn:
-            return queries.summaries_table(conn, grid=self._grid_id(conn, grid))
+        return reports.summaries(self.engine, grid)
 
-    def running(self, grid: str | None = None) -> list[RunningJob]:
-        """Running jobs with the newest step and value of their loss curve."""
-        with scope(self.engine, write=False) as conn:
-            rows = queries.running_progress(conn, grid=self._grid_id(conn, grid))
-        return [RunningJob(id=r.id, grid=r.grid, factors=r.factors, attempt=r.attempts, worker=r.lease_owner,
-                           step=r.step, total_steps=_int_or_none(r.spec.get("steps")), value=r.value,
-                           heartbeat_age_s=r.heartbeat_age_s) for r in rows]
+    # forwarding: CLI call sites move after the cli-13 merge
+    def running(self, grid: str | None = None):
+        return reports.running(self.engine, grid)
 
+    # forwarding: CLI call sites move after the cli-13 merge
     def grids(self) -> list[str]:
-        with scope(self.engine, write=False) as conn:
-            return queries.grid_names(conn)
+        return reports.grids(self.engine)
 
-    def unfinished(self, *, resource_class: str | None = None) -> int:
-        """Jobs pending or running (of ``resource_class``, if given): what is left to do."""
-        with scope(self.engine, write=False) as conn:
-            return queries.runnable_or_running(conn, resource_class=resource_class)
-
+    # forwarding: CLI call sites move after the cli-13 merge
     def stale(self) -> int:
-        with scope(self.engine, write=False) as conn:
-            return queries.stale_count(conn)
+        return reports.stale(self.engine)
 
-    def jobs(self, *, grid: str | None = None, in_states: Sequence[str] | None = None):
-        with scope(self.engine, write=False) as conn:
-            return queries.select_jobs(conn, grid=self._grid_id(conn, grid), in_states=in_states)
-
+    # forwarding: CLI call sites move after the cli-13 merge
     def job(self, job_id: int):
-        """One job's row, or None."""
-        with scope(self.engine, write=False) as conn:
-            return queries.job_row(conn, job_id)
+        return reports.job(self.engine, job_id)
 
+    # forwarding: CLI call sites move after the cli-13 merge
     def events(self, job_id: int):
-        with scope(self.engine, write=False) as conn:
-            return queries.job_events(conn, job_id)
+        return reports.events(self.engine, job_id)
 
+    # forwarding: CLI call sites move after the cli-13 merge
     def attempts(self, job_id: int):
-        with scope(self.engine, write=False) as conn:
-            return queries.job_attempts(conn, job_id)
+        return reports.attempts(self.engine, job_id)
 
-    # --- dispatched workers -------------------------------------------------------------
-
-    def record_workers(self, executor: str, workers: Sequence[tuple[str, int | None]], *, folder: str | None,
-                       state: str = "SUBMITTED", resource_class: str | None = None) -> None:
-        """Remember workers handed to an executor: (external id, array index) pairs."""
-        rows = [{"executor": executor, "external_id": ext, "array_index": idx, "state": state, "folder": folder,
-                 "resource_class": resource_class} for ext, idx in workers]
-        with scope(self.engine) as conn:
-            queries.insert_worker_jobs(conn, rows)
-
-    def update_workers(self, executor: str, seen: dict[str, tuple[str, str | None]]) -> int:
-        """external id -> (state, reason) as the executor reports it; returns rows changed."""
-        changed = 0
-        with scope(self.engine) as conn:
-            for ext, (state, reason) in seen.items():
-                changed += queries.update_worker_job(conn, executor=executor, external_id=ext, state=state, reason=reason)
-        return changed
-
-    def workers(self, *, executor: str | None = None, in_states: Sequence[str] | None = None):
-        with scope(self.engine, write=False) as conn:
-            return queries.worker_jobs_in(conn, executor=executor, in_states=in_states)
-
-    def worker_counts(self) -> dict[tuple[str, str], int]:
-        with scope(self.engine, write=False) as conn:
-            return queries.worker_job_counts(conn)
-
-    def running_slurm_attempts(self):
-        """Attempts the database calls running inside a Slurm job (for reconciling)."""
-        with scope(self.engine, write=False) as conn:
-            return queries.running_slurm_attempts(conn)
-
-    def expired_slurm_attempts(self):
-        """Recent attempts run by Slurm that ended ``lease_expired`` (for reconciling)."""
-        with scope(self.engine, write=False) as conn:
-            return queries.expired_slurm_attempts(conn)
-
-    def refine_expired_outcome(self, job_id: int, number: int, outcome: str, note: str) -> bool:
-        """Record the cause Slurm gives for an attempt that ended ``lease_expired``. The job's
-        state is left alone: the retry policy already acted on the expiry."""
-        with scope(self.engine) as conn:
-            return queries.refine_expired_outcome(conn, job_id=job_id, number=number, outcome=outcome, note=note)
-
+    # forwarding: CLI call sites move after the cli-13 merge
     def device_seconds(self, grid: str | None = None):
-        """Per job: grid, factors, spec, state, resource class and its attempts' device-seconds."""
-        with scope(self.engine, write=False) as conn:
-            return queries.device_seconds(conn, grid=self._grid_id(conn, grid))
+        return reports.device_seconds(self.engine, grid)
 
+    # forwarding: CLI call sites move after the cli-13 merge
+    def unfinished(self, *, resource_class: str | None = None) -> int:
+        return reports.unfinished(self.engine, resource_class=resource_class)
+
+    # forwarding: CLI call sites move after the cli-13 merge
     def pending_by_class(self) -> dict[str, int]:
-        """Pending jobs per resource class (jobs.resources)."""
-        with scope(self.engine, write=False) as conn:
-            return queries.pending_by_class(conn)
+        return reports.pending_by_class(self.engine)
 
-    def pending(self, *, resource_class: str | None = None) -> int:
-        """Jobs runnable now (of ``resource_class``, if given)."""
-        with scope(self.engine, write=False) as conn:
-            return queries.runnable_count(conn, resource_class=resource_class)
+    # forwarding: CLI call sites move after the cli-13 merge
+    def record_workers(self, executor: str, workers_, **kw: Any) -> None:
+        workers.record(self.engine, executor, workers_, **kw)
 
-    def peak_memory(self, *, resource_class: str | None = None) -> float | None:
-        """The largest peak memory (MiB: the device's, else the process's resident set) that a
-        succeeded job (of ``resource_class``) recorded; None before any did."""
-        with scope(self.engine, write=False) as conn:
-            return queries.peak_memory(conn, resource_class=resource_class)
+    # forwarding: CLI call sites move after the cli-13 merge
+    def update_workers(self, executor: str, seen) -> int:
+        return workers.update(self.engine, executor, seen)
 
-    def _grid_id(self, conn, grid: str | None) -> int | None:
-        if grid is None:
-            return None
-        grid_id = queries.grid_id(conn, grid)
-        if grid_id is None:
-            raise GridlabError(f"no grid named {grid!r} in this database", _known_grids_hint(conn))
-        return grid_id
-
-
-def _event(job_id: int, from_state: str | None, to_state: str, attempt: int | None, actor: str, reason: str) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "from_state": from_state,
-        "to_state": to_state,
-        "attempt": attempt,
-        "actor": actor,
-        "reason": reason,
-    }
-
-
-def _cancel_dependents(conn, job_id: int, *, actor: str) -> list[int]:
-    """Jobs waiting on ``job_id``, which will never succeed now, are cancelled (and
-    theirs in turn). Retrying them later is the user's call."""
-    cancelled: list[int] = []
-    frontier = [job_id]
-    while frontier:
-        upstream = frontier.pop()
-        for row in queries.blocked_dependents(conn, upstream):
-            if queries.cancel(conn, job_id=row.id, from_state=states.PENDING):
-                queries.insert_events(conn, [_event(row.id, states.PENDING, states.CANCELLED, row.attempts, actor,
-                                                    f"dependency job {upstream} will not succeed")])
-                cancelled.append(row.id)
-                frontier.append(row.id)
-    queries.write_curve_rollups(conn, cancelled)  # an earlier attempt may have logged points
-    return cancelled
-
-
-def _cancel_doomed(conn, *, grid: int | None = None, job_ids: Sequence[int] | None = None, actor: str) -> list[int]:
-    """Pending jobs (of ``grid`` or among ``job_ids``) whose upstream already failed, diverged or
-    was cancelled can never run: cancel them (and their dependents) with the reason."""
-    cancelled: list[int] = []
-    for row in queries.doomed_dependents(conn, grid=grid, job_ids=job_ids):
-        if queries.cancel(conn, job_id=row.id, from_state=states.PENDING):
-            queries.insert_events(conn, [_event(row.id, states.PENDING, states.CANCELLED, row.attempts, actor,
-                                                f"dependency job {row.upstream} will not succeed")])
-            cancelled.append(row.id)
-            cancelled.extend(_cancel_dependents(conn, row.id, actor=actor))
-    return cancelled
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _matches(actual: Any, wanted: Any) -> bool:
-    if isinstance(wanted, (list, tuple, set)):
-        return any(_matches(actual, w) for w in wanted)
-    return actual == wanted or str(actual) == str(wanted)
-
-
-def _known_grids_hint(conn) -> str:
-    names = queries.grid_names(conn)
-    return f"known grids: {', '.join(names)}" if names else "this database has no grids yet; run `gridlab enqueue GRID.yaml`"
+    # forwarding: CLI call sites move after the cli-13 merge
+    def workers(self, **kw: Any):
+        return workers.dispatched(self.engine, **kw)

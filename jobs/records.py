@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from db.views import RunningJob  # noqa: F401  (a read view the CLI and the dashboard share)
+
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -50,18 +52,3 @@ class EnqueueResult:
     total: int
     new: int
     existing: int
-
-
-@dataclass(frozen=True)
-class RunningJob:
-    """A running job and how far it has got: the newest step of its training curve."""
-
-    id: int
-    grid: str
-    factors: dict[str, Any]
-    attempt: int
-    worker: str | None
-    step: int | None  # None until the first point of the curve is stored
-    total_steps: int | None  # the spec's ``steps``, where the experiment has one
-    value: float | None  # the curve's newest value (the loss)
-    heartbeat_age_s: float | None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db.errors import DatabaseUnavailable
-from jobs import checkpoints, retry, runs, states
+from jobs import checkpoints, operator, reports, retry, runs, states
 from jobs.context import JobContext
 from jobs.errors import Diverged, Interrupted, LeaseLost
 from jobs.metrics import MetricsWriter, retry_through_outage
@@ -112,7 +112,7 @@ class Worker:
                 if claimed is None:
                     self._reclaim()
                     last_reclaim = time.monotonic()
-                    if self.exit_when_empty and self.queue.unfinished(resource_class=self.info.resource_class) == 0:
+                    if self.exit_when_empty and reports.unfinished(self.queue.engine, resource_class=self.info.resource_class) == 0:
                         break
             except DatabaseUnavailable as exc:
                 outage_since = outage_since or time.monotonic()
@@ -141,7 +141,7 @@ class Worker:
         return claimed
 
     def _reclaim(self) -> None:
-        ids = self.queue.reclaim_stale(actor=f"reaper:{self.info.name}")
+        ids = operator.reclaim_stale(self.queue.engine, actor=f"reaper:{self.info.name}")
         if ids:
             log.warning("reclaimed %d job(s) with expired leases: %s", len(ids), ids[:10])
 

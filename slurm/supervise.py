@@ -25,6 +25,8 @@ from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from jobs import reports
+from jobs import workers as worker_jobs
 from jobs.errors import LeaseLost
 from jobs.queue import Queue
 from jobs.records import Lease
@@ -65,9 +67,9 @@ def _epoch(iso: str | None) -> float | None:
 def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] = time.time) -> Tick:
     """One pass: one sacct call, then the database brought in line with it."""
     tick = Tick()
-    live = queue.workers(executor=EXECUTOR, in_states=LIVE)
-    attempts = queue.running_slurm_attempts()
-    expired = queue.expired_slurm_attempts()
+    live = worker_jobs.dispatched(queue.engine, executor=EXECUTOR, in_states=LIVE)
+    attempts = worker_jobs.running_slurm_attempts(queue.engine)
+    expired = worker_jobs.expired_slurm_attempts(queue.engine)
     ids = {w.external_id for w in live} | {a.slurm_job_id for a in attempts} | {a.slurm_job_id for a in expired}
     if not ids:
         return tick
@@ -76,7 +78,7 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
 
     seen = {w.external_id: (latest[w.external_id].state, latest[w.external_id].reason)
             for w in live if w.external_id in latest}
-    tick.workers_changed = queue.update_workers(EXECUTOR, seen)
+    tick.workers_changed = worker_jobs.update(queue.engine, EXECUTOR, seen)
     for w in live:
         run = latest.get(w.external_id)
         if run is not None and run.state == "FAILED" and w.folder:
@@ -94,7 +96,7 @@ def reconcile(queue: Queue, *, grace_s: float = 10.0, now: Callable[[], float] =
             continue  # still running (a hung worker) or ended cleanly: the expiry is the whole story
         outcome = accounting.outcome_of(run.state)
         note = f"Slurm job {a.slurm_job_id} ended {run.state} on {run.node or '?'} (found after the lease expired)"
-        if queue.refine_expired_outcome(a.job_id, a.number, outcome, note):
+        if worker_jobs.refine_expired_outcome(queue.engine, a.job_id, a.number, outcome, note):
             log.warning("job %d attempt %d: %s (%s)", a.job_id, a.number, note, outcome)
             tick.attempts_refined.append((a.job_id, a.number, outcome))
 
@@ -127,14 +129,14 @@ def _run_of(attempt, all_runs: dict[str, list[accounting.Run]]) -> accounting.Ru
 
 def wanted_workers(queue: Queue, target: int, resource_class: str | None = None) -> int:
     """Workers worth having (of a resource class): no more than its jobs pending or running."""
-    return min(target, queue.unfinished(resource_class=resource_class))
+    return min(target, reports.unfinished(queue.engine, resource_class=resource_class))
 
 
 def missing_by_class(queue: Queue, tick: Tick, target: int) -> dict[str, int]:
     """Workers to submit per resource class with pending work: up to ``target`` per class, less
     those alive for it (unclassed workers, which claim anything, count for ``default``)."""
     missing = {}
-    for cls in sorted(queue.pending_by_class()):
+    for cls in sorted(reports.pending_by_class(queue.engine)):
         alive = tick.alive_by_class.get(cls, 0) + (tick.alive_by_class.get(None, 0) if cls == "default" else 0)
         n = wanted_workers(queue, target, cls) - alive
         if n > 0:
@@ -162,7 +164,7 @@ def supervise(queue: Queue, *, workers: int, submit: Callable[[int, str], int], 
                 tick.alive_by_class[cls] = tick.alive_by_class.get(cls, 0) + submitted
         if on_tick is not None:
             on_tick(tick)
-        if queue.unfinished() == 0 and tick.workers_alive == 0:
+        if reports.unfinished(queue.engine) == 0 and tick.workers_alive == 0:
             return tick
         if should_stop():
             return tick

@@ -70,7 +70,6 @@ def evaluate_after_training(ctx, model, tokenizer, *, validation: Sequence | Non
     (``harness.data.conversation.Conversation``); without it the held-out perplexity and
     ROUGE/BLEU are skipped. Returns the figures."""
     from harness.evaluation import generation, lm_eval_tasks, prompts, references
-    from jobs import outputs
 
     settings = Settings.from_spec(ctx.spec)
     decoding = generation.Decoding(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
@@ -78,7 +77,7 @@ def evaluate_after_training(ctx, model, tokenizer, *, validation: Sequence | Non
     if settings.prompts:
         prompt_set = prompts.load(settings.prompts, limit=settings.prompt_limit or None)
         result = generation.generate(model, tokenizer, prompt_set, decoding)
-        outputs.write_generations(ctx.queue.engine, ctx.lease, result.answers)
+        ctx.store_generations(result.answers)
         figures.update(result.timing.figures())
         _checkpoint(ctx, figures)
     tasks = [t for t in settings.lm_tasks if validation or t != lm_eval_tasks.HELDOUT]

@@ -42,19 +42,18 @@ CHUNK = 32
 def run(ctx) -> None:
     from harness.params import InvalidSpec
     from harness.evaluation import pairrm, winrate
-    from jobs import outputs
     from jobs.errors import Interrupted
 
-    spec, engine = ctx.spec, ctx.queue.engine
-    arms = outputs.arm_jobs(engine, ctx.job.grid_id, [spec["arm_a"], spec["arm_b"]])
+    spec = ctx.spec
+    arms = ctx.arm_jobs([spec["arm_a"], spec["arm_b"]])
     missing = [h for h in (spec["arm_a"], spec["arm_b"]) if h not in arms]
     if missing:
         raise InvalidSpec(f"judge job {ctx.job.id}: arm {missing[0][:12]} is not a job of this grid",
                            "re-enqueue the grid file so both arms exist")
     a, b = arms[spec["arm_a"]], arms[spec["arm_b"]]
-    pairs = pairrm.pair_answers(outputs.generations_of(engine, a.id), outputs.generations_of(engine, b.id),
+    pairs = pairrm.pair_answers(ctx.generations_of(a.id), ctx.generations_of(b.id),
                                 arm_a=a.id, arm_b=b.id)
-    done = outputs.judged_keys(engine, ctx.job.id)
+    done = ctx.judged_keys()
     todo = [(x, y) for x, y in pairs if (x.prompt_set, x.question_id, x.turn) not in done]
     if todo:
         ranker = pairrm.load(spec["ranker"], device=spec["device"])
@@ -64,8 +63,8 @@ def run(ctx) -> None:
             chunk = {(x.prompt_set, x.question_id, x.turn) for x, _ in todo[start : start + CHUNK]}
             verdicts = pairrm.judge_pairs(ranker, pairs, arm_a=a.id, arm_b=b.id, only=chunk,
                                           batch_size=spec["judge_batch_size"])
-            outputs.write_judgments(engine, ctx.lease, verdicts)
-    stored = outputs.judgments_of(engine, ctx.job.id)
+            ctx.store_judgments(verdicts)
+    stored = ctx.judgments_of()
     rate = winrate.win_rate([j.winner for j in stored])
     ctx.summary({"win_rate": rate.rate, "win_rate_low": rate.low, "win_rate_high": rate.high,
                  "wins_a": rate.wins, "wins_b": rate.losses, "ties": rate.ties, "judged": rate.n})

@@ -1,0 +1,132 @@
+"""Reading the queue: jobs by state, what runs now, one job's history, final figures,
+device time, and what is left to do.
+
+Each function is one read-only transaction over the engine. The reads the dashboard
+shows too come from :mod:`db.views` (so the CLI and the dashboard say the same thing);
+the rest (what the workers, the pool and ``gridlab launch`` ask) are the queue's own
+statements in :mod:`jobs.queries`. A grid is named by its name; an unknown one is an
+error that lists the known ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine, Row
+
+from db import views
+from db.errors import GridlabError
+from db.session import scope
+from jobs import queries, states
+from jobs.records import RunningJob
+
+
+def counts(engine: Engine, grid: str | None = None) -> dict[str, int]:
+    """Jobs (of ``grid``) in every state, 0 where none."""
+    with scope(engine, write=False) as conn:
+        found = views.state_counts(conn, grid=grid_id(conn, grid))
+    return {s: found.get(s, 0) for s in states.ALL}
+
+
+def factor_states(engine: Engine, grid: str | None = None) -> list[tuple[dict[str, Any], str]]:
+    """(factors, state) of every job (of ``grid``)."""
+    with scope(engine, write=False) as conn:
+        rows = queries.factor_states(conn, grid=grid_id(conn, grid))
+    return [(r.factors, r.state) for r in rows]
+
+
+def summaries(engine: Engine, grid: str | None = None) -> list[Row]:
+    """Every final figure (of ``grid``) with its job: id, factors, state, name, value."""
+    with scope(engine, write=False) as conn:
+        return views.summaries_table(conn, grid=grid_id(conn, grid))
+
+
+def running(engine: Engine, grid: str | None = None) -> list[RunningJob]:
+    """Running jobs with the newest step and value of their loss curve."""
+    with scope(engine, write=False) as conn:
+        return views.running(conn, grid=grid_id(conn, grid))
+
+
+def grids(engine: Engine) -> list[str]:
+    """Every grid's name, oldest first."""
+    with scope(engine, write=False) as conn:
+        return queries.grid_names(conn)
+
+
+def stale(engine: Engine) -> int:
+    """Running jobs whose lease has expired by the database's clock."""
+    with scope(engine, write=False) as conn:
+        return views.stale_count(conn)
+
+
+def jobs(engine: Engine, *, grid: str | None = None, in_states: Sequence[str] | None = None) -> list[Row]:
+    """Jobs (of ``grid``, in ``in_states``): id, grid_id, state, factors, attempts, lease_owner,
+    last_error, spec_hash."""
+    with scope(engine, write=False) as conn:
+        return queries.select_jobs(conn, grid=grid_id(conn, grid), in_states=in_states)
+
+
+def job(engine: Engine, job_id: int) -> Row | None:
+    """One job's row (with its grid's name), or None."""
+    with scope(engine, write=False) as conn:
+        return views.job(conn, job_id)
+
+
+def events(engine: Engine, job_id: int) -> list[Row]:
+    """The job's state changes, oldest first."""
+    with scope(engine, write=False) as conn:
+        return views.events_of(conn, job_id)
+
+
+def attempts(engine: Engine, job_id: int) -> list[Row]:
+    """The job's attempts, first to last."""
+    with scope(engine, write=False) as conn:
+        return views.attempts_of(conn, job_id)
+
+
+def device_seconds(engine: Engine, grid: str | None = None) -> list[Row]:
+    """Per job: grid, factors, spec, state, resource class and its attempts' device-seconds."""
+    with scope(engine, write=False) as conn:
+        return queries.device_seconds(conn, grid=grid_id(conn, grid))
+
+
+def unfinished(engine: Engine, *, resource_class: str | None = None) -> int:
+    """Jobs pending or running (of ``resource_class``, if given): what is left to do."""
+    with scope(engine, write=False) as conn:
+        return queries.runnable_or_running(conn, resource_class=resource_class)
+
+
+def pending(engine: Engine, *, resource_class: str | None = None) -> int:
+    """Jobs runnable now or after their backoff (of ``resource_class``, if given)."""
+    with scope(engine, write=False) as conn:
+        return queries.runnable_count(conn, resource_class=resource_class)
+
+
+def pending_by_class(engine: Engine) -> dict[str, int]:
+    """Pending jobs per resource class (jobs.resources)."""
+    with scope(engine, write=False) as conn:
+        return queries.pending_by_class(conn)
+
+
+def peak_memory(engine: Engine, *, resource_class: str | None = None) -> float | None:
+    """The largest peak memory (MiB: the device's, else the process's resident set) that a
+    succeeded job (of ``resource_class``) recorded; None before any did."""
+    with scope(engine, write=False) as conn:
+        return queries.peak_memory(conn, resource_class=resource_class)
+
+
+def grid_id(conn, grid: str | None) -> int | None:
+    """The id of the grid named ``grid`` (None for None); an unknown name is a GridlabError
+    that lists the known ones."""
+    if grid is None:
+        return None
+    found = queries.grid_id(conn, grid)
+    if found is None:
+        raise GridlabError(f"no grid named {grid!r} in this database", known_grids_hint(conn))
+    return found
+
+
+def known_grids_hint(conn) -> str:
+    names = queries.grid_names(conn)
+    return f"known grids: {', '.join(names)}" if names else "this database has no grids yet; run `gridlab enqueue GRID.yaml`"
