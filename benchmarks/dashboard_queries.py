@@ -78,13 +78,14 @@ def build(url: str, total_points: int) -> dict:
 
     from db import engine as db_engine
     from db.models import attempts, generations, judgments, jobs, summaries
-    from jobs.queue import NewJob, Queue
+    from jobs import operator
+    from jobs.operator import NewJob
 
     eng = db_engine.create(url)
     grid_cells = cells()
     new = [NewJob(spec_hash=f"{i:064x}", spec={**c, "steps": 4500}, factors=c, experiment="bench")
            for i, c in enumerate(grid_cells)]
-    Queue(eng).enqueue("bench", new)
+    operator.enqueue(eng, "bench", new)
     with eng.begin() as conn:
         ids = [r.id for r in conn.execute(jobs.select().order_by(jobs.c.id))]
     now = time.time()

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     from db import engine as db_engine
     from harness import enqueue, grid
+    from jobs import operator
     from jobs.queue import Queue
 
     text = grid_text(args.cells)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             t1 = time.perf_counter()
             jobs = enqueue.new_jobs(g)
             t2 = time.perf_counter()
-            first = queue.enqueue(g.name, jobs, source_text=text)
+            first = operator.enqueue(queue.engine, g.name, jobs, source_text=text)
             t3 = time.perf_counter()
             second = enqueue.enqueue(queue, grid.parse(text, "big.yaml"))
             t4 = time.perf_counter()

@@ -94,7 +94,7 @@ def run_worker(spec: dict, work: Path, tag: str, env: dict[str, str]) -> dict:
     from db.session import scope
     from harness.enqueue import new_jobs
     from harness.grid import parse
-    from jobs import queries
+    from jobs import operator, queries, reports
     from jobs.queue import Queue
 
     url = f"sqlite:///{work / f'bench-{tag}.db'}"
@@ -103,20 +103,20 @@ def run_worker(spec: dict, work: Path, tag: str, env: dict[str, str]) -> dict:
     fixed = {k: v for k, v in spec.items() if k != "seed"}
     grid = parse(json.dumps({"name": "overhead", "experiment": "sft", "fixed": fixed, "axes": {"seed": [spec.get("seed", 0)]}}))
     queue = Queue(engine, lease_s=30)
-    queue.enqueue(grid.name, new_jobs(grid))
+    operator.enqueue(queue.engine, grid.name, new_jobs(grid))
     code = (
         "from jobs.pool import PoolOptions, worker_main\n"
         f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(work / f'runs-{tag}')!r},"
         f" threads_per_worker={int(env.get('OMP_NUM_THREADS', '1'))}, max_jobs=1)))\n"
     )
     wall = _run(code, env)
-    (job,) = queue.jobs()
+    (job,) = reports.jobs(queue.engine)
     with scope(engine, write=False) as conn:
         summary = queries.job_summaries(conn, job.id)
         metrics: dict[str, list[tuple[int, float]]] = {}
         for name, step, value, _attempt in queries.job_metrics(conn, job.id):
             metrics.setdefault(name, []).append((step, value))
-    errors = [a.error for a in queue.attempts(job.id)]
+    errors = [a.error for a in reports.attempts(queue.engine, job.id)]
     engine.dispose()
     if job.state != "succeeded":
         raise RuntimeError(f"the benchmark cell ended {job.state}: {errors}")

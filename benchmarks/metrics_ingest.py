@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
 
     from db import engine as db_engine
+    from jobs import operator
     from jobs.queue import Queue, WorkerInfo
     from tests.support.grids import make_jobs
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with database(backend) as url:
                 eng = db_engine.create(url)
                 queue = Queue(eng)
-                queue.enqueue("m", make_jobs(2))
+                operator.enqueue(queue.engine, "m", make_jobs(2))
                 claimed = queue.claim(WorkerInfo.here())
                 elapsed, written = _api(eng, claimed.job.id, claimed.lease, steps, args.batch)
                 assert written == steps * len(NAMES)

@@ -51,15 +51,15 @@ def first_claim_ms(url: str, with_provenance: bool) -> float:
     """A fresh queue's first claim: with provenance, it stores the code, environment,
     machine and provenance rows (the diff and freeze texts included)."""
     from db import engine as db_engine
-    from jobs import provenance
+    from jobs import operator, provenance, reports
     from jobs.queue import Queue, WorkerInfo
     from tests.support.grids import make_jobs
 
     eng = db_engine.create(url)
     queue = Queue(eng)
-    queue.enqueue("first", make_jobs(1, first=True))
+    operator.enqueue(queue.engine, "first", make_jobs(1, first=True))
     worker = WorkerInfo(name="first", host="h", pid=1, provenance=provenance.current() if with_provenance else None)
-    queue.unfinished()  # the connection is open before the clock starts
+    reports.unfinished(queue.engine)  # the connection is open before the clock starts
     t = time.perf_counter()
     claimed = queue.claim(worker)
     ms = (time.perf_counter() - t) * 1000
@@ -70,13 +70,13 @@ def first_claim_ms(url: str, with_provenance: bool) -> float:
 
 def claims(url: str, n: int, with_provenance: bool) -> float:
     from db import engine as db_engine
-    from jobs import provenance
+    from jobs import operator, provenance
     from jobs.queue import Queue, WorkerInfo
     from tests.support.grids import make_jobs
 
     eng = db_engine.create(url)
     queue = Queue(eng)
-    queue.enqueue("bench", make_jobs(n))
+    operator.enqueue(queue.engine, "bench", make_jobs(n))
     worker = WorkerInfo(name="bench", host="h", pid=1, provenance=provenance.current() if with_provenance else None)
     t = time.perf_counter()
     while (claimed := queue.claim(worker)) is not None:

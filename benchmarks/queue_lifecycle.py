@@ -16,11 +16,12 @@ from benchmarks.common import backends, database
 
 def _seed(url: str, n: int) -> None:
     from db import engine as db_engine
+    from jobs import operator
     from jobs.queue import Queue
     from tests.support.grids import make_jobs
 
     eng = db_engine.create(url)
-    Queue(eng).enqueue("bench", make_jobs(n))
+    operator.enqueue(eng, "bench", make_jobs(n))
     eng.dispose()
 
 

@@ -55,11 +55,13 @@ def fmt(values: list[float], digits: int = 3, suffix: str = "") -> str:
 
 def _jobs(queue, grid: str) -> dict[int, dict]:
     """job id -> {"factors" (the cell's whole spec: fixed settings and factors), "state", "summary"}."""
+    from jobs import reports
+
     jobs: dict[int, dict] = {}
-    for record in queue.jobs(grid=grid):
-        spec = queue.job(record.id).spec  # the listing has the factors only; the fixed settings are in the spec
+    for record in reports.jobs(queue.engine, grid=grid):
+        spec = reports.job(queue.engine, record.id).spec  # the listing has the factors only; the fixed settings are in the spec
         jobs[record.id] = {"factors": {**spec, **record.factors}, "state": record.state, "summary": {}}
-    for row in queue.summaries(grid):
+    for row in reports.summaries(queue.engine, grid):
         jobs[row.id]["summary"][row.name] = row.value
     return jobs
 

@@ -47,6 +47,7 @@ def bench_gridlab(tmp: Path, n: int, workers: int, work_s: float, partition: str
     from db import schema
     from db.models import attempts
     from db.session import scope
+    from jobs import operator, reports, workers as worker_jobs
     from jobs.queue import Queue
     from tests.support.grids import make_jobs
 
@@ -54,7 +55,7 @@ def bench_gridlab(tmp: Path, n: int, workers: int, work_s: float, partition: str
     eng = db_engine.create(url)
     schema.upgrade(eng)
     queue = Queue(eng)
-    queue.enqueue("bench", make_jobs(n, experiment="count", steps=1, delay=work_s, every=1))
+    operator.enqueue(queue.engine, "bench", make_jobs(n, experiment="count", steps=1, delay=work_s, every=1))
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRIDLAB_DB": url}
     cmd = [sys.executable, "-m", "harness.cli", "launch", "--workers", str(workers), "--runner",
            "tests.support.runners:counting", "--runs-dir", str(tmp / "runs"), "--time", "10"]
@@ -65,13 +66,13 @@ def bench_gridlab(tmp: Path, n: int, workers: int, work_s: float, partition: str
     submitted = time.time()
     if r.returncode != 0:
         raise SystemExit(f"gridlab launch failed: {r.stderr.strip()}")
-    (base,) = {w.external_id.split("_")[0] for w in queue.workers()}
+    (base,) = {w.external_id.split("_")[0] for w in worker_jobs.dispatched(queue.engine)}
     _wait(base, 600)
     done = time.time()
     with scope(eng, write=False) as conn:
         first, last = conn.execute(select(func.min(attempts.c.started_at), func.max(attempts.c.started_at))).one()
         count = conn.execute(select(func.count()).select_from(attempts)).scalar_one()
-    assert count == n and queue.counts()["succeeded"] == n, (count, queue.counts())
+    assert count == n and reports.counts(queue.engine)["succeeded"] == n, (count, reports.counts(queue.engine))
     eng.dispose()
     return {"submit_s": submitted - t0, "first_s": first - t0, "rate": n / (last - t0) * 60, "total_s": done - t0}
 

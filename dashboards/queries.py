@@ -1,4 +1,6 @@
-"""Every SQL statement the dashboard runs, in one place.
+"""Every read the dashboard makes, in one place: its own statements, and the views it
+shares with the CLI (:mod:`db.views`: where grids stand, running jobs, stale leases, one
+job, its attempts, events, summaries and answers) wrapped in DataFrames.
 
 Each function takes an open connection (inside a read-only transaction from
 :func:`db.session.scope` with ``write=False``), runs one statement, and returns a
@@ -25,12 +27,11 @@ from sqlalchemy import Integer, and_, bindparam, case, func, literal, or_, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from db import clock
+from db import clock, states, views
 from db.models import (
     attempts,
     curve_buckets,
     curve_rollups,
-    events,
     generations,
     grids,
     jobs,
@@ -41,15 +42,19 @@ from db.models import (
     summaries,
 )
 
-#: The final states of a job (as in jobs.states, which the dashboard may not import).
-FINAL_STATES = ("succeeded", "failed", "diverged", "cancelled")
-
-
 def _frame(conn: Connection, stmt: Select, params: dict | None = None) -> pd.DataFrame:
     result = conn.execute(stmt, params or {})
     columns = list(result.keys())
     # Plain tuples: pandas probes each Row for attributes, which costs more than the query.
     return pd.DataFrame.from_records([tuple(row) for row in result], columns=columns, nrows=None)
+
+
+def _rows(rows: Sequence, columns: Sequence[str]) -> pd.DataFrame:
+    """A frame of ``columns`` from rows or frozen records of a :mod:`db.views` read (the
+    columns stay when there are no rows)."""
+    columns = list(columns)
+    return pd.DataFrame.from_records([tuple(getattr(r, c) for c in columns) for r in rows], columns=columns,
+                                     nrows=None)
 
 
 def _ids(values: Sequence[int]) -> list[int]:
@@ -90,13 +95,7 @@ def db_now(conn: Connection) -> float:
 
 def grid_progress(conn: Connection) -> pd.DataFrame:
     """One row per (grid, state): grid, state, jobs."""
-    stmt = (
-        select(grids.c.name.label("grid"), jobs.c.state, func.count().label("jobs"))
-        .join(jobs, jobs.c.grid_id == grids.c.id)
-        .group_by(grids.c.id, grids.c.name, jobs.c.state)
-        .order_by(grids.c.id, jobs.c.state)
-    )
-    return _frame(conn, stmt)
+    return _rows(views.grid_state_counts(conn), ["grid", "state", "jobs"])
 
 
 def job_table(conn: Connection, *, grid: str | None = None) -> pd.DataFrame:
@@ -118,73 +117,37 @@ def job_table(conn: Connection, *, grid: str | None = None) -> pd.DataFrame:
 def stale_leases(conn: Connection) -> pd.DataFrame:
     """Running jobs whose lease has expired by the database's clock: their worker died,
     hung or lost the network. Ages are seconds, by the database's clock too."""
-    now = clock.now()
-    stmt = (
-        select(
-            jobs.c.id, grids.c.name.label("grid"), jobs.c.lease_owner, jobs.c.attempts,
-            (now - jobs.c.lease_expires_at).label("expired_s_ago"),
-            (now - jobs.c.heartbeat_at).label("last_heartbeat_s_ago"),
-        )
-        .join(grids, grids.c.id == jobs.c.grid_id)
-        .where(jobs.c.state == "running", jobs.c.lease_expires_at < now)
-        .order_by(jobs.c.lease_expires_at)
-    )
-    return _frame(conn, stmt)
+    return _rows(views.stale_leases(conn),
+                 ["id", "grid", "lease_owner", "attempts", "expired_s_ago", "last_heartbeat_s_ago"])
 
 
 def running_jobs(conn: Connection, *, curve: str = "loss") -> pd.DataFrame:
     """Running jobs and how far each has got: the newest step and value of its ``curve`` (two
     index seeks per job on ``ix_metrics_curves``), the ``steps`` its spec asks for (NaN where
     the experiment has none), its worker and its heartbeat's age by the database's clock."""
-    newest = (select(metrics.c.step, metrics.c.value)
-              .where(metrics.c.job_id == jobs.c.id, metrics.c.name == curve)
-              .order_by(metrics.c.step.desc()).limit(1))
-    stmt = (
-        select(
-            jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.lease_owner, jobs.c.attempts,
-            newest.with_only_columns(metrics.c.step).scalar_subquery().label("step"),
-            newest.with_only_columns(metrics.c.value).scalar_subquery().label(curve),
-            (clock.now() - jobs.c.heartbeat_at).label("heartbeat_s_ago"),
-        )
-        .join(grids, grids.c.id == jobs.c.grid_id)
-        .where(jobs.c.state == "running")
-        .order_by(jobs.c.id)
-    )
-    frame = _frame(conn, stmt)
-    steps = [spec.get("steps") if isinstance(spec, dict) else None for spec in frame["spec"]]
-    frame["steps"] = pd.to_numeric(pd.Series(steps, index=frame.index, dtype=object), errors="coerce")
-    return frame.drop(columns=["spec"])
+    running = views.running(conn, curve=curve)
+    frame = _rows(running, ["id", "grid", "factors", "worker", "attempt", "step", "value", "heartbeat_age_s",
+                            "total_steps"])
+    frame = frame.rename(columns={"worker": "lease_owner", "attempt": "attempts", "value": curve,
+                                  "heartbeat_age_s": "heartbeat_s_ago", "total_steps": "steps"})
+    frame["steps"] = pd.to_numeric(frame["steps"], errors="coerce")
+    return frame
 
 
 def job(conn: Connection, job_id: int) -> dict | None:
     """One job's row, with its grid's name, as a dict (None if there is no such job)."""
-    stmt = select(jobs, grids.c.name.label("grid")).join(grids, grids.c.id == jobs.c.grid_id).where(
-        jobs.c.id == bindparam("job_id")
-    )
-    row = conn.execute(stmt, {"job_id": int(job_id)}).mappings().first()
-    return dict(row) if row is not None else None
+    row = views.job(conn, job_id)
+    return dict(row._mapping) if row is not None else None
 
 
 def job_attempts(conn: Connection, job_id: int) -> pd.DataFrame:
-    stmt = (
-        select(
-            attempts.c.number, attempts.c.outcome, attempts.c.worker, attempts.c.host, attempts.c.node,
-            attempts.c.slurm_job_id, attempts.c.slurm_array_index, attempts.c.pid,
-            attempts.c.started_at, attempts.c.ended_at, attempts.c.error,
-        )
-        .where(attempts.c.job_id == bindparam("job_id"))
-        .order_by(attempts.c.number)
-    )
-    return _frame(conn, stmt, {"job_id": int(job_id)})
+    return _rows(views.attempts_of(conn, job_id), [
+        "number", "outcome", "worker", "host", "node", "slurm_job_id", "slurm_array_index", "pid",
+        "started_at", "ended_at", "error"])
 
 
 def job_events(conn: Connection, job_id: int) -> pd.DataFrame:
-    stmt = (
-        select(events.c.at, events.c.from_state, events.c.to_state, events.c.attempt, events.c.actor, events.c.reason)
-        .where(events.c.job_id == bindparam("job_id"))
-        .order_by(events.c.id)
-    )
-    return _frame(conn, stmt, {"job_id": int(job_id)})
+    return _rows(views.events_of(conn, job_id), ["at", "from_state", "to_state", "attempt", "actor", "reason"])
 
 
 # --- failures -----------------------------------------------------------------------
@@ -204,12 +167,12 @@ def failed_attempts(conn: Connection, *, grid: str | None = None, only_retryable
         )
         .join(jobs, jobs.c.id == attempts.c.job_id)
         .join(grids, grids.c.id == jobs.c.grid_id)
-        .where(attempts.c.outcome.is_not(None), attempts.c.outcome != "succeeded")
+        .where(attempts.c.outcome.is_not(None), attempts.c.outcome != states.SUCCEEDED)
         .order_by(attempts.c.started_at.desc(), attempts.c.id.desc())
         .limit(limit)
     )
     if only_retryable:
-        stmt = stmt.where(jobs.c.state.in_(["failed", "diverged", "cancelled"]))
+        stmt = stmt.where(jobs.c.state.in_(states.RETRYABLE))
     if grid is not None:
         stmt = stmt.where(grids.c.name == bindparam("grid"))
     return _frame(conn, stmt, {"grid": grid})
@@ -221,7 +184,7 @@ def jobs_with_errors(conn: Connection, *, grid: str | None = None) -> pd.DataFra
     stmt = (
         select(jobs.c.id, grids.c.name.label("grid"), jobs.c.state, jobs.c.attempts, jobs.c.last_error, jobs.c.factors)
         .join(grids, grids.c.id == jobs.c.grid_id)
-        .where(jobs.c.state.in_(["failed", "diverged"]))
+        .where(jobs.c.state.in_(states.UNSUCCESSFUL))
         .order_by(jobs.c.id)
     )
     if grid is not None:
@@ -345,7 +308,7 @@ def rollup_ranges(conn: Connection, name: str, job_ids: Sequence[int]) -> pd.Dat
         select(r.c.job_id, r.c.level, r.c.first_step, r.c.last_step, r.c.grain)
         .join(jobs, jobs.c.id == r.c.job_id)
         .where(r.c.name == bindparam("name"), r.c.job_id.in_(bindparam("ids", expanding=True)),
-               jobs.c.state.in_(FINAL_STATES))
+               jobs.c.state.in_(states.FINAL))
         .order_by(r.c.job_id, r.c.level)
     )
     rows = conn.execute(stmt, {"name": name, "ids": _ids(job_ids)}).all()
@@ -498,12 +461,7 @@ def summary_values(conn: Connection, name: str, *, grid: str | None = None) -> p
 
 
 def job_summaries(conn: Connection, job_id: int) -> pd.DataFrame:
-    stmt = (
-        select(summaries.c.name, summaries.c.value, summaries.c.attempt)
-        .where(summaries.c.job_id == bindparam("job_id"))
-        .order_by(summaries.c.name)
-    )
-    return _frame(conn, stmt, {"job_id": int(job_id)})
+    return _rows(views.summaries_of(conn, job_id), ["name", "value", "attempt"])
 
 
 # --- generations and judgments ------------------------------------------------------
@@ -588,17 +546,8 @@ def generation_timing(conn: Connection) -> pd.DataFrame:
 
 
 def job_generations(conn: Connection, job_id: int, *, limit: int = 2000) -> pd.DataFrame:
-    stmt = (
-        select(
-            generations.c.prompt_set, generations.c.question_id, generations.c.turn, generations.c.category,
-            generations.c.prompt, generations.c.output, generations.c.new_tokens, generations.c.latency_s,
-            generations.c.decoding,
-        )
-        .where(generations.c.job_id == bindparam("job_id"))
-        .order_by(generations.c.prompt_set, generations.c.question_id, generations.c.turn)
-        .limit(limit)
-    )
-    return _frame(conn, stmt, {"job_id": int(job_id)})
+    return _rows(views.generations_of(conn, job_id, limit=limit), [
+        "prompt_set", "question_id", "turn", "category", "prompt", "output", "new_tokens", "latency_s", "decoding"])
 
 
 # --- comparing runs and factor effects ----------------------------------------------

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from db.models import attempts, code_versions, environments, events, jobs, machines, metrics, provenances
 from db.session import scope
-from jobs import pool, states
+from jobs import operator, pool, reports, states
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.contract
@@ -19,7 +19,7 @@ N_WORKERS = 16
 
 
 def test_sixteen_workers_claim_each_of_1000_jobs_exactly_once(engine, queue, db_url, tmp_path):
-    queue.enqueue("load", make_jobs(N_JOBS))
+    operator.enqueue(queue.engine, "load", make_jobs(N_JOBS))
     options = pool.PoolOptions(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"),
                                heartbeat_s=5.0, poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
     procs = pool.start(options, N_WORKERS)
@@ -59,7 +59,7 @@ def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, qu
     big, small = "gpus=2,mem=64G", "gpus=1,mem=8G"
     new = [replace(j, resource_class=big if j.spec["i"] % 3 == 0 else small if j.spec["i"] % 3 == 1 else "default")
            for j in make_jobs(300)]
-    queue.enqueue("classes", new)
+    operator.enqueue(queue.engine, "classes", new)
     base = dict(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"), heartbeat_s=5.0,
                 poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
     procs = (pool.start(pool.PoolOptions(**base, resource_class=big), 3)
@@ -67,7 +67,7 @@ def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, qu
     for p in procs:
         p.join(timeout=240)
     assert [p.exitcode for p in procs] == [0] * 6
-    counts = queue.counts()
+    counts = reports.counts(queue.engine)
     assert counts[states.SUCCEEDED] == 200 and counts[states.PENDING] == 100, "class workers left the others' jobs"
     procs = pool.start(pool.PoolOptions(**base), 2)  # unclassed: they take what is left
     for p in procs:
@@ -84,7 +84,7 @@ def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, qu
     mixed = [w for w, classes in workers_of.items() if len(classes) > 1 and "default" not in classes]
     assert mixed == [], f"a class worker ran another class's jobs: {mixed}"
     assert {c for classes in workers_of.values() for c in classes} == {big, small, "default"}
-    assert queue.counts()[states.SUCCEEDED] == 300
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 300
 
 
 def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, queue, db_url, tmp_path):
@@ -96,7 +96,7 @@ def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, q
     def run(k: int, cell_mib: float, free: float):
         eng_queue = Queue(queue.engine, lease_s=15.0)
         grid = f"share-{k}-{cell_mib:g}"
-        eng_queue.enqueue(grid, make_jobs(4, steps=10, delay=0.1, tag=grid))
+        operator.enqueue(eng_queue.engine, grid, make_jobs(4, steps=10, delay=0.1, tag=grid))
         options = pool.PoolOptions(url=db_url, runner="tests.support.runners:slow", runs_dir=str(tmp_path / "runs"),
                                    heartbeat_s=5.0, poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
         report = pool.share_device(eng_queue, options, k, cell_mib=cell_mib, free_mib=lambda: free, ramp_s=5.0,
@@ -114,4 +114,4 @@ def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, q
     assert report.started >= 4 and overlap >= 2 and report.most_at_once <= 3
     report, spans, overlap = run(3, cell_mib=600, free=1000)  # one fits at a time
     assert len(spans) == 4 and overlap == 1 and report.held_for_memory > 0
-    assert queue.counts()[states.SUCCEEDED] == 8
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 8

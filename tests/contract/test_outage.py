@@ -10,6 +10,7 @@ from db import schema
 from db.errors import DatabaseUnavailable
 from db.models import metrics
 from db.session import scope
+from jobs import operator, reports
 from jobs.metrics import MetricsWriter
 from jobs.queue import Queue, WorkerInfo
 from tests.conftest import _pg_admin
@@ -27,7 +28,7 @@ def test_buffered_metrics_survive_dropped_connections_and_are_stored_once(pg_url
     eng = db_engine.create(pg_url)
     schema.upgrade(eng)
     queue = Queue(eng)
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     claimed = queue.claim(WorkerInfo.here())
     writer = MetricsWriter(eng, claimed.lease, flush_every=10**9, flush_interval_s=10**9)
     for step in range(100):
@@ -51,7 +52,7 @@ def test_buffered_metrics_survive_dropped_connections_and_are_stored_once(pg_url
 def test_an_unreachable_server_is_a_clear_error():
     eng = db_engine.create("postgresql://postgres@127.0.0.1:1/nothing")
     with pytest.raises(DatabaseUnavailable, match="cannot reach database"):
-        Queue(eng).counts()
+        reports.counts(eng)
 
 
 @pytest.mark.postgres

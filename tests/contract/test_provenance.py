@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from db import provenance as reads
 from db.models import attempts, code_versions, environments, grid_versions, grids, jobs, machines, provenances
 from db.session import scope
-from jobs import provenance
+from jobs import operator, provenance
 from jobs.queue import Queue, WorkerInfo
 from tests.support.grids import make_jobs
 
@@ -50,7 +50,7 @@ def run_all(queue: Queue, w: WorkerInfo, n: int) -> list[int]:
 
 
 def test_claims_record_provenance_once_and_share_it(queue, engine):
-    queue.enqueue("g", make_jobs(6))
+    operator.enqueue(queue.engine, "g", make_jobs(6))
     w = worker("w1")
     run_all(queue, w, 2)
     # A new process (a new Queue: empty cache) with the same provenance finds the rows.
@@ -72,7 +72,7 @@ def test_claims_record_provenance_once_and_share_it(queue, engine):
 
 
 def test_a_worker_without_provenance_leaves_it_unrecorded(queue, engine):
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     claimed = queue.claim(WorkerInfo(name="old", host="h", pid=1))
     with scope(engine, write=False) as conn:
         jp = reads.job_provenance(conn, claimed.job.id)
@@ -81,7 +81,7 @@ def test_a_worker_without_provenance_leaves_it_unrecorded(queue, engine):
 
 
 def test_job_provenance_and_drift_name_what_each_job_ran(queue, engine):
-    queue.enqueue("g", make_jobs(5))
+    operator.enqueue(queue.engine, "g", make_jobs(5))
     a = run_all(queue, worker("wa"), 2)
     b = run_all(queue, worker("wb", code=CODE_B, env=ENV_2), 2)
     # One job resumed under the other code: it is its own mix.
@@ -113,7 +113,7 @@ def test_job_provenance_and_drift_name_what_each_job_ran(queue, engine):
 
 
 def test_drift_says_when_some_pooled_jobs_have_no_recorded_provenance(queue, engine):
-    queue.enqueue("g", make_jobs(3))
+    operator.enqueue(queue.engine, "g", make_jobs(3))
     known = run_all(queue, worker("w1"), 2)
     old = run_all(queue, WorkerInfo(name="old", host="h", pid=1), 1)
     with scope(engine, write=False) as conn:
@@ -126,7 +126,7 @@ def test_drift_says_when_some_pooled_jobs_have_no_recorded_provenance(queue, eng
 
 
 def test_drift_tells_environments_apart_by_packages_outside_the_key_list(queue, engine):
-    queue.enqueue("g", make_jobs(2))
+    operator.enqueue(queue.engine, "g", make_jobs(2))
     other = dataclasses.replace(ENV_1, freeze="numpy==2.0.0\ntorch==2.4.0")
     ids = run_all(queue, worker("w1"), 1) + run_all(queue, worker("w2", env=other), 1)
     with scope(engine, write=False) as conn:
@@ -138,9 +138,9 @@ def test_drift_tells_environments_apart_by_packages_outside_the_key_list(queue, 
 def test_every_grid_file_version_is_kept_and_each_job_knows_its_own(queue, engine):
     text_1 = "name: g\naxes: {i: [0, 1]}\n"
     text_2 = "name: g\naxes: {i: [0, 1, 2]}\n"
-    queue.enqueue("g", make_jobs(2), source_path="g.yaml", source_text=text_1)
-    queue.enqueue("g", make_jobs(3), source_path="g.yaml", source_text=text_2)
-    queue.enqueue("g", make_jobs(3), source_path="g-copy.yaml", source_text=text_1)  # same text: no new version
+    operator.enqueue(queue.engine, "g", make_jobs(2), source_path="g.yaml", source_text=text_1)
+    operator.enqueue(queue.engine, "g", make_jobs(3), source_path="g.yaml", source_text=text_2)
+    operator.enqueue(queue.engine, "g", make_jobs(3), source_path="g-copy.yaml", source_text=text_1)  # same text: no new version
     with scope(engine, write=False) as conn:
         versions = conn.execute(select(grid_versions.c.number, grid_versions.c.source_text, grid_versions.c.source_path)
                                 .order_by(grid_versions.c.number)).all()

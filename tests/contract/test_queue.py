@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from db.models import events, jobs
 from db.session import scope
-from jobs import states
+from jobs import operator, reports, states, workers as worker_jobs
 from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter
 from jobs.queue import Queue, WorkerInfo
@@ -25,13 +25,13 @@ W2 = WorkerInfo(name="w2", host="h", pid=2)
 
 
 def test_enqueue_is_idempotent_and_logs_creation(queue):
-    first = queue.enqueue("g", make_jobs(5))
-    again = queue.enqueue("g", make_jobs(7))
+    first = operator.enqueue(queue.engine, "g", make_jobs(5))
+    again = operator.enqueue(queue.engine, "g", make_jobs(7))
     assert (first.new, first.existing) == (5, 0)
     assert (again.new, again.existing) == (2, 5)
-    assert queue.counts("g")[states.PENDING] == 7
-    assert [e.to_state for e in queue.events(1)] == [states.PENDING]
-    assert queue.existing_hashes("g") == {j.spec_hash for j in make_jobs(7)}
+    assert reports.counts(queue.engine, "g")[states.PENDING] == 7
+    assert [e.to_state for e in reports.events(queue.engine, 1)] == [states.PENDING]
+    assert operator.existing_hashes(queue.engine, "g") == {j.spec_hash for j in make_jobs(7)}
 
 
 def test_concurrent_enqueues_of_one_grid_add_each_job_once_with_one_creation_event(engine, queue):
@@ -42,13 +42,13 @@ def test_concurrent_enqueues_of_one_grid_add_each_job_once_with_one_creation_eve
 
     def enqueue(new_jobs):
         barrier.wait()
-        return queue.enqueue("g", new_jobs)
+        return operator.enqueue(queue.engine, "g", new_jobs)
 
     with concurrent.futures.ThreadPoolExecutor(len(lists)) as pool:
         results = list(pool.map(enqueue, lists))
     assert sum(r.new for r in results) == 350
     assert [r.total for r in results] == [len(jobs) for jobs in lists]
-    assert queue.existing_hashes("g") == {j.spec_hash for j in lists[-1]}
+    assert operator.existing_hashes(queue.engine, "g") == {j.spec_hash for j in lists[-1]}
     with scope(engine, write=False) as conn:
         created = dict(conn.execute(
             select(events.c.job_id, func.count()).where(events.c.reason == "enqueued").group_by(events.c.job_id)
@@ -58,15 +58,15 @@ def test_concurrent_enqueues_of_one_grid_add_each_job_once_with_one_creation_eve
 
 
 def test_claim_takes_highest_priority_then_oldest_and_records_attempt(queue):
-    queue.enqueue("low", make_jobs(2, priority=0))
-    queue.enqueue("high", make_jobs(1, priority=5, tag="h"))
+    operator.enqueue(queue.engine, "low", make_jobs(2, priority=0))
+    operator.enqueue(queue.engine, "high", make_jobs(1, priority=5, tag="h"))
     first = queue.claim(W1)
     assert first.job.priority == 5 and first.lease.attempt == 1
     second = queue.claim(W1)
     assert second.job.id == 1
-    (attempt,) = queue.attempts(first.job.id)
+    (attempt,) = reports.attempts(queue.engine, first.job.id)
     assert (attempt.number, attempt.worker, attempt.outcome) == (1, "w1", None)
-    assert [e.to_state for e in queue.events(first.job.id)] == [states.PENDING, states.RUNNING]
+    assert [e.to_state for e in reports.events(queue.engine, first.job.id)] == [states.PENDING, states.RUNNING]
 
 
 def test_claim_on_empty_queue_returns_none(queue):
@@ -74,12 +74,12 @@ def test_claim_on_empty_queue_returns_none(queue):
 
 
 def test_complete_ends_attempt_and_drops_lease(queue):
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     queue.heartbeat(c.lease)
     queue.complete(c.lease)
-    assert queue.counts()[states.SUCCEEDED] == 1
-    (attempt,) = queue.attempts(c.job.id)
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 1
+    (attempt,) = reports.attempts(queue.engine, c.job.id)
     assert attempt.outcome == "succeeded" and attempt.ended_at is not None
     with pytest.raises(LeaseLost):
         queue.heartbeat(c.lease)
@@ -88,7 +88,7 @@ def test_complete_ends_attempt_and_drops_lease(queue):
 
 
 def test_failure_retries_after_backoff_then_fails_for_good(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=2, backoff_s=0.6))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=2, backoff_s=0.6))
     c1 = queue.claim(W1)
     assert queue.fail(c1.lease, "boom") == states.PENDING
     assert queue.claim(W1) is None, "backoff must keep the job from being claimed at once"
@@ -96,21 +96,21 @@ def test_failure_retries_after_backoff_then_fails_for_good(queue):
     c2 = queue.claim(W2)
     assert c2 is not None and c2.lease.attempt == 2
     assert queue.fail(c2.lease, "boom again") == states.FAILED
-    assert queue.counts()[states.FAILED] == 1
-    outcomes = [a.outcome for a in queue.attempts(c1.job.id)]
+    assert reports.counts(queue.engine)[states.FAILED] == 1
+    outcomes = [a.outcome for a in reports.attempts(queue.engine, c1.job.id)]
     assert outcomes == ["error", "error"]
 
 
 def test_diverged_is_not_retried(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=5))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=5))
     c = queue.claim(W1)
     queue.diverged(c.lease, "loss diverged at step 7")
-    assert queue.counts()[states.DIVERGED] == 1
+    assert reports.counts(queue.engine)[states.DIVERGED] == 1
     assert queue.claim(W1) is None
 
 
 def test_release_hands_job_back_without_using_an_attempt(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=1))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=1))
     c = queue.claim(W1)
     queue.release(c.lease, reason="preempted", outcome="preempted", checkpoint_path="/ckpt/5")
     again = queue.claim(W2)
@@ -120,14 +120,14 @@ def test_release_hands_job_back_without_using_an_attempt(queue):
 
 def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
     queue = Queue(engine, lease_s=0.3)
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     writer = MetricsWriter(engine, c.lease)
     writer.log(1, {"loss": 1.0})
     writer.flush()
     time.sleep(0.5)
-    assert queue.reclaim_stale() == [c.job.id]
-    assert queue.reclaim_stale() == []
+    assert operator.reclaim_stale(queue.engine) == [c.job.id]
+    assert operator.reclaim_stale(queue.engine) == []
     c2 = queue.claim(W2)
     assert c2.job.id == c.job.id and c2.lease.attempt == 2
     # The first worker wakes up: every write it tries is refused.
@@ -139,43 +139,43 @@ def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
     with pytest.raises(LeaseLost):
         queue.complete(c.lease)
     queue.complete(c2.lease)
-    outcomes = [a.outcome for a in queue.attempts(c.job.id)]
+    outcomes = [a.outcome for a in reports.attempts(queue.engine, c.job.id)]
     assert outcomes == ["lease_expired", "succeeded"]
 
 
 def test_heartbeat_keeps_a_lease_alive(engine):
     queue = Queue(engine, lease_s=0.4)
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     for _ in range(4):
         time.sleep(0.2)
         queue.heartbeat(c.lease)
-    assert queue.reclaim_stale() == []
+    assert operator.reclaim_stale(queue.engine) == []
 
 
 def test_cancel_pending_and_running_jobs(queue):
-    queue.enqueue("g", make_jobs(3))
+    operator.enqueue(queue.engine, "g", make_jobs(3))
     running = queue.claim(W1)
-    done = queue.cancel(grid="g")
+    done = operator.cancel(queue.engine, grid="g")
     assert sorted(done) == [1, 2, 3]
-    assert queue.counts()[states.CANCELLED] == 3
+    assert reports.counts(queue.engine)[states.CANCELLED] == 3
     with pytest.raises(LeaseLost):
         queue.heartbeat(running.lease)
-    assert queue.cancel(grid="g") == []
+    assert operator.cancel(queue.engine, grid="g") == []
 
 
 def test_retry_and_cancel_by_factor_filter(queue):
-    queue.enqueue("g", make_jobs(4))
-    assert queue.cancel(grid="g", where={"i": ["1", "2"]}) == [2, 3]
-    assert queue.retry(grid="g", where={"i": ["2"]}) == [3]
-    assert queue.counts()[states.PENDING] == 3
+    operator.enqueue(queue.engine, "g", make_jobs(4))
+    assert operator.cancel(queue.engine, grid="g", where={"i": ["1", "2"]}) == [2, 3]
+    assert operator.retry(queue.engine, grid="g", where={"i": ["2"]}) == [3]
+    assert reports.counts(queue.engine)[states.PENDING] == 3
 
 
 def test_retry_grants_more_attempts(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=1))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=1))
     c = queue.claim(W1)
     assert queue.fail(c.lease, "boom") == states.FAILED
-    assert queue.retry(ids=[c.job.id], extra_attempts=2) == [c.job.id]
+    assert operator.retry(queue.engine, ids=[c.job.id], extra_attempts=2) == [c.job.id]
     c2 = queue.claim(W1)
     assert c2.lease.attempt == 2
     assert queue.fail(c2.lease, "boom") == states.PENDING  # attempt 2 of 3
@@ -193,7 +193,7 @@ def test_a_resumed_attempt_continues_the_curve_from_its_checkpoint_step(engine, 
     """Attempt 1 logs steps 0..9 with its checkpoint recorded at step 4, then is preempted;
     attempt 2 resumes from step 4 and re-logs 5..11: the curve is attempt 1's up to 4 and
     attempt 2's after it, each step once, and the summaries are attempt 2's."""
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     w = MetricsWriter(engine, c.lease, flush_every=3)
     for step in range(10):
@@ -218,14 +218,14 @@ def test_a_resumed_attempt_continues_the_curve_from_its_checkpoint_step(engine, 
     assert curve[5:] == [(s, float(s) + 100, 2) for s in range(5, 12)], "no point of attempt 1 past its checkpoint"
     assert [s for s, _, _ in _curve(engine, c.job.id, "acc")] == list(range(5))
     assert results.summaries_of(queue, c.job.id) == {"val_loss": 1.25}
-    assert [a.resumed_from_step for a in queue.attempts(c.job.id)] == [None, 4]
+    assert [a.resumed_from_step for a in reports.attempts(queue.engine, c.job.id)] == [None, 4]
 
 
 def test_a_retry_without_a_checkpoint_replaces_the_old_curve(engine, queue):
     """A failed attempt with no checkpoint, retried: the new attempt starts fresh and its points
     replace the old ones (no curve holds points of two runs); ``retry(fresh=True)`` forgets a
     checkpoint and does the same."""
-    queue.enqueue("g", make_jobs(1, max_attempts=1, backoff_s=0))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=1, backoff_s=0))
     c = queue.claim(W1)
     w = MetricsWriter(engine, c.lease)
     for step in range(10):
@@ -233,7 +233,7 @@ def test_a_retry_without_a_checkpoint_replaces_the_old_curve(engine, queue):
     w.flush()
     w.summary({"val_loss": 1.0})
     assert queue.fail(c.lease, "a bug") == states.FAILED
-    assert queue.retry(ids=[c.job.id]) == [c.job.id]
+    assert operator.retry(queue.engine, ids=[c.job.id]) == [c.job.id]
     c2 = queue.claim(W2)
     assert _curve(engine, c.job.id) == [] and results.summaries_of(queue, c.job.id) == {}
     w2 = MetricsWriter(engine, c2.lease)
@@ -242,7 +242,7 @@ def test_a_retry_without_a_checkpoint_replaces_the_old_curve(engine, queue):
     queue.set_checkpoint(c2.lease, "/ckpt/step-2", 2)
     w2.flush()
     queue.fail(c2.lease, "another bug")
-    assert queue.retry(ids=[c.job.id], fresh=True) == [c.job.id]
+    assert operator.retry(queue.engine, ids=[c.job.id], fresh=True) == [c.job.id]
     c3 = queue.claim(W1)
     assert c3.job.checkpoint_path is None and _curve(engine, c.job.id) == []
     MetricsWriter(engine, c3.lease).log_many([("loss", 0, 3.0, 1.0)])
@@ -258,7 +258,7 @@ def test_a_batch_retried_after_a_lost_commit_answer_is_stored_once(engine, queue
     from db.session import scope
     from jobs import queries
 
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     rows = [(c.job.id, 1, "loss", s, float(s), 0.0) for s in range(5)]
     for expected in (queries.STORED, queries.ALREADY_STORED):
@@ -266,7 +266,7 @@ def test_a_batch_retried_after_a_lost_commit_answer_is_stored_once(engine, queue
             assert queries.store_metrics(conn, job_id=c.job.id, owner=c.lease.owner, attempt=1, batch=1,
                                          rows=rows) == expected
     assert len(_curve(engine, c.job.id)) == 5
-    queue.cancel(ids=[c.job.id])
+    operator.cancel(queue.engine, ids=[c.job.id])
     with scope(engine) as conn:
         assert queries.store_metrics(conn, job_id=c.job.id, owner=c.lease.owner, attempt=1, batch=2,
                                      rows=[(c.job.id, 1, "loss", 9, 9.0, 0.0)]) == queries.LEASE_GONE
@@ -274,7 +274,7 @@ def test_a_batch_retried_after_a_lost_commit_answer_is_stored_once(engine, queue
 
 
 def test_a_step_logged_twice_by_one_attempt_keeps_its_first_value(engine, queue):
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     w = MetricsWriter(engine, c.lease, flush_every=2)
     w.log(3, {"loss": 1.0})
@@ -285,12 +285,12 @@ def test_a_step_logged_twice_by_one_attempt_keeps_its_first_value(engine, queue)
 
 
 def test_every_transition_writes_an_event(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=3, backoff_s=0))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=3, backoff_s=0))
     c = queue.claim(W1)
     queue.fail(c.lease, "x")
     c = queue.claim(W1)
     queue.complete(c.lease)
-    trail = [(e.from_state, e.to_state) for e in queue.events(c.job.id)]
+    trail = [(e.from_state, e.to_state) for e in reports.events(queue.engine, c.job.id)]
     assert trail == [
         (None, "pending"), ("pending", "running"), ("running", "pending"),
         ("pending", "running"), ("running", "succeeded"),
@@ -302,7 +302,7 @@ def test_dependent_job_waits_for_its_upstream_jobs(queue):
 
     arms = make_jobs(2)
     judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arms[0].spec_hash, arms[1].spec_hash))
-    queue.enqueue("g", [*arms, judge])
+    operator.enqueue(queue.engine, "g", [*arms, judge])
     a = queue.claim(W1)
     b = queue.claim(W1)
     assert queue.claim(W2) is None, "the judge must wait for both arms"
@@ -318,11 +318,11 @@ def test_dependents_of_a_failed_job_are_cancelled(queue):
 
     arm = make_jobs(1, max_attempts=1)[0]
     judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arm.spec_hash,))
-    queue.enqueue("g", [arm, judge])
+    operator.enqueue(queue.engine, "g", [arm, judge])
     a = queue.claim(W1)
     assert queue.fail(a.lease, "boom") == states.FAILED
-    assert queue.counts()[states.CANCELLED] == 1
-    assert "will not succeed" in queue.events(2)[-1].reason
+    assert reports.counts(queue.engine)[states.CANCELLED] == 1
+    assert "will not succeed" in reports.events(queue.engine, 2)[-1].reason
 
 
 def test_a_judge_enqueued_or_retried_after_its_arm_failed_is_cancelled_and_workers_exit(queue, tmp_path):
@@ -335,32 +335,32 @@ def test_a_judge_enqueued_or_retried_after_its_arm_failed_is_cancelled_and_worke
     from tests.support import runners
 
     arm = make_jobs(1, max_attempts=1)[0]
-    queue.enqueue("g", [arm])
+    operator.enqueue(queue.engine, "g", [arm])
     a = queue.claim(W1)
     assert queue.fail(a.lease, "boom") == states.FAILED
     judge = replace(make_jobs(1, kind="judge")[0], depends_on=(arm.spec_hash,))
-    queue.enqueue("g", [arm, judge])
+    operator.enqueue(queue.engine, "g", [arm, judge])
     judge_id = 2
-    assert queue.job(judge_id).state == states.CANCELLED
-    assert queue.events(judge_id)[-1].reason == "dependency job 1 will not succeed"
-    assert queue.retry(ids=[judge_id]) == []
-    assert queue.job(judge_id).state == states.CANCELLED
-    assert [e.to_state for e in queue.events(judge_id)][-2:] == [states.PENDING, states.CANCELLED]
-    assert queue.unfinished() == 0
+    assert reports.job(queue.engine, judge_id).state == states.CANCELLED
+    assert reports.events(queue.engine, judge_id)[-1].reason == "dependency job 1 will not succeed"
+    assert operator.retry(queue.engine, ids=[judge_id]) == []
+    assert reports.job(queue.engine, judge_id).state == states.CANCELLED
+    assert [e.to_state for e in reports.events(queue.engine, judge_id)][-2:] == [states.PENDING, states.CANCELLED]
+    assert reports.unfinished(queue.engine) == 0
     stats = Worker(queue, runners.noop, runs_dir=tmp_path, heartbeat_s=5, poll_s=0.01).run()
     assert stats.claimed == 0
     # Retrying the arm and then the judge lets both run.
-    assert queue.retry(ids=[1]) == [1]
-    assert queue.retry(ids=[judge_id]) == [judge_id]
+    assert operator.retry(queue.engine, ids=[1]) == [1]
+    assert operator.retry(queue.engine, ids=[judge_id]) == [judge_id]
     Worker(queue, runners.noop, runs_dir=tmp_path, heartbeat_s=5, poll_s=0.01).run()
-    assert queue.counts()[states.SUCCEEDED] == 2
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 2
 
 
 def test_cancelling_a_running_job_closes_its_attempt(queue):
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
-    assert queue.cancel(ids=[c.job.id]) == [c.job.id]
-    (attempt,) = queue.attempts(c.job.id)
+    assert operator.cancel(queue.engine, ids=[c.job.id]) == [c.job.id]
+    (attempt,) = reports.attempts(queue.engine, c.job.id)
     assert attempt.ended_at is not None and attempt.outcome == states.OUTCOME_CANCELLED
     with pytest.raises(LeaseLost):
         queue.heartbeat(c.lease)
@@ -370,10 +370,10 @@ def test_invalid_input_fails_at_once_without_retry(queue, tmp_path):
     from jobs.worker import Worker
     from tests.support import runners
 
-    queue.enqueue("g", make_jobs(1, max_attempts=5))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=5))
     Worker(queue, runners.invalid_input, runs_dir=tmp_path, heartbeat_s=5).run()
-    assert queue.counts()[states.FAILED] == 1
-    (attempt,) = queue.attempts(1)
+    assert reports.counts(queue.engine)[states.FAILED] == 1
+    (attempt,) = reports.attempts(queue.engine, 1)
     assert attempt.outcome == states.OUTCOME_INVALID and "corrupted" in attempt.error
     assert attempt.error_type == "harness.data.errors.DataError"
 
@@ -384,10 +384,10 @@ def test_a_hub_download_that_failed_is_retried_and_classed_as_network(queue, tmp
     from jobs.worker import Worker
     from tests.support import runners
 
-    queue.enqueue("g", make_jobs(1, max_attempts=3, backoff_s=0))
+    operator.enqueue(queue.engine, "g", make_jobs(1, max_attempts=3, backoff_s=0))
     Worker(queue, runners.hub_down_once, runs_dir=tmp_path, heartbeat_s=5).run()
-    assert queue.counts()[states.SUCCEEDED] == 1
-    first, second = queue.attempts(1)
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 1
+    first, second = reports.attempts(queue.engine, 1)
     assert (first.outcome, first.error_type) == (states.OUTCOME_NETWORK, "harness.models.registry.ModelUnavailable")
     assert second.outcome == states.OUTCOME_SUCCEEDED
 
@@ -398,7 +398,7 @@ def test_nan_and_inf_metrics_are_stored(engine, queue):
     from db.session import scope
     from jobs import queries
 
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     c = queue.claim(W1)
     w = MetricsWriter(engine, c.lease)
     w.log(1, {"loss": float("nan")})
@@ -413,7 +413,7 @@ def test_nan_and_inf_metrics_are_stored(engine, queue):
 
 
 def test_running_jobs_report_the_newest_step_and_loss_of_their_curve(queue):
-    queue.enqueue("g", make_jobs(3, steps=40))
+    operator.enqueue(queue.engine, "g", make_jobs(3, steps=40))
     a, b = queue.claim(W1), queue.claim(W2)
     writer = MetricsWriter(queue.engine, a.lease)
     for step in range(1, 13):
@@ -421,33 +421,33 @@ def test_running_jobs_report_the_newest_step_and_loss_of_their_curve(queue):
     writer.log(12, {"val_loss": 99.0})  # other curves do not count
     writer.flush()
     queue.heartbeat(a.lease)
-    running = {j.id: j for j in queue.running()}
+    running = {j.id: j for j in reports.running(queue.engine)}
     assert set(running) == {a.job.id, b.job.id}  # the third job is pending, not running
     ja, jb = running[a.job.id], running[b.job.id]
     assert (ja.step, ja.total_steps, ja.value, ja.attempt, ja.grid) == (12, 40, -2.0, 1, "g")
     assert ja.worker == a.lease.owner and 0 <= ja.heartbeat_age_s < 60
     assert (jb.step, jb.value) == (None, None)  # nothing logged yet: "starting"
     queue.complete(a.lease)
-    assert [j.id for j in queue.running("g")] == [b.job.id]
+    assert [j.id for j in reports.running(queue.engine, "g")] == [b.job.id]
 
 
 def test_an_expired_slurm_attempt_can_be_given_its_cause_once(queue):
     from jobs.queue import Queue
 
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     slurm_worker = WorkerInfo(name="node1:99", host="node1", pid=99, slurm_job_id="42_0", slurm_array_index=0,
                               node="node1")
     Queue(queue.engine, lease_s=0.01).claim(slurm_worker)
     time.sleep(0.05)
-    assert queue.reclaim_stale() == [1]
-    (expired,) = queue.expired_slurm_attempts()
+    assert operator.reclaim_stale(queue.engine) == [1]
+    (expired,) = worker_jobs.expired_slurm_attempts(queue.engine)
     assert (expired.job_id, expired.number, expired.slurm_job_id) == (1, 1, "42_0")
-    assert queue.refine_expired_outcome(1, 1, states.OUTCOME_NODE_FAIL, "Slurm job 42_0 ended NODE_FAIL on node1")
-    (attempt,) = queue.attempts(1)
+    assert worker_jobs.refine_expired_outcome(queue.engine, 1, 1, states.OUTCOME_NODE_FAIL, "Slurm job 42_0 ended NODE_FAIL on node1")
+    (attempt,) = reports.attempts(queue.engine, 1)
     assert attempt.outcome == states.OUTCOME_NODE_FAIL and attempt.error.endswith("ended NODE_FAIL on node1")
-    assert not queue.refine_expired_outcome(1, 1, states.OUTCOME_OOM, "again")  # only a lease_expired one
-    assert queue.expired_slurm_attempts() == []
-    assert queue.counts()[states.PENDING] == 1  # the job's state is the reaper's
+    assert not worker_jobs.refine_expired_outcome(queue.engine, 1, 1, states.OUTCOME_OOM, "again")  # only a lease_expired one
+    assert worker_jobs.expired_slurm_attempts(queue.engine) == []
+    assert reports.counts(queue.engine)[states.PENDING] == 1  # the job's state is the reaper's
 
 
 def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
@@ -458,13 +458,13 @@ def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
     from harness import report
 
     two, none = make_jobs(3, steps=10), make_jobs(1, steps=99)
-    queue.enqueue("g", [replace(j, resource_class="gpus=2") for j in two] + [replace(none[0], resource_class="cpus=1")])
+    operator.enqueue(queue.engine, "g", [replace(j, resource_class="gpus=2") for j in two] + [replace(none[0], resource_class="cpus=1")])
     c = queue.claim(W1)
     time.sleep(0.3)
     queue.complete(c.lease)
-    (attempt,) = queue.attempts(c.job.id)
+    (attempt,) = reports.attempts(queue.engine, c.job.id)
     assert attempt.devices == 2 and 0.55 <= attempt.device_seconds <= 0.6 + 2 * 5.0
-    hours = report.gpu_hours(queue.device_seconds("g"))
+    hours = report.gpu_hours(reports.device_seconds(queue.engine, "g"))
     assert hours["spent"]["g"] == pytest.approx(attempt.device_seconds / 3600)
     # two more cells of that shape (steps=10; i differs, but i is not part of the shape) and one never seen
     assert hours["pending"]["g"] == 3 and hours["unestimated"]["g"] == 1

@@ -46,7 +46,7 @@ class Filled:
 
 
 def _new_job(factors: dict, *, priority: int = 0, max_attempts: int = 3):
-    from jobs.queue import NewJob
+    from jobs.operator import NewJob
 
     spec = {"experiment": "tiny_lm", "steps": STEPS, **factors}
     digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
@@ -65,6 +65,7 @@ def fill(url: str) -> Filled:
     from db import schema
     from db.models import generations, judgments
     from jobs.metrics import MetricsWriter
+    from jobs import operator, reports
     from jobs.queue import Queue, WorkerInfo
 
     engine = db_engine.create(url)
@@ -73,7 +74,7 @@ def fill(url: str) -> Filled:
     out = Filled(url=url)
 
     ablation = [{"dataset": d, "norm": n, "seed": s} for d in BASE for n in TOKENS_PER_S for s in (0, 1, 2)]
-    queue.enqueue("ablation", [_new_job(f, priority=10) for f in ablation])
+    operator.enqueue(queue.engine, "ablation", [_new_job(f, priority=10) for f in ablation])
     worker = WorkerInfo(name="w1", host="cpu-box", pid=111)
     for _ in ablation:
         claimed = queue.claim(worker)
@@ -92,7 +93,7 @@ def fill(url: str) -> Filled:
 
     probe = [{"lr": lr, "seed": s} for lr in (0.001, 0.003) for s in (0, 1, 2)]
     plan = ["succeeded", "failed", "diverged", "running", "cancelled", "pending"]
-    queue.enqueue("probe", [_new_job(f, priority=5 - i, max_attempts=1) for i, f in enumerate(probe)])
+    operator.enqueue(queue.engine, "probe", [_new_job(f, priority=5 - i, max_attempts=1) for i, f in enumerate(probe)])
     slurm_worker = WorkerInfo(name=f"{FAIL_HOST}:222", host=FAIL_HOST, pid=222, slurm_job_id=SLURM_JOB,
                               slurm_array_index=7, node=FAIL_HOST)
     for state in plan[:4]:
@@ -113,9 +114,9 @@ def fill(url: str) -> Filled:
             queue.fail(claimed.lease, FAIL_ERROR)
         elif state == "diverged":
             queue.diverged(claimed.lease, "loss=nan at step 12")
-    rest = [j.id for j in queue.jobs(grid="probe", in_states=["pending"])]
+    rest = [j.id for j in reports.jobs(queue.engine, grid="probe", in_states=["pending"])]
     out.by_state["cancelled"], out.by_state["pending"] = rest
-    queue.cancel(ids=[out.by_state["cancelled"]])
+    operator.cancel(queue.engine, ids=[out.by_state["cancelled"]])
 
     arm_a, arm_b = out.job(dataset="alpaca", norm="dyt", seed=0), out.job(dataset="alpaca", norm="layernorm", seed=0)
     out.arms = (arm_a, arm_b)

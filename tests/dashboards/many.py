@@ -33,7 +33,7 @@ class Many:
 
 
 def _job(factors: dict):
-    from jobs.queue import NewJob
+    from jobs.operator import NewJob
 
     spec = {"experiment": "tiny_lm", "steps": STEPS, "lr": 1e-3, "batch_size": 8, **factors}
     digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
@@ -58,6 +58,7 @@ def fill(url: str, only: tuple[str, ...] | None = None) -> Many:
     from db import schema
     from db.models import generations, judgments
     from jobs.metrics import MetricsWriter
+    from jobs import operator
     from jobs.queue import Queue, WorkerInfo
 
     engine = db_engine.create(url)
@@ -69,7 +70,7 @@ def fill(url: str, only: tuple[str, ...] | None = None) -> Many:
     for grid, cells in grids().items():
         if only is not None and grid not in only:
             continue
-        queue.enqueue(grid, [_job(f) for f in cells])
+        operator.enqueue(queue.engine, grid, [_job(f) for f in cells])
         out.ids[grid] = []
         for k in range(len(cells)):
             claimed = queue.claim(worker)

@@ -20,14 +20,16 @@ def _with_points(url: str, curves: dict[int, dict[str, list[tuple[int, float]]]]
     from db import engine as db_engine
     from db import schema
     from jobs.metrics import MetricsWriter
-    from jobs.queue import NewJob, Queue, WorkerInfo
+    from jobs import operator
+    from jobs.operator import NewJob
+    from jobs.queue import Queue, WorkerInfo
 
     eng = db_engine.create(url)
     schema.upgrade(eng)
     queue = Queue(eng)
     new = [NewJob(spec_hash=hashlib.sha256(str(i).encode()).hexdigest(), spec={"i": i}, factors={"i": i},
                   experiment="t") for i in curves]
-    queue.enqueue("g", new)
+    operator.enqueue(queue.engine, "g", new)
     ids = {}
     for i, named in curves.items():
         claimed = queue.claim(WorkerInfo(name="w", host="h", pid=1))

@@ -41,7 +41,7 @@ def _queue(url: str, lease_s: float = 60.0):
 
 
 def _jobs(n: int, *, max_attempts: int = 3):
-    from jobs.queue import NewJob
+    from jobs.operator import NewJob
 
     return [NewJob(spec_hash=hashlib.sha256(f"r{i}".encode()).hexdigest(), spec={"i": i}, factors={"i": i},
                    experiment="t", max_attempts=max_attempts, backoff_s=0.0) for i in range(n)]
@@ -77,9 +77,10 @@ def _assert_same(rolled: pd.DataFrame, live: pd.DataFrame) -> None:
 
 def test_a_finished_jobs_rollup_reads_exactly_the_live_querys_buckets(db_url):
     eng, queue = _queue(db_url)
+    from jobs import operator
     from jobs.queue import WorkerInfo
 
-    queue.enqueue("g", _jobs(1))
+    operator.enqueue(queue.engine, "g", _jobs(1))
     claimed = queue.claim(WorkerInfo(name="w", host="h", pid=1))
     _log(eng, claimed.lease, _curves())
     queue.complete(claimed.lease)
@@ -109,10 +110,11 @@ def test_a_finished_jobs_rollup_reads_exactly_the_live_querys_buckets(db_url):
 def test_rollups_follow_the_jobs_state(db_url):
     """Written on every way to a final state (succeeded, failed, diverged, cancelled,
     failed by the reaper); dropped by retry; running jobs are read point by point."""
+    from jobs import operator
     from jobs.queue import WorkerInfo
 
     eng, queue = _queue(db_url, lease_s=0.3)
-    queue.enqueue("g", _jobs(6, max_attempts=1))
+    operator.enqueue(queue.engine, "g", _jobs(6, max_attempts=1))
     w = WorkerInfo(name="w", host="h", pid=1)
     claims = [queue.claim(w) for _ in range(5)]
     curve = {"loss": [(s, float(s)) for s in range(1, 3001)]}
@@ -122,12 +124,12 @@ def test_rollups_follow_the_jobs_state(db_url):
     queue.complete(claims[0].lease)
     queue.fail(claims[1].lease, "boom")
     queue.diverged(claims[2].lease, "loss=nan")
-    queue.cancel(ids=[cancelled])
+    operator.cancel(queue.engine, ids=[cancelled])
     running = queue.claim(WorkerInfo(name="w2", host="h", pid=2))
     _log(eng, running.lease, curve)
     time.sleep(0.5)
-    assert set(queue.reclaim_stale()) == {reaped, running.job.id}  # both out of attempts: failed
-    queue.retry(ids=[failed])
+    assert set(operator.reclaim_stale(queue.engine)) == {reaped, running.job.id}  # both out of attempts: failed
+    operator.retry(queue.engine, ids=[failed])
     still = queue.claim(WorkerInfo(name="w3", host="h", pid=3))  # the retried job runs again
     assert still.job.id == failed
     _log(eng, still.lease, {"loss": [(s, 0.0) for s in range(3001, 3101)]})

@@ -152,7 +152,7 @@ def _loss_steps(db_url: str, grid: str) -> dict[int, list[tuple[int, int]]]:
     """job id -> [(step, attempt)] of its loss curve."""
     from db import engine as db_engine
     from db.session import scope
-    from jobs import queries
+    from jobs import queries, reports
     from jobs.queue import Queue
 
     eng = db_engine.create(db_url)
@@ -160,7 +160,7 @@ def _loss_steps(db_url: str, grid: str) -> dict[int, list[tuple[int, int]]]:
         queue = Queue(eng)
         with scope(eng, write=False) as conn:
             return {j.id: [(r.step, r.attempt) for r in queries.job_metrics(conn, j.id, "loss")]
-                    for j in queue.jobs(grid=grid)}
+                    for j in reports.jobs(queue.engine, grid=grid)}
     finally:
         eng.dispose()
 

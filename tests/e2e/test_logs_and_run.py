@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from db import views
 from db.session import scope
-from jobs import queries, states
+from jobs import operator, reports, states
 from jobs.pool import PoolOptions, start
 from jobs.queue import Queue
 from tests.e2e.test_cli import gridlab
@@ -49,12 +50,12 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
     eng = db_engine.create(db_url)
     schema.upgrade(eng)
     queue = Queue(eng)
-    queue.enqueue("noisy", make_jobs(1, max_attempts=2, backoff_s=0))
+    operator.enqueue(queue.engine, "noisy", make_jobs(1, max_attempts=2, backoff_s=0))
     procs = start(PoolOptions(url=db_url, runner="tests.support.runners:noisy_failure",
                               runs_dir=str(tmp_path / "runs"), heartbeat_s=1.0, poll_s=0.05), 1)
     for p in procs:
         p.join(timeout=120)
-    attempts = queue.attempts(1)
+    attempts = reports.attempts(queue.engine, 1)
     assert [a.outcome for a in attempts] == [states.OUTCOME_ERROR, states.OUTCOME_ERROR]
     error = attempts[0].error  # the innermost cause comes first, the outermost error last: both kept
     assert len(error) > 6000 and error.index("x" * 200) < error.index("RuntimeError: depth 0")
@@ -69,7 +70,7 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
     r = gridlab("logs", "1", "--attempt", "1", "--db", db_url, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert r.returncode == 0 and "printed by attempt 1 on stdout" in r.stdout and "attempt 2" not in r.stdout
     with scope(eng, write=False) as conn:
-        assert queries.job_row(conn, 1).state == states.FAILED
+        assert views.job(conn, 1).state == states.FAILED
     eng.dispose()
 
 

@@ -15,6 +15,7 @@ from db import engine as db_engine
 from db import provenance as reads
 from db import schema
 from db.session import scope
+from jobs import operator, reports
 from jobs.queue import Queue
 from tests.support.grids import make_jobs
 from tests.support.project import edit_value, git, gridlab, make_project, wait_for
@@ -39,12 +40,12 @@ def test_editing_the_checkout_after_a_local_launch(project, tmp_path, pin):
     url = f"sqlite:///{tmp_path / 'gridlab.db'}"
     queue = _queue(url)
     go = tmp_path / "go"
-    queue.enqueue("g", make_jobs(2, experiment="probe", go=str(go), token_sha=""))
+    operator.enqueue(queue.engine, "g", make_jobs(2, experiment="probe", go=str(go), token_sha=""))
     launch = gridlab(project, "launch", "--executor", "local", "--workers", "1", "--runner", "pinprobe:run",
                      "--runs-dir", str(tmp_path / "runs"), "--heartbeat", "1", "--db", url,
                      *([] if pin else ["--no-pin"]), popen=True)
     try:
-        wait_for(lambda: queue.attempts(1) or launch.poll() is not None, what="the first cell to start")
+        wait_for(lambda: reports.attempts(queue.engine, 1) or launch.poll() is not None, what="the first cell to start")
         edit_value(project, 2)  # the cells are launched, one is running: now the researcher edits
         go.touch()
         out, err = launch.communicate(timeout=180)
@@ -77,10 +78,10 @@ def test_a_second_launch_after_the_edit_pins_the_new_code_and_shows_the_drift(pr
     go.touch()
     args = ("launch", "--executor", "local", "--workers", "1", "--runner", "pinprobe:run", "--runs-dir",
             str(tmp_path / "runs"), "--heartbeat", "1", "--db", url)
-    queue.enqueue("g", make_jobs(1, experiment="probe", go=str(go), token_sha=""))
+    operator.enqueue(queue.engine, "g", make_jobs(1, experiment="probe", go=str(go), token_sha=""))
     assert gridlab(project, *args).returncode == 0
     edit_value(project, 3)
-    queue.enqueue("g", make_jobs(2, experiment="probe", go=str(go), token_sha="")[1:])
+    operator.enqueue(queue.engine, "g", make_jobs(2, experiment="probe", go=str(go), token_sha="")[1:])
     second = gridlab(project, *args)
     assert second.returncode == 0, second.stderr
     assert [summaries_of(queue, j)["value"] for j in (1, 2)] == [1.0, 3.0]

@@ -11,8 +11,10 @@ import pytest
 
 from db import engine as db_engine
 from db import schema
+from jobs import operator
 from jobs.metrics import MetricsWriter
-from jobs.queue import NewJob, Queue
+from jobs.operator import NewJob
+from jobs.queue import Queue
 from tests.contract.test_provenance import CODE_A, CODE_B, ENV_1, ENV_2, worker
 from tests.support.cli import run_in_process
 
@@ -32,7 +34,7 @@ def ran(db_url):
     schema.upgrade(eng)
     queue = Queue(eng)
     text = "name: g\naxes: {lr: [0.1, 0.2], seed: [0, 1]}\n"
-    queue.enqueue("g", [_job({"lr": lr, "seed": s}) for lr in (0.1, 0.2) for s in (0, 1)],
+    operator.enqueue(queue.engine, "g", [_job({"lr": lr, "seed": s}) for lr in (0.1, 0.2) for s in (0, 1)],
                   source_path="grids/g.yaml", source_text=text)
     ids = []
     for i in range(4):
@@ -83,7 +85,7 @@ def test_results_of_jobs_that_ran_alike_have_no_warning_and_no_column(db_url, tm
     eng = db_engine.create(db_url)
     schema.upgrade(eng)
     queue = Queue(eng)
-    queue.enqueue("g", [_job({"lr": lr}) for lr in (0.1, 0.2)])
+    operator.enqueue(queue.engine, "g", [_job({"lr": lr}) for lr in (0.1, 0.2)])
     for i in range(2):
         claimed = queue.claim(worker(f"w{i}"))
         MetricsWriter(eng, claimed.lease).summary({"val_loss": 1.0})
@@ -100,7 +102,7 @@ def test_names_and_values_holding_markup_print_as_text(db_url, tmp_path):
     eng = db_engine.create(db_url)
     schema.upgrade(eng)
     queue = Queue(eng)
-    queue.enqueue("[/bold]", [_job({"tag": "[red]x[/]", "seed": s}) for s in (0, 1)])
+    operator.enqueue(queue.engine, "[/bold]", [_job({"tag": "[red]x[/]", "seed": s}) for s in (0, 1)])
     claimed = queue.claim(dataclasses.replace(worker("[/]w"), name="[/]w"))
     MetricsWriter(eng, claimed.lease).summary({"val_loss": 1.5})
     queue.complete(claimed.lease)

@@ -10,7 +10,7 @@ from db.session import scope
 from harness import experiments
 from harness.enqueue import new_jobs
 from harness.grid import parse
-from jobs import queries, states
+from jobs import operator, queries, reports, states
 from jobs.worker import Worker
 from tests.support import results, runners
 
@@ -30,7 +30,7 @@ def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
     torch.set_num_threads(1)
     for name in ("straight", "interrupted"):
         g = parse(GRID.format(name=name))
-        queue.enqueue(name, new_jobs(g))
+        operator.enqueue(queue.engine, name, new_jobs(g))
 
     # Job 1 runs straight through.
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
@@ -40,13 +40,13 @@ def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
 
     worker.runner = runners.stop_after(worker, 6, experiments.run)
     worker.run(max_jobs=1)
-    assert queue.counts()[states.PENDING] == 1
-    job = queue.job(2)
+    assert reports.counts(queue.engine)[states.PENDING] == 1
+    job = reports.job(queue.engine, 2)
     assert job.checkpoint_step == 6 and Path(job.checkpoint_path).name == "step-00000006-a1"
     assert Path(job.checkpoint_path).parent.parent == results.run_dir(queue, tmp_path, 2)
 
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
-    assert queue.counts()[states.SUCCEEDED] == 2
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 2
 
     with scope(queue.engine, write=False) as conn:
         straight = queries.job_metrics(conn, 1, "loss")
@@ -54,4 +54,4 @@ def test_stop_and_resume_gives_identical_losses(queue, tmp_path):
     assert [r.step for r in resumed] == list(range(1, 13))
     assert [r.attempt for r in resumed] == [1] * 6 + [2] * 6
     assert [r.value for r in resumed] == [r.value for r in straight]
-    assert [a.outcome for a in queue.attempts(2)] == ["preempted", "succeeded"]
+    assert [a.outcome for a in reports.attempts(queue.engine, 2)] == ["preempted", "succeeded"]

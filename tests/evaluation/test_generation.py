@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.evaluation import generation
-from jobs import outputs
+from jobs import operator, outputs
 from jobs.errors import LeaseLost
 from jobs.queue import Queue, WorkerInfo
 from tests.support.grids import make_jobs
@@ -62,13 +62,13 @@ def test_stored_once_and_fenced(tiny, small_prompts, sqlite_engine):
     model, tokenizer = tiny()
     answers = generation.generate(model, tokenizer, small_prompts, DECODING).answers
     queue = Queue(sqlite_engine)
-    queue.enqueue("g", make_jobs(1))
+    operator.enqueue(queue.engine, "g", make_jobs(1))
     claimed = queue.claim(WorkerInfo.here("w"))
     assert outputs.write_generations(sqlite_engine, claimed.lease, answers) == 3
     assert outputs.write_generations(sqlite_engine, claimed.lease, answers) == 0  # a retry keeps the first
     stored = outputs.generations_of(sqlite_engine, claimed.job.id)
     assert {(g.question_id, g.turn, g.output) for g in stored} == {(a.question_id, a.turn, a.output) for a in answers}
     assert outputs.prompt_sets_of(sqlite_engine, claimed.job.id) == {small_prompts.name: 3}
-    queue.cancel(ids=[claimed.job.id])
+    operator.cancel(queue.engine, ids=[claimed.job.id])
     with pytest.raises(LeaseLost, match="lease lost, 1 generations refused"):
         outputs.write_generations(sqlite_engine, claimed.lease, answers[:1])

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from harness import enqueue, experiments, grid
 from harness.cli import cli
 from harness.evaluation import winrate
-from jobs import outputs
+from jobs import outputs, reports
 from jobs.queue import Queue, WorkerInfo
 from jobs.worker import Worker
 
@@ -53,7 +53,7 @@ def test_judge_waits_for_its_arms_then_judges_every_prompt_and_turn(sqlite_engin
     queue = Queue(sqlite_engine)
     g = grid.parse(GRID, "judged.yaml")
     assert enqueue.enqueue(queue, g).new == 3
-    judge_id = next(j.id for j in queue.jobs() if "compare" in j.factors)
+    judge_id = next(j.id for j in reports.jobs(queue.engine) if "compare" in j.factors)
 
     # While the arms run, the judge job is not runnable.
     held = [queue.claim(WorkerInfo.here(f"w{i}")) for i in range(2)]
@@ -63,10 +63,10 @@ def test_judge_waits_for_its_arms_then_judges_every_prompt_and_turn(sqlite_engin
         queue.release(c.lease, reason="test hands it back")
 
     stats = Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run()
-    assert (stats.succeeded, stats.failed) == (3, 1), [j.last_error for j in queue.jobs()]
+    assert (stats.succeeded, stats.failed) == (3, 1), [j.last_error for j in reports.jobs(queue.engine)]
     assert [attempt for attempt, _ in written] == [1, 2]
     assert written[0][1] == [("1", 1), ("1", 2)] and written[1][1] == [("2", 1), ("2", 2)]
-    jobs = {j.id: j for j in queue.jobs()}
+    jobs = {j.id: j for j in reports.jobs(queue.engine)}
     arm_ids = [i for i in jobs if i != judge_id]
 
     # Each arm stored both turns of both questions, with timing, and its figures.
@@ -74,8 +74,8 @@ def test_judge_waits_for_its_arms_then_judges_every_prompt_and_turn(sqlite_engin
         answers = outputs.generations_of(sqlite_engine, arm)
         assert sorted((a.question_id, a.turn) for a in answers) == [("1", 1), ("1", 2), ("2", 1), ("2", 2)]
         assert all(a.latency_s > 0 and 1 <= a.new_tokens <= 4 for a in answers)
-    figures = {r.id: {} for r in queue.summaries("judged")}
-    for r in queue.summaries("judged"):
+    figures = {r.id: {} for r in reports.summaries(queue.engine, "judged")}
+    for r in reports.summaries(queue.engine, "judged"):
         figures[r.id][r.name] = r.value
     for arm in arm_ids:
         assert figures[arm]["gen_total_s"] > 0 and figures[arm]["gen_tokens_per_s"] > 0
@@ -92,7 +92,7 @@ def test_judge_waits_for_its_arms_then_judges_every_prompt_and_turn(sqlite_engin
 
     # Re-enqueueing the grid adds nothing and leaves nothing to run.
     assert enqueue.enqueue(queue, g).new == 0
-    assert queue.unfinished() == 0
+    assert reports.unfinished(queue.engine) == 0
 
     # The report shows win rates with intervals, timing per arm, and perplexity.
     url = sqlite_engine.url.render_as_string(hide_password=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import outputs
+from jobs import operator, outputs
 from jobs.errors import LeaseLost
 from jobs.queue import WorkerInfo
 from tests.support.grids import make_jobs
@@ -17,7 +17,7 @@ def answer(qid: str, turn: int, output: str = "x") -> outputs.Generation:
 
 
 def test_write_and_read_back(queue, engine):
-    queue.enqueue("g", make_jobs(3))
+    operator.enqueue(queue.engine, "g", make_jobs(3))
     arm_a, arm_b, judge = (queue.claim(WorkerInfo.here(f"w{i}")) for i in range(3))
     for arm in (arm_a, arm_b):
         assert outputs.write_generations(engine, arm.lease, [answer("1", 1), answer("1", 2), answer("2", 1)]) == 3
@@ -41,6 +41,6 @@ def test_write_and_read_back(queue, engine):
     records = {r.job_id: r for r in outputs.grid_judgments(engine, "g", experiment="test")}
     assert len(records[judge.job.id].judgments) == 3 and records[arm_a.job.id].judgments == ()
 
-    queue.cancel(ids=[judge.job.id])
+    operator.cancel(queue.engine, ids=[judge.job.id])
     with pytest.raises(LeaseLost):
         outputs.write_judgments(engine, judge.lease, verdicts)

@@ -13,7 +13,7 @@ import pytest
 from db.session import scope
 from harness import experiments
 from harness.experiments import tiny_lm
-from jobs import checkpoints
+from jobs import checkpoints, operator, reports
 from harness.enqueue import new_jobs
 from harness.grid import parse
 from jobs import queries, states
@@ -34,7 +34,7 @@ retry: {{max_attempts: 3, backoff_s: 0}}
 
 def _enqueue(queue, *names):
     for name in names:
-        queue.enqueue(name, new_jobs(parse(GRID.format(name=name))))
+        operator.enqueue(queue.engine, name, new_jobs(parse(GRID.format(name=name))))
 
 
 def _losses(engine, job_id):
@@ -65,17 +65,17 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(queue, engi
     staging.mkdir(parents=True)
     os.symlink("/dev/full", staging / tiny_lm.STATE_FILE)
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
-    (first,) = queue.attempts(2)
+    (first,) = reports.attempts(queue.engine, 2)
     # A full disk is the machine's trouble, not the job's: classed as such, retried with backoff.
     assert first.outcome == states.OUTCOME_DISK and "No space left on device" in first.error
     assert first.error_type == "builtins.OSError"
-    assert queue.job(2).state == states.PENDING
+    assert reports.job(queue.engine, 2).state == states.PENDING
     assert _sealed(queue, tmp_path, 2) == ["step-00000002-a1"]
-    assert queue.job(2).checkpoint_step == 2
+    assert reports.job(queue.engine, 2).checkpoint_step == 2
 
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
-    assert [a.outcome for a in queue.attempts(2)] == [states.OUTCOME_DISK, states.OUTCOME_SUCCEEDED]
-    assert [a.resumed_from_step for a in queue.attempts(2)] == [None, 2]
+    assert [a.outcome for a in reports.attempts(queue.engine, 2)] == [states.OUTCOME_DISK, states.OUTCOME_SUCCEEDED]
+    assert [a.resumed_from_step for a in reports.attempts(queue.engine, 2)] == [None, 2]
     invariants.check(engine)
     assert _losses(engine, 2) == _losses(engine, 1)
 
@@ -88,17 +88,17 @@ def test_corrupted_recorded_checkpoint_falls_back_to_the_one_before(queue, engin
 
     worker.runner = runners.stop_after(worker, 6, experiments.run)
     worker.run(max_jobs=1)
-    recorded = queue.job(2).checkpoint_path
-    assert recorded.endswith("step-00000006-a1") and queue.job(2).checkpoint_step == 6
+    recorded = reports.job(queue.engine, 2).checkpoint_path
+    assert recorded.endswith("step-00000006-a1") and reports.job(queue.engine, 2).checkpoint_step == 6
     assert _sealed(queue, tmp_path, 2) == ["step-00000006-a1", "step-00000004-a1"]
     state = os.path.join(recorded, tiny_lm.STATE_FILE)
     with open(state, "r+b") as f:  # torn write
         f.truncate(os.path.getsize(state) // 2)
 
     Worker(queue, experiments.run, runs_dir=tmp_path, heartbeat_s=5).run(max_jobs=1)
-    attempts = queue.attempts(2)
+    attempts = reports.attempts(queue.engine, 2)
     assert [a.outcome for a in attempts] == [states.OUTCOME_PREEMPTED, states.OUTCOME_SUCCEEDED]
     assert attempts[1].resumed_from_step == 4  # the recorded step 6 was refused: its curve was cut to 4
-    assert any("not used" in (e.reason or "") and "starts from step 4" in e.reason for e in queue.events(2))
+    assert any("not used" in (e.reason or "") and "starts from step 4" in e.reason for e in reports.events(queue.engine, 2))
     invariants.check(engine)
     assert _losses(engine, 2) == _losses(engine, 1)

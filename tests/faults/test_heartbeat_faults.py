@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from jobs import states
+from jobs import operator, reports, states
 from jobs.queue import Queue
 from jobs.worker import Worker
 from tests.faults import invariants
@@ -38,14 +38,14 @@ def test_sqlite_write_lock_held_longer_than_the_lease(sqlite_url, tmp_path, thre
     eng = db_engine.create(sqlite_url)
     schema.upgrade(eng)
     queue = Queue(eng, lease_s=1.0)
-    queue.enqueue("locked", make_jobs(1, steps=40, delay=0.05))
+    operator.enqueue(queue.engine, "locked", make_jobs(1, steps=40, delay=0.05))
     worker = Worker(queue, runners.resumable, runs_dir=tmp_path / "runs", heartbeat_s=0.2, poll_s=0.05,
                     reclaim_every_s=0.2)
     done = threading.Thread(target=worker.run, daemon=True)
     caplog.set_level(logging.WARNING)
     done.start()
     deadline = time.monotonic() + 30
-    while (queue.job(1).checkpoint_step or 0) < 4:
+    while (reports.job(queue.engine, 1).checkpoint_step or 0) < 4:
         assert time.monotonic() < deadline, "the job never recorded a checkpoint"
         time.sleep(0.02)
     holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
@@ -58,8 +58,8 @@ def test_sqlite_write_lock_held_longer_than_the_lease(sqlite_url, tmp_path, thre
     assert thread_errors == [], f"a thread died: {thread_errors}"
     assert any("heartbeat for job 1 failed" in r.message for r in caplog.records)
     assert any("no heartbeat got through for a whole lease" in r.message for r in caplog.records)
-    assert queue.job(1).state == states.SUCCEEDED
-    outcomes = [a.outcome for a in queue.attempts(1)]
+    assert reports.job(queue.engine, 1).state == states.SUCCEEDED
+    outcomes = [a.outcome for a in reports.attempts(queue.engine, 1)]
     assert outcomes[-1] == states.OUTCOME_SUCCEEDED and set(outcomes[:-1]) <= {states.OUTCOME_LEASE_EXPIRED}
     invariants.check(eng)
     invariants.check_markers(tmp_path / "runs")
@@ -70,7 +70,7 @@ def test_sqlite_write_lock_held_longer_than_the_lease(sqlite_url, tmp_path, thre
 def test_heartbeat_errors_of_any_kind_are_retried_within_the_lease(engine, tmp_path, thread_errors, caplog,
                                                                    monkeypatch):
     queue = Queue(engine, lease_s=3.0)
-    queue.enqueue("flaky-beat", make_jobs(1, steps=30, delay=0.05))
+    operator.enqueue(queue.engine, "flaky-beat", make_jobs(1, steps=30, delay=0.05))
     real = queue.heartbeat
     calls = {"n": 0}
 
@@ -86,5 +86,5 @@ def test_heartbeat_errors_of_any_kind_are_retried_within_the_lease(engine, tmp_p
     assert thread_errors == []
     assert calls["n"] > 4, "the heartbeat went on after its errors"
     assert sum("heartbeat for job 1 failed" in r.message for r in caplog.records) == 3
-    assert [a.outcome for a in queue.attempts(1)] == [states.OUTCOME_SUCCEEDED]
+    assert [a.outcome for a in reports.attempts(queue.engine, 1)] == [states.OUTCOME_SUCCEEDED]
     invariants.check(engine)

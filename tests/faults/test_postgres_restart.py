@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from jobs import pool, states
+from jobs import operator, pool, reports, states
 from tests.conftest import IN_CI
 from tests.faults import invariants
 from tests.support.grids import make_jobs
@@ -44,14 +44,14 @@ def test_workers_ride_out_a_postgresql_restart(pg_url, tmp_path, capsys):
     engine = db_engine.create(pg_url)
     schema.upgrade(engine)
     queue = Queue(engine)
-    queue.enqueue("restart", make_jobs(60, steps=20, delay=0.05, max_attempts=5))
+    operator.enqueue(queue.engine, "restart", make_jobs(60, steps=20, delay=0.05, max_attempts=5))
     options = pool.PoolOptions(url=pg_url, runner="tests.support.runners:resumable", runs_dir=str(tmp_path / "runs"),
                                heartbeat_s=1.0, lease_grace=5.0, poll_s=0.1, log_level=logging.ERROR,
                                threads_per_worker=1)
     procs = pool.start(options, 4)
     try:
         deadline = time.monotonic() + 120
-        while queue.counts()[states.SUCCEEDED] < 5 and time.monotonic() < deadline:
+        while reports.counts(queue.engine)[states.SUCCEEDED] < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
         t0 = time.monotonic()
         subprocess.run([*cluster, "restart", "--", "-m", "fast"], check=True, capture_output=True, timeout=120)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from db.models import metrics
 from db.session import scope
-from jobs import checkpoints, pool, runs, states
+from jobs import checkpoints, operator, pool, reports, runs, states
 from tests.faults import invariants
 from tests.support import results
 from tests.support.grids import make_jobs
@@ -32,19 +32,19 @@ def _options(db_url, tmp_path, **kw) -> pool.PoolOptions:
 
 def test_a_quarter_of_16_workers_sigkilled_and_replaced_loses_nothing(engine, queue, db_url, tmp_path, capsys):
     n_jobs, n_workers, steps = 1000, 16, 4
-    queue.enqueue("faults", make_jobs(n_jobs, max_attempts=5, steps=steps, delay=0.005))
+    operator.enqueue(queue.engine, "faults", make_jobs(n_jobs, max_attempts=5, steps=steps, delay=0.005))
     options = _options(db_url, tmp_path)
     procs = pool.start(options, n_workers)
     rng = random.Random(7)
     kills = 0
     deadline = time.monotonic() + 300
-    _wait_for(lambda: queue.counts()[states.SUCCEEDED] >= 50, "work to be under way", timeout=120)
+    _wait_for(lambda: reports.counts(queue.engine)[states.SUCCEEDED] >= 50, "work to be under way", timeout=120)
     while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.1, 0.5))
-        if kills >= n_workers // 4 or queue.counts()[states.PENDING] < 50:
+        if kills >= n_workers // 4 or reports.counts(queue.engine)[states.PENDING] < 50:
             continue
         # A random worker caught holding a job: it dies mid-run.
-        holders = {int(j.lease_owner.rsplit(":", 1)[1]) for j in queue.jobs(in_states=[states.RUNNING])}
+        holders = {int(j.lease_owner.rsplit(":", 1)[1]) for j in reports.jobs(queue.engine, in_states=[states.RUNNING])}
         victims = [p for p in procs if p.is_alive() and p.pid in holders]
         if victims:
             victim = rng.choice(victims)
@@ -75,22 +75,22 @@ def test_a_zombie_woken_while_its_successor_runs_writes_nothing(engine, queue, d
     job's checkpoints are worker 2's, its curve is worker 1's up to the checkpoint worker 2
     resumed from and worker 2's after it, and the markers show no overlap."""
     steps = 80
-    queue.enqueue("frozen", make_jobs(1, steps=steps, delay=0.05))
+    operator.enqueue(queue.engine, "frozen", make_jobs(1, steps=steps, delay=0.05))
     options = _options(db_url, tmp_path, heartbeat_s=0.3)
     runs_dir = tmp_path / "runs"
     (first,) = pool.start(options, 1)
-    _wait_for(lambda: (queue.job(1).checkpoint_step or 0) >= 6, "the first worker to record a checkpoint")
+    _wait_for(lambda: (reports.job(queue.engine, 1).checkpoint_step or 0) >= 6, "the first worker to record a checkpoint")
     os.kill(first.pid, signal.SIGSTOP)
     frozen_at = time.time()
     run = results.run_dir(queue, runs_dir, 1)
     first_checkpoints = {p.name for _, a, p in checkpoints.sealed(run) if a == 1}
     try:
         (second,) = pool.start(options, 1)  # reclaims the job once the lease (0.9 s) expires
-        _wait_for(lambda: len(queue.attempts(1)) == 2, "the second worker to claim the job", timeout=60)
-        resumed_from = queue.attempts(1)[1].resumed_from_step
+        _wait_for(lambda: len(reports.attempts(queue.engine, 1)) == 2, "the second worker to claim the job", timeout=60)
+        resumed_from = reports.attempts(queue.engine, 1)[1].resumed_from_step
         assert resumed_from is not None and resumed_from >= 6
         _wait_for(lambda: _newest_step(engine, attempt=2) >= resumed_from + 6, "the second worker to run on")
-        assert queue.job(1).state == states.RUNNING, "the second worker must still be running when the first wakes"
+        assert reports.job(queue.engine, 1).state == states.RUNNING, "the second worker must still be running when the first wakes"
     finally:
         os.kill(first.pid, signal.SIGCONT)
     first.join(timeout=60)
@@ -98,7 +98,7 @@ def test_a_zombie_woken_while_its_successor_runs_writes_nothing(engine, queue, d
     assert first.exitcode == 0 and second.exitcode == 0
     figures = invariants.check(engine)
     assert figures["reclaimed"] == 1
-    assert [a.outcome for a in queue.attempts(1)] == [states.OUTCOME_LEASE_EXPIRED, states.OUTCOME_SUCCEEDED]
+    assert [a.outcome for a in reports.attempts(queue.engine, 1)] == [states.OUTCOME_LEASE_EXPIRED, states.OUTCOME_SUCCEEDED]
     invariants.check_resumable_curves(engine, steps)
     invariants.check_markers(runs_dir)
     with scope(engine, write=False) as conn:
@@ -115,7 +115,7 @@ def test_a_zombie_woken_while_its_successor_runs_writes_nothing(engine, queue, d
     # first worker neither recorded nor pruned any after it woke.
     left = [(a, p.name) for _, a, p in checkpoints.sealed(run)]
     assert left and {a for a, _ in left} == {2}, left
-    assert queue.job(1).checkpoint_path.endswith("-a2")
+    assert reports.job(queue.engine, 1).checkpoint_path.endswith("-a2")
     assert not ({p.name for _, a, p in checkpoints.sealed(run) if a == 1} - first_checkpoints)
 
 

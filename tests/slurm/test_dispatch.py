@@ -21,7 +21,7 @@ from db import engine as db_engine
 from db import schema
 from db.models import events, metrics
 from db.session import scope
-from jobs import states
+from jobs import operator, reports, states, workers as worker_jobs
 from jobs.queue import Queue
 from slurm import supervise
 from tests.slurm.conftest import REPO, wait_gone
@@ -51,7 +51,7 @@ def queue(backend, request, tmp_path, slurm_cluster):
     eng = db_engine.create(url)
     schema.upgrade(eng)
     yield Queue(eng, lease_s=15.0)
-    for w in Queue(eng).workers(executor="slurm"):  # never leave a test's workers behind
+    for w in worker_jobs.dispatched(eng, executor="slurm"):  # never leave a test's workers behind
         subprocess.run(["scancel", w.external_id], capture_output=True)
     eng.dispose()
 
@@ -67,11 +67,11 @@ def launch(tmp_path, queue, *args: str) -> list[str]:
     r = gridlab(tmp_path, queue, "launch", "--runner", RUNNER, "--runs-dir", str(tmp_path / "runs"),
                 "--heartbeat", "3", "--time", "5", *args)
     assert r.returncode == 0, r.stderr
-    return [w.external_id for w in queue.workers(executor="slurm")]
+    return [w.external_id for w in worker_jobs.dispatched(queue.engine, executor="slurm")]
 
 
 def enqueue(queue: Queue, n: int, *, steps: int, delay: float, every: int = 5, max_attempts: int = 3) -> None:
-    queue.enqueue("g", make_jobs(n, experiment="count", steps=steps, delay=delay, every=every, max_attempts=max_attempts))
+    operator.enqueue(queue.engine, "g", make_jobs(n, experiment="count", steps=steps, delay=delay, every=every, max_attempts=max_attempts))
 
 
 def steps_logged(queue: Queue, job_id: int) -> list[int]:
@@ -89,7 +89,7 @@ def wait_for_step(queue: Queue, job_id: int, step: int, timeout_s: float = 60) -
 
 
 def outcomes(queue: Queue, job_id: int) -> list[str | None]:
-    return [a.outcome for a in queue.attempts(job_id)]
+    return [a.outcome for a in reports.attempts(queue.engine, job_id)]
 
 
 def starts(tmp_path: Path, job_id: int, queue: Queue) -> list[int]:
@@ -110,9 +110,9 @@ def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
     ids = launch(tmp_path, queue, "--workers", "3", "--array-parallelism", "2")
     assert len(ids) == 3 and all("_" in i for i in ids)
     wait_gone(ids, timeout_s=90)
-    assert queue.counts()[states.SUCCEEDED] == 6
-    for job in queue.jobs():
-        (attempt,) = queue.attempts(job.id)
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 6
+    for job in reports.jobs(queue.engine):
+        (attempt,) = reports.attempts(queue.engine, job.id)
         assert attempt.outcome == states.OUTCOME_SUCCEEDED
         assert attempt.slurm_job_id in ids
         assert attempt.slurm_array_index == int(attempt.slurm_job_id.split("_")[1])
@@ -122,10 +122,10 @@ def test_launched_array_drains_the_queue(queue, tmp_path, slurm_cluster):
     deadline = time.monotonic() + 30
     while True:
         supervise.reconcile(queue)
-        if {w.state for w in queue.workers()} == {"COMPLETED"} or time.monotonic() > deadline:
+        if {w.state for w in worker_jobs.dispatched(queue.engine)} == {"COMPLETED"} or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert {w.state for w in queue.workers()} == {"COMPLETED"}
+    assert {w.state for w in worker_jobs.dispatched(queue.engine)} == {"COMPLETED"}
     r = gridlab(tmp_path, queue, "status")
     assert r.returncode == 0 and "Workers" in r.stdout and "completed" in r.stdout
 
@@ -138,12 +138,12 @@ def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
     subprocess.run(["scontrol", "requeue", jid], check=True)
     wait_gone([jid], timeout_s=90)
     assert outcomes(queue, 1) == [states.OUTCOME_PREEMPTED, states.OUTCOME_SUCCEEDED]
-    first, second = queue.attempts(1)
+    first, second = reports.attempts(queue.engine, 1)
     assert first.slurm_job_id == second.slurm_job_id == jid
     assert first.worker.startswith(f"slurm:{jid}.0@") and second.worker.startswith(f"slurm:{jid}.1@")
     resumed_from = starts(tmp_path, 1, queue)
     assert resumed_from[0] == 0 and resumed_from[1] >= 12  # the checkpoint taken on SIGTERM, not scratch
-    assert queue.jobs()[0].state == states.SUCCEEDED
+    assert reports.jobs(queue.engine)[0].state == states.SUCCEEDED
     assert_metrics_once(queue, 1, 40)
 
 
@@ -168,10 +168,10 @@ def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
     subprocess.run(["scancel", jid], check=True)
     wait_gone([jid], timeout_s=30)
     assert outcomes(queue, 1) == [states.OUTCOME_CANCELLED]
-    job = queue.jobs()[0]
+    job = reports.jobs(queue.engine)[0]
     assert job.state == states.PENDING  # handed back with its checkpoint: any worker may take it
     tick = supervise.reconcile(queue)
-    assert tick.workers_alive == 0 and queue.workers()[0].state == "CANCELLED"
+    assert tick.workers_alive == 0 and worker_jobs.dispatched(queue.engine)[0].state == "CANCELLED"
     ids = launch(tmp_path, queue)  # a new worker reclaims it
     wait_gone(ids, timeout_s=60)
     assert outcomes(queue, 1) == [states.OUTCOME_CANCELLED, states.OUTCOME_SUCCEEDED]
@@ -205,7 +205,7 @@ def kill_worker_mid_job(queue: Queue, tmp_path) -> str:
     enqueue(queue, 1, steps=30, delay=0.2, every=5)
     (jid,) = launch(tmp_path, queue)
     wait_for_step(queue, 1, 12)
-    (attempt,) = queue.attempts(1)
+    (attempt,) = reports.attempts(queue.engine, 1)
     os.kill(attempt.pid, 9)
     wait_gone([jid], timeout_s=30)
     return jid
@@ -217,17 +217,17 @@ def test_attempt_the_reaper_ended_first_gets_slurms_cause_afterwards(queue, tmp_
     (the job's state is left alone: the retry policy already acted)."""
     jid = kill_worker_mid_job(queue, tmp_path)
     deadline = time.monotonic() + 60  # the lease is 3 heartbeats of 3 s
-    while not queue.reclaim_stale() and time.monotonic() < deadline:
+    while not operator.reclaim_stale(queue.engine) and time.monotonic() < deadline:
         time.sleep(1)
     assert outcomes(queue, 1) == [states.OUTCOME_LEASE_EXPIRED]
-    assert queue.jobs()[0].state == states.PENDING
+    assert reports.jobs(queue.engine)[0].state == states.PENDING
     deadline = time.monotonic() + 30
     while not (tick := supervise.reconcile(queue, grace_s=0)).attempts_refined and time.monotonic() < deadline:
         time.sleep(1)
     assert tick.attempts_refined == [(1, 1, states.OUTCOME_ERROR)] and tick.attempts_ended == []
-    (refined,) = queue.attempts(1)
+    (refined,) = reports.attempts(queue.engine, 1)
     assert refined.outcome == states.OUTCOME_ERROR and f"Slurm job {jid} ended FAILED" in refined.error
-    assert queue.jobs()[0].state == states.PENDING  # unchanged
+    assert reports.jobs(queue.engine)[0].state == states.PENDING  # unchanged
     assert supervise.reconcile(queue, grace_s=0).attempts_refined == []  # once
 
 
@@ -240,8 +240,8 @@ def test_killed_worker_is_reconciled_from_sacct_and_resumes(queue, tmp_path):
     while not (tick := supervise.reconcile(queue, grace_s=0)).attempts_ended and time.monotonic() < deadline:
         time.sleep(1)
     assert tick.attempts_ended == [(1, 1, states.OUTCOME_ERROR)]
-    assert queue.attempts(1)[0].error.startswith(f"Slurm job {jid} ended FAILED")
-    job = queue.jobs()[0]
+    assert reports.attempts(queue.engine, 1)[0].error.startswith(f"Slurm job {jid} ended FAILED")
+    job = reports.jobs(queue.engine)[0]
     assert job.state == states.PENDING and job.attempts == 1  # counted: max_attempts is unchanged
     ids = launch(tmp_path, queue)
     wait_gone(ids, timeout_s=60)
@@ -255,15 +255,15 @@ def test_refused_submission_is_one_line_and_changes_nothing(queue, tmp_path):
     enqueue(queue, 2, steps=3, delay=0.0)
     with scope(queue.engine, write=False) as conn:
         events_before = conn.execute(select(func.count()).select_from(events)).scalar_one()
-    before = [(j.id, j.state, j.attempts) for j in queue.jobs()]
+    before = [(j.id, j.state, j.attempts) for j in reports.jobs(queue.engine)]
     r = gridlab(tmp_path, queue, "launch", "--runner", RUNNER, "--partition", "nosuch", "--workers", "2")
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.startswith("gridlab:")]
     assert lines == ["gridlab: error: sbatch refused the workers: Invalid partition name specified; "
                      "fix the Slurm settings (grid file slurm: block or flags) and launch again"]
     assert "Traceback" not in r.stderr
-    assert [(j.id, j.state, j.attempts) for j in queue.jobs()] == before
-    assert queue.workers() == []
+    assert [(j.id, j.state, j.attempts) for j in reports.jobs(queue.engine)] == before
+    assert worker_jobs.dispatched(queue.engine) == []
     with scope(queue.engine, write=False) as conn:
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == events_before
 
@@ -276,16 +276,16 @@ def test_one_array_per_resource_class_each_claiming_its_own_jobs(queue, tmp_path
 
     small, large = "cpus=1,mem=200M", "cpus=2,mem=300M"
     jobs = make_jobs(4, experiment="count", steps=3, delay=0.05, every=5)
-    queue.enqueue("g", [replace(j, resource_class=small if j.spec["i"] % 2 else large) for j in jobs])
+    operator.enqueue(queue.engine, "g", [replace(j, resource_class=small if j.spec["i"] % 2 else large) for j in jobs])
     ids = launch(tmp_path, queue, "--workers", "2")
-    workers = {w.external_id: w.resource_class for w in queue.workers(executor="slurm")}
+    workers = {w.external_id: w.resource_class for w in worker_jobs.dispatched(queue.engine, executor="slurm")}
     assert sorted(workers.values()) == sorted([large, large, small, small])
     arrays = {ext.split("_")[0]: cls for ext, cls in workers.items()}
     assert len(arrays) == 2, "one array per class"
     wait_gone(ids, timeout_s=120)
-    assert queue.counts()[states.SUCCEEDED] == 4
-    for job in queue.jobs():
-        (attempt,) = queue.attempts(job.id)
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 4
+    for job in reports.jobs(queue.engine):
+        (attempt,) = reports.attempts(queue.engine, job.id)
         cls = small if job.spec_hash in {j.spec_hash for j in jobs if j.spec["i"] % 2} else large
         assert workers[attempt.slurm_job_id] == cls, f"job {job.id} ({cls}) ran on a worker for another class"
     for array, cls in arrays.items():

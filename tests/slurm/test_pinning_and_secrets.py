@@ -24,7 +24,7 @@ from db import engine as db_engine
 from db import provenance as reads
 from db import schema
 from db.session import scope
-from jobs import states
+from jobs import operator, reports, states, workers as worker_jobs
 from jobs.queue import Queue
 from slurm import secrets
 from tests.slurm.conftest import wait_gone
@@ -83,7 +83,7 @@ def test_slurm_cells_run_the_pinned_code_and_no_secret_leaks(tmp_path, slurm_clu
     schema.upgrade(eng)
     queue = Queue(eng)
     go = tmp_path / "go"
-    queue.enqueue("g", make_jobs(2, experiment="probe", go=str(go), token_sha=hashlib.sha256(TOKEN.encode()).hexdigest()))
+    operator.enqueue(queue.engine, "g", make_jobs(2, experiment="probe", go=str(go), token_sha=hashlib.sha256(TOKEN.encode()).hexdigest()))
     runs = tmp_path / "runs"
     outputs: list[str] = []
     watch = ProcessWatch()
@@ -98,12 +98,12 @@ def test_slurm_cells_run_the_pinned_code_and_no_secret_leaks(tmp_path, slurm_clu
                     env={**env, "PINPROBE_TOKEN": TOKEN})
         outputs += [r.stdout, r.stderr]
         assert r.returncode == 0, r.stderr
-        worker_ids = [w.external_id for w in queue.workers(executor="slurm")]
+        worker_ids = [w.external_id for w in worker_jobs.dispatched(queue.engine, executor="slurm")]
         assert len(worker_ids) == 2
         # The cells are submitted; before (or while) they start, the researcher edits the checkout.
         edit_value(project, 2)
         go.touch()
-        wait_for(lambda: queue.counts()[states.SUCCEEDED] == 2 or queue.counts()[states.FAILED] > 0,
+        wait_for(lambda: reports.counts(queue.engine)[states.SUCCEEDED] == 2 or reports.counts(queue.engine)[states.FAILED] > 0,
                  timeout_s=150, what="both cells to finish")
         wait_gone(worker_ids, timeout_s=60)
         for args in (["status"], ["results"], ["show", "1"], ["supervise", "--once"]):
@@ -116,7 +116,7 @@ def test_slurm_cells_run_the_pinned_code_and_no_secret_leaks(tmp_path, slurm_clu
         seen_ps = watch.stop()
         for w in worker_ids:
             subprocess.run(["scancel", w], capture_output=True)
-    assert queue.counts()[states.SUCCEEDED] == 2, [a.error for j in (1, 2) for a in queue.attempts(j)]
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 2, [a.error for j in (1, 2) for a in reports.attempts(queue.engine, j)]
 
     # --- queued code stayed queued code ---------------------------------------------------
     assert [summaries_of(queue, j)["value"] for j in (1, 2)] == [1.0, 1.0]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from db import engine as db_engine
 from db import schema
 from db.models import metrics
-from jobs import ranks, states
+from jobs import operator, ranks, reports, states, workers as worker_jobs
 from jobs.queue import Queue
 from tests.slurm.test_dispatch import gridlab
 from tests.slurm.conftest import wait_gone
@@ -41,7 +41,7 @@ def queue(request, tmp_path, slurm_cluster):
     eng = db_engine.create(url)
     schema.upgrade(eng)
     yield Queue(eng, lease_s=15.0)
-    for w in Queue(eng).workers(executor="slurm"):
+    for w in worker_jobs.dispatched(eng, executor="slurm"):
         subprocess.run(["scancel", w.external_id], capture_output=True)
     eng.dispose()
 
@@ -50,22 +50,22 @@ def test_a_two_rank_cell_trains_in_one_two_cpu_slurm_job_like_one_rank(queue, tm
     from harness.enqueue import new_jobs
     from harness.grid import parse
 
-    queue.enqueue("spans", new_jobs(parse(GRID)))
+    operator.enqueue(queue.engine, "spans", new_jobs(parse(GRID)))
     r = gridlab(tmp_path, queue, "launch", "--cpus", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
                 "--heartbeat", "3", "--time", "10", "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr
-    (jid,) = [w.external_id for w in queue.workers(executor="slurm")]
+    (jid,) = [w.external_id for w in worker_jobs.dispatched(queue.engine, executor="slurm")]
     wait_gone([jid], timeout_s=300)
 
-    assert queue.counts()[states.SUCCEEDED] == 2, [(a.outcome, a.error) for j in (1, 2) for a in queue.attempts(j)]
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 2, [(a.outcome, a.error) for j in (1, 2) for a in reports.attempts(queue.engine, j)]
     for job_id in (1, 2):
-        (attempt,) = queue.attempts(job_id)
+        (attempt,) = reports.attempts(queue.engine, job_id)
         assert attempt.outcome == states.OUTCOME_SUCCEEDED and attempt.slurm_job_id == jid
     # Both ranks ran inside the worker's Slurm job, each its own process.
     folder = run_dir(queue, tmp_path / "runs", 2) / "attempts" / "a1" / ranks.FOLDER
     starts = [ranks.read_json(ranks.start_record(folder, rank)) for rank in (0, 1)]
     assert [s["slurm_job_id"] for s in starts] == [jid, jid] and starts[0]["pid"] != starts[1]["pid"]
-    assert queue.attempts(2)[0].node == slurm_cluster
+    assert reports.attempts(queue.engine, 2)[0].node == slurm_cluster
 
     one, two = metrics_of(queue, 1, "loss"), metrics_of(queue, 2, "loss")
     assert [p.step for p in two] == list(range(1, STEPS + 1))
@@ -76,7 +76,7 @@ def test_a_two_rank_cell_trains_in_one_two_cpu_slurm_job_like_one_rank(queue, tm
         dupes = conn.execute(select(metrics.c.job_id, metrics.c.name, metrics.c.step).group_by(
             metrics.c.job_id, metrics.c.name, metrics.c.step).having(func.count() > 1)).all()
     assert dupes == []
-    assert Path(queue.job(2).checkpoint_path).is_dir() and queue.job(2).checkpoint_step == STEPS
+    assert Path(reports.job(queue.engine, 2).checkpoint_path).is_dir() and reports.job(queue.engine, 2).checkpoint_step == STEPS
 
 
 @pytest.mark.parametrize("queue", ["sqlite"], indirect=True)
@@ -95,20 +95,20 @@ def test_a_slurm_signal_to_a_two_rank_cell_checkpoints_on_every_rank_and_resumes
     steps = 300  # 25-35 ms a step here, after ~10 s of set-up: the requeue lands mid-training
     grid = GRID.replace(f"steps: {STEPS}", f"steps: {steps}").replace("checkpoint_every: 4", "checkpoint_every: 1000") \
         .replace("eval_every: 4", "eval_every: 0").replace("ranks: [1, 2]", "ranks: [2]")
-    queue.enqueue("spans", new_jobs(parse(grid)))
+    operator.enqueue(queue.engine, "spans", new_jobs(parse(grid)))
     r = gridlab(tmp_path, queue, "launch", "--cpus", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
                 "--heartbeat", "3", "--time", "10", "--env", f"GRIDLAB_CACHE={tmp_path / 'cache'}")
     assert r.returncode == 0, r.stderr
-    (jid,) = [w.external_id for w in queue.workers(executor="slurm")]
+    (jid,) = [w.external_id for w in worker_jobs.dispatched(queue.engine, executor="slurm")]
     deadline = time.monotonic() + 180
     while not metrics_of(queue, 1, "loss"):  # the first batch of points is stored: training is under way
         assert time.monotonic() < deadline, "the job did not start training"
-        assert queue.job(1).state != states.FAILED, [a.error for a in queue.attempts(1)]
+        assert reports.job(queue.engine, 1).state != states.FAILED, [a.error for a in reports.attempts(queue.engine, 1)]
         time.sleep(0.1)
     subprocess.run(["scontrol", "requeue", jid] if signal == "requeue" else ["scancel", "-s", "USR2", jid], check=True)
     wait_gone([jid], timeout_s=240)
 
-    first, second = queue.attempts(1)
+    first, second = reports.attempts(queue.engine, 1)
     assert (first.outcome, second.outcome) == (states.OUTCOME_PREEMPTED, states.OUTCOME_SUCCEEDED), first.error
     assert second.resumed_from_step and 0 < second.resumed_from_step < steps, "not stopped mid-training"
     folder = run_dir(queue, tmp_path / "runs", 1) / "attempts"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from jobs.queue import NewJob
+from jobs.operator import NewJob
 
 
 def make_jobs(n: int, *, experiment: str = "test", priority: int = 0, max_attempts: int = 3,

@@ -22,8 +22,8 @@ def summaries_of(queue, job_id: int) -> dict[str, float]:
 def run_dir(queue, runs_dir, job_id: int):
     """Job ``job_id``'s run folder under ``runs_dir`` (jobs.runs names it by the database's id,
     the grid and the spec hash)."""
-    from jobs import runs
+    from jobs import reports, runs
 
-    job = queue.job(job_id)
+    job = reports.job(queue.engine, job_id)
     return runs.path_for(runs_dir, database_id=queue.database_id(), grid=queue.grid_name(job.grid_id),
                          job_id=job_id, spec_hash=job.spec_hash)

@@ -49,6 +49,7 @@ def run_grid(sqlite_queue, tmp_path):
     from harness import experiments
     from harness.enqueue import new_jobs
     from harness.grid import parse
+    from jobs import operator
     from jobs.worker import Worker
 
     torch.set_num_threads(1)
@@ -56,7 +57,7 @@ def run_grid(sqlite_queue, tmp_path):
 
     def run(text: str):
         grid = parse(text)
-        queue.enqueue(grid.name, new_jobs(grid))
+        operator.enqueue(queue.engine, grid.name, new_jobs(grid))
         Worker(queue, experiments.run, runs_dir=tmp_path / "runs", heartbeat_s=5).run()
         return queue
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import states
+from jobs import operator, reports, states
 from tests.support.results import metrics_of
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def _worker(url: str, runs: Path) -> subprocess.Popen:
 
 def _recorded_step(queue) -> int:
     """The step of the sealed checkpoint the database recorded for the killed grid's job."""
-    return queue.jobs(grid="killed")[0] and (queue.job(2).checkpoint_step or 0)
+    return reports.jobs(queue.engine, grid="killed")[0] and (reports.job(queue.engine, 2).checkpoint_step or 0)
 
 
 def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp_path):
@@ -54,10 +54,10 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     queue, url = sqlite_queue
     runs = tmp_path / "runs"
     for name in ("straight", "killed"):
-        queue.enqueue(name, new_jobs(parse(GRID.format(name=name))))
+        operator.enqueue(queue.engine, name, new_jobs(parse(GRID.format(name=name))))
 
     assert _worker(url, runs).wait(timeout=120) == 0  # job 1, uninterrupted
-    assert queue.jobs(grid="straight")[0].state == states.SUCCEEDED
+    assert reports.jobs(queue.engine, grid="straight")[0].state == states.SUCCEEDED
 
     # Seeded, and the seed printed on failure, so a failing kill can be replayed.
     seed = int(os.environ.get("GRIDLAB_KILL_SEED", random.SystemRandom().randrange(10**6)))
@@ -78,17 +78,17 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     time.sleep(delay)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
-    assert queue.jobs(grid="killed")[0].state == states.RUNNING  # nobody recorded the death
+    assert reports.jobs(queue.engine, grid="killed")[0].state == states.RUNNING  # nobody recorded the death
 
     assert _worker(url, runs).wait(timeout=120) == 0  # reclaims the expired lease and resumes
-    job = queue.jobs(grid="killed")[0]
+    job = reports.jobs(queue.engine, grid="killed")[0]
     assert job.state == states.SUCCEEDED and job.attempts == 2
 
     straight, resumed = metrics_of(queue, 1, "loss"), metrics_of(queue, 2, "loss")
     assert [r.step for r in resumed] == list(range(1, STEPS + 1))
     assert [r.value for r in resumed] == [r.value for r in straight]  # bit-identical
     second = [r.step for r in resumed if r.attempt == 2]
-    resumed_from = queue.attempts(2)[1].resumed_from_step
+    resumed_from = reports.attempts(queue.engine, 2)[1].resumed_from_step
     assert resumed_from is not None and resumed_from >= kill_after, f"restarted (GRIDLAB_KILL_SEED={seed})"
     assert second and second[0] == resumed_from + 1, "the curve continues from the recorded checkpoint's step"
     assert {r.attempt for r in resumed if r.step <= resumed_from} == {1}

@@ -10,7 +10,7 @@ import pytest
 
 from harness.models import pretrained, registry
 from harness.training import attention_log
-from jobs import states
+from jobs import reports, states
 from tests.support.results import metrics_of, run_dir, summaries_of
 from tests.training.conftest import THIRD_PARTY_WARNINGS
 
@@ -26,7 +26,7 @@ def _grid(name: str, **settings) -> str:
 
 
 def _job(queue):
-    (job,) = queue.jobs()
+    (job,) = reports.jobs(queue.engine)
     return job
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from jobs import checkpoints, ranks, states
+from jobs import checkpoints, operator, ranks, reports, states
 from tests.support.results import metrics_of, run_dir, summaries_of
 from tests.training.conftest import THIRD_PARTY_WARNINGS
 
@@ -47,7 +47,7 @@ def _enqueue(queue, name: str, ranks_: list[int], steps: int = STEPS) -> None:
     from harness.enqueue import new_jobs
     from harness.grid import parse
 
-    queue.enqueue(name, new_jobs(parse(GRID.format(name=name, steps=steps, ranks=ranks_))))
+    operator.enqueue(queue.engine, name, new_jobs(parse(GRID.format(name=name, steps=steps, ranks=ranks_))))
 
 
 def _worker(queue, runs: Path, **kw):
@@ -102,10 +102,10 @@ def test_two_ranks_train_like_one_with_the_same_global_batch_and_only_rank_0_wri
     _enqueue(queue, "g", [1, 2])
     started = time.monotonic()
     stats = _worker(queue, runs).run()
-    assert stats.succeeded == 2, [(a.outcome, a.error) for j in (1, 2) for a in queue.attempts(j)]
-    one, two = queue.job(1), queue.job(2)
+    assert stats.succeeded == 2, [(a.outcome, a.error) for j in (1, 2) for a in reports.attempts(queue.engine, j)]
+    one, two = reports.job(queue.engine, 1), reports.job(queue.engine, 2)
     assert (one.spec.get("ranks", 1), two.spec["ranks"]) == (1, 2)
-    assert [a.outcome for a in queue.attempts(2)] == [states.OUTCOME_SUCCEEDED]
+    assert [a.outcome for a in reports.attempts(queue.engine, 2)] == [states.OUTCOME_SUCCEEDED]
 
     # The same curve, to float32 rounding (see the module), each step stored once.
     loss_1, loss_2 = metrics_of(queue, 1, "loss"), metrics_of(queue, 2, "loss")
@@ -126,7 +126,7 @@ def test_two_ranks_train_like_one_with_the_same_global_batch_and_only_rank_0_wri
     lines = _marker(queue, runs, 2, 1)
     writes = [line for line in lines if line["event"] in ("metrics", "summary", "checkpoint")]
     assert writes and {line["pid"] for line in writes} == {rank_0["pid"]}
-    assert {line["owner"] for line in lines} == {queue.attempts(2)[0].worker}
+    assert {line["owner"] for line in lines} == {reports.attempts(queue.engine, 2)[0].worker}
     # Checkpoints: sealed once per step, with both ranks' files (each rank's RNG state).
     assert [line["step"] for line in writes if line["event"] == "checkpoint"] == [4, 8]
     recorded = Path(two.checkpoint_path)
@@ -174,19 +174,19 @@ def test_a_rank_killed_mid_training_fails_the_attempt_and_both_ranks_resume_from
 
     worker = _worker(queue, runs)
     thread, out = _run_in_thread(worker)
-    _wait_for(lambda: (queue.job(2).checkpoint_step or 0) >= 4, 120, "job 2's first checkpoint")
+    _wait_for(lambda: (reports.job(queue.engine, 2).checkpoint_step or 0) >= 4, 120, "job 2's first checkpoint")
     victim = _start(queue, runs, 2, 1, 1)["pid"]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
-    failed = _wait_for(lambda: (a := queue.attempts(2)) and a[0].outcome and a[0], 60, "the attempt's failure")
+    failed = _wait_for(lambda: (a := reports.attempts(queue.engine, 2)) and a[0].outcome and a[0], 60, "the attempt's failure")
     noticed_s = time.monotonic() - killed_at
     thread.join(timeout=120)
     assert not thread.is_alive(), "the worker hung"
 
     assert failed.outcome == states.OUTCOME_ERROR and failed.error_type == "jobs.ranks.RankDied"
     assert "rank 1" in failed.error and "SIGKILL" in failed.error, failed.error
-    first, second = queue.attempts(2)
-    job = queue.job(2)
+    first, second = reports.attempts(queue.engine, 2)
+    job = reports.job(queue.engine, 2)
     assert job.state == states.SUCCEEDED and job.attempts == 2 and second.outcome == states.OUTCOME_SUCCEEDED
     resumed = second.resumed_from_step
     assert resumed is not None and resumed >= 4
@@ -222,15 +222,15 @@ def test_a_worker_asked_to_stop_has_its_ranks_checkpoint_the_same_step_and_hand_
     worker.request_stop("test stop", states.OUTCOME_PREEMPTED)
     thread.join(timeout=120)
     assert not thread.is_alive(), "the worker hung"
-    (attempt,) = queue.attempts(1)
+    (attempt,) = reports.attempts(queue.engine, 1)
     assert attempt.outcome == states.OUTCOME_PREEMPTED, (attempt.outcome, attempt.error)
-    job = queue.job(1)
+    job = reports.job(queue.engine, 1)
     assert job.state == states.PENDING and 2 <= job.checkpoint_step < steps
     ends = [ranks.read_json(ranks.end_record(_ranks_folder(queue, runs, 1, 1), r)) for r in (0, 1)]
     assert [e["outcome"] for e in ends] == [ranks.INTERRUPTED] * 2
     # A new worker finishes it from the step both ranks checkpointed.
     assert _worker(queue, runs).run().succeeded == 1
-    assert queue.attempts(1)[1].resumed_from_step == job.checkpoint_step
+    assert reports.attempts(queue.engine, 1)[1].resumed_from_step == job.checkpoint_step
     assert [p.step for p in metrics_of(queue, 1, "loss")] == list(range(1, steps + 1))
     _no_duplicates(queue)
 
@@ -244,12 +244,12 @@ def test_a_lost_lease_kills_the_ranks(sqlite_queue, tmp_path):
     thread, out = _run_in_thread(worker)
     _wait_for(lambda: len(metrics_of(queue, 1, "loss")) >= 1, 120, "job 1's first step")
     pids = [_start(queue, runs, 1, 1, r)["pid"] for r in (0, 1)]
-    queue.cancel(ids=[1])
+    operator.cancel(queue.engine, ids=[1])
     thread.join(timeout=60)
     assert not thread.is_alive(), "the worker hung"
     assert out["stats"].lost == 1
     _wait_for(lambda: not any(ranks._is_rank(pid) for pid in pids), 10, "the ranks' end")
-    assert queue.job(1).state == states.CANCELLED
+    assert reports.job(queue.engine, 1).state == states.CANCELLED
 
 
 def test_a_sigkilled_worker_takes_torchrun_and_its_ranks_with_it(sqlite_queue, tmp_path):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from harness.training import attention_log
-from jobs import states
+from jobs import reports, states
 from tests.support.results import metrics_of, run_dir, summaries_of
 from tests.training.conftest import THIRD_PARTY_WARNINGS
 
@@ -29,8 +29,8 @@ CELLS = [
 def test_seed_arms(run_grid, tmp_path):
     include = "\n".join(f"  - {json.dumps(c)}" for c in CELLS)
     queue = run_grid(f"name: arms\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n{include}\n")
-    t5, healed, blended = sorted(queue.jobs(), key=lambda j: j.id)
-    failed = {j.id: [a.error for a in queue.attempts(j.id)] for j in (t5, healed, blended) if j.state != states.SUCCEEDED}
+    t5, healed, blended = sorted(reports.jobs(queue.engine), key=lambda j: j.id)
+    failed = {j.id: [a.error for a in reports.attempts(queue.engine, j.id)] for j in (t5, healed, blended) if j.state != states.SUCCEEDED}
     assert not failed, failed
 
     summary = summaries_of(queue, t5.id)
@@ -72,7 +72,7 @@ def test_a_resumed_attempt_keeps_the_evaluations_before_training(run_grid, monke
     cell = json.dumps({"model": "tiny-gpt2", "norm": "dyt", "peft": "lora", "strategy": "frozen"})
     queue = run_grid(f"name: resumed\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n  - {cell}\n"
                      "retry: {max_attempts: 2, backoff_s: 0}\n")
-    (job,) = queue.jobs()
+    (job,) = reports.jobs(queue.engine)
     assert job.state == states.SUCCEEDED and job.attempts == 2
     summary = summaries_of(queue, job.id)
     assert {"val_loss_as_loaded", "val_loss_step0", "val_token_accuracy_step0"} <= set(summary)  # kept

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from jobs import states
+from jobs import reports, states
 from tests.support.results import metrics_of, summaries_of
 from tests.training.conftest import THIRD_PARTY_WARNINGS
 
@@ -35,9 +35,9 @@ def test_every_norm_method_and_strategy_trains(run_grid):
     assert cells[8]["norm"] == "dyt"
     include = "\n".join(f"  - {json.dumps(c)}" for c in cells)
     queue = run_grid(f"name: combos\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n{include}\n")
-    jobs = queue.jobs()
+    jobs = reports.jobs(queue.engine)
     assert len(jobs) == len(cells) == 28
-    failed = {j.id: [a.error for a in queue.attempts(j.id)] for j in jobs if j.state != states.SUCCEEDED}
+    failed = {j.id: [a.error for a in reports.attempts(queue.engine, j.id)] for j in jobs if j.state != states.SUCCEEDED}
     assert not failed, failed
     for job in jobs:
         names = {m.name for m in metrics_of(queue, job.id)}
@@ -55,9 +55,9 @@ def test_divergence_ends_as_diverged_and_is_not_retried(run_grid):
     queue = run_grid("name: boom\nexperiment: sft\nfixed: {steps: 6, batch_size: 4, max_length: 48, "
                      "synthetic_records: 24, peft: full, strategy: full, lr: 1.0e6, max_grad_norm: 0.0}\n"
                      "axes: {seed: [0]}\n")
-    (job,) = queue.jobs()
+    (job,) = reports.jobs(queue.engine)
     assert job.state == states.DIVERGED
-    attempts = queue.attempts(job.id)
+    attempts = reports.attempts(queue.engine, job.id)
     assert len(attempts) == 1 and "loss diverged at step" in attempts[0].error
 
 
@@ -86,9 +86,9 @@ def test_corrupted_data_file_fails_with_a_clear_error(run_grid, tmp_path, monkey
 
     monkeypatch.setattr(experiments, "run", corrupt_then_run)
     queue = run_grid(text)
-    (job,) = queue.jobs()
+    (job,) = reports.jobs(queue.engine)
     assert job.state == states.FAILED
-    (attempt,) = queue.attempts(job.id)  # invalid input: failed at once, not retried
+    (attempt,) = reports.attempts(queue.engine, job.id)  # invalid input: failed at once, not retried
     assert attempt.outcome == states.OUTCOME_INVALID
     error = attempt.error.strip().splitlines()[-1]
     assert "broken.jsonl: 3 of 7 records used, 4 skipped" in error
@@ -104,7 +104,7 @@ def test_packing_trains_the_same_curve_without_pad_tokens(run_grid):
                      "eval_every: 4, checkpoint_every: 4, peft: full, strategy: full, lr: 1.0e-3, "
                      "eval_prompts: '', eval_lm_tasks: '', eval_references: 0}\n"
                      "axes: {model: [tiny-gpt2, tiny-pythia], packing: [false, true]}\n")
-    jobs = queue.jobs()
+    jobs = reports.jobs(queue.engine)
     assert len(jobs) == 4 and all(j.state == states.SUCCEEDED for j in jobs), [(j.factors, j.state) for j in jobs]
     curves = {}
     for job in jobs:
