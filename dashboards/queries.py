@@ -27,7 +27,7 @@ from sqlalchemy import Integer, and_, bindparam, case, func, literal, or_, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from db import clock, states, views
+from db import states, views
 from db.models import (
     attempts,
     curve_buckets,
@@ -90,7 +90,7 @@ def tune_reader(dbapi_connection, dialect: str) -> None:
 
 def db_now(conn: Connection) -> float:
     """Seconds since the epoch by the database's clock."""
-    return conn.execute(select(clock.now())).scalar_one()
+    return views.db_now(conn)
 
 
 def grid_progress(conn: Connection) -> pd.DataFrame:

@@ -25,6 +25,12 @@ from db.models import attempts, events, generations, grids, jobs, judgments, met
 # --- where jobs stand ------------------------------------------------------------------
 
 
+def db_now(conn: Connection) -> float:
+    """Seconds since the epoch by the database's clock."""
+    return conn.execute(select(clock.now())).scalar_one()
+
+
+
 def lease_held():
     """``state = 'running'`` with the state written into the SQL, not bound, so that
     SQLite's planner searches ``ix_jobs_lease`` (state, lease expiry) for stale leases."""

@@ -1,8 +1,14 @@
-"""Every SQL statement the queue runs, in one place.
+"""Every SQL statement the queue runs, in one place: its writes and the reads only it
+makes (the reads it shares with the dashboard are :mod:`db.views`).
 
 Each function takes an open connection (inside a transaction from
 :func:`db.session.scope`) and runs one statement, or one small fixed group of them.
 Statements are SQLAlchemy Core (no ORM on the hot path) and always parameterised.
+
+Every write made under a lease is fenced by one condition, :func:`_held_clause` (this owner
+still holds this attempt of the job): inside the statement itself (heartbeat, finish,
+checkpoint, a metrics batch) or checked first in the same transaction by :func:`fence`
+(summaries, answers, verdicts, a rewind).
 
 Claiming is ONE atomic statement:
 
@@ -84,7 +90,8 @@ def _dialect_insert(conn: Connection, table):
 
 
 def db_now(conn: Connection) -> float:
-    return conn.execute(select(clock.now())).scalar_one()
+    """Seconds since the epoch by the database's clock (:func:`db.views.db_now`)."""
+    return views.db_now(conn)
 
 
 def database_id(conn: Connection) -> str:
