@@ -42,6 +42,7 @@ from db.models import (
     summaries,
 )
 
+
 def _frame(conn: Connection, stmt: Select, params: dict | None = None) -> pd.DataFrame:
     result = conn.execute(stmt, params or {})
     columns = list(result.keys())

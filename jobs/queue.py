@@ -62,7 +62,7 @@ def visible_gpus() -> int:
 
 
 class Queue:
-    """gridlab's job queue over one database engine."""
+    """The worker's side of gridlab's job queue over one database engine (see the module)."""
 
     def __init__(self, engine: Engine, *, lease_s: float = 30.0) -> None:
         self.engine = engine
