@@ -334,8 +334,8 @@ def train_offline(spec: dict[str, Any]) -> Result:
 
 
 def _defaults() -> dict[str, Any]:
-    from harness.experiments import pretrain
     from harness.params import defaults
+    from harness.training import causal_lm_settings
 
-    return defaults(pretrain.PARAMS)
+    return defaults(causal_lm_settings.PARAMS)
 
