@@ -76,15 +76,43 @@ def db_url(request, tmp_path):
         yield request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-def engine(db_url):
+def migrated_engine(url: str):
+    """An engine on `url` with the schema at head: the one way tests make a database."""
     from db import engine as db_engine
     from db import schema
 
-    eng = db_engine.create(db_url)
+    eng = db_engine.create(url)
     schema.upgrade(eng)
+    return eng
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = migrated_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url):
+    """A migrated SQLite database, for tests about something other than the backend."""
+    eng = migrated_engine(sqlite_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_cache(tmp_path_factory):
+    """GRIDLAB_CACHE for the whole session, for the tests and every process they start: each tiny
+    model, tokenizer and the tiny ranker is built once per run, never in the user's cache."""
+    path = tmp_path_factory.mktemp("gridlab-cache")
+    previous = os.environ.get("GRIDLAB_CACHE")
+    os.environ["GRIDLAB_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GRIDLAB_CACHE", None)
+    else:
+        os.environ["GRIDLAB_CACHE"] = previous
 
 
 @pytest.fixture
