@@ -120,3 +120,26 @@ def queue(engine):
     from jobs.queue import Queue
 
     return Queue(engine, lease_s=30.0)
+
+
+#: Test modules whose tests share state in order (they must run in one process, in file order).
+SERIAL_MODULES = ("tests/bad_inputs/test_catalogue.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): every test that needs the
+    one-node Slurm cluster runs in one worker, one after another (the cluster has two CPUs; two
+    tests' jobs at once would queue behind each other and time out), and they go first, since
+    together they are the longest chain; modules with ordered state stay in one worker each."""
+    root = config.rootpath
+    slurm, rest = [], []
+    for item in items:
+        where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
+        if item.get_closest_marker("slurm") or where.startswith("tests/slurm/"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+            slurm.append(item)
+        else:
+            if where in SERIAL_MODULES:
+                item.add_marker(pytest.mark.xdist_group(where))
+            rest.append(item)
+    items[:] = slurm + rest
