@@ -26,7 +26,7 @@ from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue, WorkerInfo
 from jobs.records import Claimed
 
-log = logging.getLogger("gridlab.worker")
+log = logging.getLogger(__name__)
 
 Runner = Callable[[JobContext], None]
 

@@ -39,7 +39,7 @@ from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
 
-log = logging.getLogger("gridlab.slurm.worker")
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^slurm:(?P<job>\d+(?:_\d+)?)\.(?P<restart>\d+)@")
 
