@@ -38,6 +38,7 @@ import submitit
 from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
+from slurm import durations
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +220,12 @@ def _node_down() -> bool:
     return any(flag in state for flag in ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING"))
 
 
-def _seconds(text: str | None) -> float | None:
-    """Slurm's [D-]HH:MM:SS -> seconds."""
-    if not text or not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text):
-        return None
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
-
-
 def _time_left_s(fields: dict[str, str] | None = None) -> float:
+    """Seconds until this job's time limit, from scontrol's RunTime and TimeLimit (an hour
+    when either is missing or has no figure, e.g. UNLIMITED)."""
     fields = _job_fields() if fields is None else fields
-    run, limit = _seconds(fields.get("RunTime")), _seconds(fields.get("TimeLimit"))
-    return 3600.0 if run is None or limit is None else max(0.0, limit - run)
+    run, limit = durations.seconds_or_none(fields.get("RunTime")), durations.seconds_or_none(fields.get("TimeLimit"))
+    return 3600.0 if run is None or limit is None else max(0.0, float(limit - run))
 
 
 def _near_time_limit() -> bool:
