@@ -10,27 +10,13 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class PoolOptions:
-    url: str
-    runner: str = "harness.experiments:run"
-    runs_dir: str = "runs"
-    heartbeat_s: float = 10.0
-    lease_grace: float = 3.0  # a lease lasts this many heartbeat intervals
-    poll_s: float = 0.5
-    threads_per_worker: int | None = None
-    log_level: int = logging.WARNING
-    max_jobs: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    #: claim only jobs of this resource class (jobs.resources); None: any job
-    resource_class: str | None = None
+from jobs.worker import WorkerOptions
 
 
-def worker_main(options: PoolOptions, index: int = 0) -> int:
+def worker_main(options: WorkerOptions, index: int = 0) -> int:
     """Entry point of one worker process. Returns its exit code."""
     os.environ.update(options.env)
     # Libraries' own progress bars (lm-eval, datasets) would tear the parent's progress display.
@@ -44,7 +30,7 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
     from jobs.worker import Worker, resolve_runner
 
     engine = db_engine.create(options.url)
-    queue = Queue(engine, lease_s=options.heartbeat_s * options.lease_grace)
+    queue = Queue(engine, lease_s=options.lease_s)
     worker = Worker(
         queue,
         resolve_runner(options.runner),
@@ -62,11 +48,11 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
     return 0
 
 
-def _child(options: PoolOptions, index: int) -> None:
+def _child(options: WorkerOptions, index: int) -> None:
     raise SystemExit(worker_main(options, index))
 
 
-def start(options: PoolOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
+def start(options: WorkerOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
     """Start ``n`` worker processes (spawned, so no inherited connections or threads)."""
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_child, args=(options, first_index + i), name=f"gridlab-worker-{first_index + i}")
@@ -103,7 +89,7 @@ class Sharing:
     most_at_once: int = 0
 
 
-def share_device(queue, options: PoolOptions, cells: int, *, cell_mib: float | None = None,
+def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float | None = None,
                  free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, stop=None) -> Sharing:
     """Run up to ``cells`` jobs at once on this machine's one device, each in a worker process
     of its own (its own lease, heartbeat, output file and memory accounting), until nothing of

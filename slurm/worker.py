@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import submitit
 from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
+from jobs.worker import WorkerOptions
 from slurm import durations
 
 log = logging.getLogger(__name__)
@@ -47,22 +47,6 @@ _NAME = re.compile(r"^slurm:(?P<job>\d+(?:_\d+)?)\.(?P<restart>\d+)@")
 
 class DatabaseUnreachableFromNode(GridlabError):
     """A worker on a compute node cannot open the database the launcher used."""
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    url: str
-    runner: str = "harness.experiments:run"
-    runs_dir: str = "runs"
-    heartbeat_s: float = 10.0
-    lease_grace: float = 3.0
-    poll_s: float = 1.0
-    log_level: int = logging.INFO
-    env: dict[str, str] = field(default_factory=dict)
-    #: the resource class this worker was submitted for (it claims only such jobs); None: any
-    resource_class: str | None = None
-    #: the launch's owner-only secrets file (database password, token-like --env values), or None
-    secrets_file: str | None = None
 
 
 def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
@@ -127,7 +111,7 @@ def open_queue(options: WorkerOptions):
             "give a database every compute node can reach (PostgreSQL on a host the nodes see, "
             "or SQLite on a shared filesystem), e.g. `gridlab launch --db postgresql://USER@DBHOST/gridlab`",
         ) from None
-    return Queue(engine, lease_s=options.heartbeat_s * options.lease_grace)
+    return Queue(engine, lease_s=options.lease_s)
 
 
 class SlurmWorker(submitit.helpers.Checkpointable):
@@ -135,6 +119,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def __init__(self) -> None:
         self._worker = None
+        self._options: WorkerOptions | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._signalled = False
@@ -143,10 +128,13 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         from slurm import secrets
 
         os.environ.update(options.env)
+        if options.threads_per_worker:
+            os.environ.setdefault("OMP_NUM_THREADS", str(options.threads_per_worker))
         options = secrets.load(options)
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
         from jobs.worker import Worker, resolve_runner
 
+        self._options = options
         info = worker_info(options.resource_class)
         queue = open_queue(options)
         self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
@@ -172,7 +160,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def _run(self) -> None:
         try:
-            self._worker.run()
+            self._worker.run(max_jobs=self._options.max_jobs)
         except BaseException as exc:  # re-raised in the main thread
             self._error = exc
 

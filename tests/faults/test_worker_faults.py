@@ -17,6 +17,7 @@ from sqlalchemy import select
 from db.models import metrics
 from db.session import scope
 from jobs import checkpoints, pool, runs, states
+from jobs.worker import WorkerOptions
 from tests.faults import invariants
 from tests.support import results
 from tests.support.grids import make_jobs
@@ -24,10 +25,10 @@ from tests.support.grids import make_jobs
 pytestmark = pytest.mark.contract
 
 
-def _options(db_url, tmp_path, **kw) -> pool.PoolOptions:
+def _options(db_url, tmp_path, **kw) -> WorkerOptions:
     base = dict(url=db_url, runner="tests.support.runners:resumable", runs_dir=str(tmp_path / "runs"),
                 heartbeat_s=0.5, lease_grace=3.0, poll_s=0.05, log_level=logging.ERROR, threads_per_worker=1)
-    return pool.PoolOptions(**{**base, **kw})
+    return WorkerOptions(**{**base, **kw})
 
 
 def test_a_quarter_of_16_workers_sigkilled_and_replaced_loses_nothing(engine, queue, db_url, tmp_path, capsys):

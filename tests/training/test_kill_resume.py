@@ -34,8 +34,8 @@ HEARTBEAT_S = 0.5  # a lease lasts 3 heartbeats, so a killed worker's job is rec
 
 def _worker(url: str, runs: Path) -> subprocess.Popen:
     code = (
-        "from jobs.pool import PoolOptions, worker_main\n"
-        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
+        "from jobs.pool import worker_main\nfrom jobs.worker import WorkerOptions\n"
+        f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
         " poll_s=0.1, threads_per_worker=1, max_jobs=1)))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
