@@ -120,3 +120,14 @@ def queue(engine):
     from jobs.queue import Queue
 
     return Queue(engine, lease_s=30.0)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch/sacct/squeue/scancel first on PATH, answering from a state the test sets
+    (tests/support/fake_slurm.py)."""
+    from tests.support.fake_slurm import FakeSlurm
+
+    fake = FakeSlurm(tmp_path / "fake-slurm")
+    fake.install(monkeypatch)
+    return fake
