@@ -1,5 +1,6 @@
 """Reading sacct (slurm.accounting): one row per start, array ranges, failure classes.
-What sacct answers through the real command line, and reconcile on top of it: test_reconcile.py."""
+Through the sacct command line, on a fake Slurm and on the real one, and reconcile on top of it:
+test_reconcile.py and tests/slurm/test_accounting_contract.py."""
 
 from __future__ import annotations
 
