@@ -1,8 +1,8 @@
 """One contract, two Slurms: the fake at the subprocess boundary (tests/support/fake_slurm.py,
 which the fast reconcile tests in tests/unit/test_reconcile.py use) and the real one-node
 cluster. Each test submits through ``sbatch`` and reads through ``slurm.accounting`` (one
-``sacct`` command line) on both, so what the fake prints cannot drift from what sacct prints
-without a test failing here. Only what is cheap on the cluster is here (a second or two a
+``sacct`` command line) or the worker's ``scontrol`` questions on both, so what the fake prints
+cannot drift from what Slurm prints without a test failing here. Only what is cheap on the cluster is here (a second or two a
 job): states that need a time limit, the OOM killer or a node going down are the fake's
 (tests/unit/test_reconcile.py) and the live tests' (tests/slurm/test_dispatch.py)."""
 
@@ -61,6 +61,9 @@ class FakeCluster(_Cluster):
         self.fake.start(job)
         self.fake.requeue(job)
 
+    def wait_running(self, job: str) -> None:
+        self.fake.start(job)
+
 
 class RealCluster(_Cluster):
     def __init__(self, node: str) -> None:
@@ -78,11 +81,15 @@ class RealCluster(_Cluster):
             assert time.monotonic() < deadline, f"sacct did not settle in {timeout_s:.0f} s: {seen}"
             time.sleep(0.2)
 
-    def run_then_requeue(self, job: str, timeout_s: float = 60) -> None:
+    def wait_running(self, job: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while (run := accounting.current(accounting.runs([job])).get(job)) is None or run.state != "RUNNING":
             assert time.monotonic() < deadline, f"job {job} did not start in {timeout_s:.0f} s"
             time.sleep(0.2)
+
+    def run_then_requeue(self, job: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        self.wait_running(job, timeout_s)
         subprocess.run(["scontrol", "requeue", job], check=True)
         while len(accounting.runs([job]).get(job, [])) < 2:
             assert time.monotonic() < deadline, f"sacct did not show job {job}'s second start"
@@ -163,3 +170,16 @@ def test_reconcile_ends_the_attempt_of_a_worker_that_died(cluster, tmp_path):
     assert attempt.error == f"Slurm job {job} ended FAILED on {cluster.node} while running this attempt"
     assert queue.jobs()[0].state == states.PENDING and queue.workers()[0].state == "FAILED"
     eng.dispose()
+
+
+def test_scontrol_tells_a_worker_its_restarts_time_left_and_node_state(cluster):
+    """What the worker asks scontrol when a signal comes (slurm.worker.why_terminated)."""
+    from slurm.worker import _scontrol_show, _time_left_s
+
+    job = cluster.submit("sleep 30")  # --time 1
+    cluster.wait_running(job)
+    fields = _scontrol_show("job", job)
+    assert fields["Restarts"] == "0"
+    assert 0 < _time_left_s(fields) <= 60
+    assert _scontrol_show("node", cluster.node)["State"]
+    cluster.cancel(job)

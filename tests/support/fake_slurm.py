@@ -1,5 +1,5 @@
-"""A fake Slurm at the subprocess boundary: ``sbatch``, ``sacct``, ``squeue`` and ``scancel``
-executables put first on PATH, answering from a JSON file the test sets (after submitit's
+"""A fake Slurm at the subprocess boundary: ``sbatch``, ``sacct``, ``squeue``, ``scancel`` and
+``scontrol`` executables put first on PATH, answering from a JSON file the test sets (after submitit's
 ``mocked_slurm`` in its ``tests/test_slurm.py``, which answers sbatch/sacct and lets a test
 set a job's state).
 
@@ -13,7 +13,9 @@ What the fake prints, as sacct 22.05 does with ``-P``: one row per start with ``
 (the latest only without it), job steps (``ID.batch``) unless ``-X``, array tasks as
 ``base_index``, tasks that never started folded into ``base_[lo-hi]``, ``CANCELLED by UID``,
 ``None assigned`` for a pending job's node, ``Unknown`` for times not yet known. Jobs it does
-not know are left out, as sacct leaves out jobs slurmdbd has not recorded yet.
+not know are left out, as sacct leaves out jobs slurmdbd has not recorded yet. ``scontrol show
+job|node -o`` prints one line of ``Key=Value`` (the job's restarts, run time and limit; the
+node's state), ``scontrol requeue`` and ``scontrol update nodename=N state=S`` change them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("sbatch", "sacct", "squeue", "scancel")
+COMMANDS = ("sbatch", "sacct", "squeue", "scancel", "scontrol")
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "COMPLETING", "SUSPENDED"}
 FIELDS = {"jobid", "state", "nodelist", "start", "end", "reason", "exitcode", "jobname"}
 
@@ -48,7 +50,7 @@ class FakeSlurm:
         self.bin = root / "bin"
         self.state_file = root / "slurm.json"
         self.bin.mkdir(parents=True, exist_ok=True)
-        self._save({"next_id": 100, "jobs": {}, "calls": [], "sacct": {"raw": None, "exit": 0, "stderr": ""}})
+        self._save({"next_id": 100, "jobs": {}, "nodes": {}, "calls": [], "sacct": {"raw": None, "exit": 0, "stderr": ""}})
         for command in COMMANDS:
             script = self.bin / command
             script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
@@ -121,6 +123,16 @@ class FakeSlurm:
         with self._state() as state:
             state["sacct"] = {"raw": raw, "exit": exit, "stderr": stderr}
 
+    def set_times(self, job_id: str, *, run_time: str, time_limit: str) -> None:
+        """What ``scontrol show job`` prints as the job's RunTime and TimeLimit."""
+        with self._state() as state:
+            state["jobs"][job_id].update(run_time=run_time, time_limit=time_limit)
+
+    def set_node(self, name: str, node_state: str) -> None:
+        """What ``scontrol show node`` prints as the node's State (IDLE, MIXED, DOWN+DRAIN, ...)."""
+        with self._state() as state:
+            state["nodes"][name] = node_state
+
     def state_of(self, job_id: str) -> str:
         return self._load()["jobs"][job_id]["runs"][-1]["state"]
 
@@ -158,7 +170,8 @@ def main(command: str, argv: list[str], state_file: str) -> int:
     fake.state_file = Path(state_file)
     with fake._state() as state:
         state["calls"].append([command, *argv])
-        return {"sbatch": _sbatch, "sacct": _sacct, "squeue": _squeue, "scancel": _scancel}[command](state, argv)
+        return {"sbatch": _sbatch, "sacct": _sacct, "squeue": _squeue, "scancel": _scancel,
+                "scontrol": _scontrol}[command](state, argv)
 
 
 def _options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -193,6 +206,14 @@ def _sbatch(state: dict[str, Any], argv: list[str]) -> int:
         count = int(m.group(1)) + 1
     command = opts.get("--wrap") or (Path(rest[0]).read_text() if rest else "true")
     base = _submit(state, array=count, command=command, held="--hold" in opts or "-H" in opts)
+    limit = opts.get("--time") or opts.get("-t")
+    if limit:
+        from slurm import durations
+
+        secs = durations.seconds(limit) or 0
+        for job in state["jobs"].values():
+            if job["base"] == base:
+                job["time_limit"] = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
     print(base if "--parsable" in opts else f"Submitted batch job {base}")
     return 0
 
@@ -263,3 +284,30 @@ def _scancel(state: dict[str, Any], argv: list[str]) -> int:
                 if run["state"] in ACTIVE:
                     _end(run, "CANCELLED by 0", now, None)
     return 0
+
+
+def _scontrol(state: dict[str, Any], argv: list[str]) -> int:
+    rest = [a for a in argv if a not in ("-o", "--oneliner")]
+    if rest[:2] == ["show", "job"] and len(rest) == 3:
+        job = state["jobs"].get(rest[2])  # by the id the job's SLURM_JOB_ID says
+        if job is None:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            return 1
+        run = job["runs"][-1]
+        print(f"JobId={rest[2]} JobState={run['state'].split()[0]} Restarts={len(job['runs']) - 1} "
+              f"RunTime={job.get('run_time', '00:00:00')} TimeLimit={job.get('time_limit', '01:00:00')}")
+        return 0
+    if rest[:2] == ["show", "node"] and len(rest) == 3:
+        print(f"NodeName={rest[2]} State={state['nodes'].get(rest[2], 'IDLE')} Partitions=debug")
+        return 0
+    if rest[:1] == ["requeue"] and len(rest) == 2:
+        runs = state["jobs"][rest[1]]["runs"]
+        _end(runs[-1], "REQUEUED", time.time(), None)
+        runs.append(_pending())
+        return 0
+    if rest[:1] == ["update"]:
+        fields = dict(part.split("=", 1) for part in rest[1:] if "=" in part)
+        state["nodes"][fields["nodename"]] = fields["state"].upper()
+        return 0
+    print(f"scontrol: error: the fake does not do {' '.join(argv)!r}", file=sys.stderr)
+    return 1
