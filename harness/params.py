@@ -21,8 +21,6 @@ from db.errors import GridlabError
 from jobs import states
 from jobs.params import REQUIRED, Param
 
-__all__ = ["REQUIRED", "InvalidSpec", "Param", "defaults", "required", "resolve", "stored", "stored_defaults"]
-
 
 class InvalidSpec(GridlabError):
     """A cell's settings cannot run (an unknown experiment, a combination an experiment

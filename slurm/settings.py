@@ -144,7 +144,7 @@ PARAMS: dict[str, Param] = {
     "max_requeues": _count(3, 0, "time-limit requeues per worker"),
     "job_name": Param(str, "gridlab-worker", "the workers' Slurm job name", parse=_text),
     "setup": Param(tuple, (), "shell lines run before a worker starts", parse=_setup),
-    "extra": Param(dict, None, "any other sbatch flag: value", parse=_extra),
+    "extra": Param(dict, {}, "any other sbatch flag: value", parse=_extra),
 }
 
 
@@ -168,7 +168,7 @@ class SlurmSettings:
     max_requeues: int = _default("max_requeues")
     job_name: str = _default("job_name")
     setup: tuple[str, ...] = _default("setup")
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=lambda: dict(_default("extra")))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -92,7 +92,6 @@ def test_settings_are_params_like_an_experiments():
     assert all(isinstance(p, Param) for p in settings.PARAMS.values())
     assert settings.SlurmSettings.keys() == tuple(settings.PARAMS)
     defaults = settings.SlurmSettings()
-    assert all(getattr(defaults, k) == (p.default if p.default is not None or k != "extra" else {})
-               for k, p in settings.PARAMS.items())
+    assert all(getattr(defaults, k) == p.default for k, p in settings.PARAMS.items())
     assert settings.validate({"cpus": 2.0, "mem": "16gb", "setup": "module load x"}) == (
         {"cpus": 2, "mem": "16G", "setup": ("module load x",)}, [])
