@@ -11,7 +11,6 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from jobs.worker import WorkerOptions
 
@@ -27,19 +26,10 @@ def worker_main(options: WorkerOptions, index: int = 0) -> int:
 
     from db import engine as db_engine
     from jobs.queue import Queue, WorkerInfo
-    from jobs.worker import Worker, resolve_runner
 
     engine = db_engine.create(options.url)
     queue = Queue(engine, lease_s=options.lease_s)
-    worker = Worker(
-        queue,
-        resolve_runner(options.runner),
-        info=WorkerInfo.here(resource_class=options.resource_class),
-        runs_dir=Path(options.runs_dir),
-        heartbeat_s=options.heartbeat_s,
-        poll_s=options.poll_s,
-        capture_output=True,
-    )
+    worker = options.worker(queue, WorkerInfo.here(resource_class=options.resource_class))
     worker.install_signal_handlers()
     try:
         worker.run(max_jobs=options.max_jobs)

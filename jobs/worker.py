@@ -62,6 +62,11 @@ class WorkerOptions:
     def lease_s(self) -> float:
         return self.heartbeat_s * self.lease_grace
 
+    def worker(self, queue: Queue, info: WorkerInfo) -> "Worker":
+        """The worker a worker process runs with these options (each attempt's output captured)."""
+        return Worker(queue, resolve_runner(self.runner), info=info, runs_dir=Path(self.runs_dir),
+                      heartbeat_s=self.heartbeat_s, poll_s=self.poll_s, capture_output=True)
+
 
 @dataclass
 class WorkerStats:

@@ -132,14 +132,10 @@ class SlurmWorker(submitit.helpers.Checkpointable):
             os.environ.setdefault("OMP_NUM_THREADS", str(options.threads_per_worker))
         options = secrets.load(options)
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
-        from jobs.worker import Worker, resolve_runner
-
         self._options = options
         info = worker_info(options.resource_class)
         queue = open_queue(options)
-        self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
-                              capture_output=True,
-                              heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
+        self._worker = options.worker(queue, info)
         log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
