@@ -150,7 +150,6 @@ def _end(run: dict[str, Any], state_name: str, at: float, reason: str | None) ->
     if run["start"] is None:
         run["start"] = at  # Slurm stamps a job that never ran with its end time
     run.update(state=state_name, end=at, reason=reason or "None")
-    run["node"] = run["node"] or None
 
 
 def _submit(state: dict[str, Any], *, array: int | None, command: str, held: bool = False) -> str:
