@@ -128,10 +128,11 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
          cell_mem: float | None, db_url: str | None) -> None:
     """Run local worker processes that claim and run jobs until the queue is empty."""
     from jobs import pool
+    from jobs.worker import WorkerOptions
 
     queue = _open_queue(db_url, create=True)
     url = queue.engine.url.render_as_string(hide_password=False)
-    options = pool.PoolOptions(
+    options = WorkerOptions(
         url=url,
         runs_dir=str(Path(runs_dir).resolve()),
         heartbeat_s=heartbeat,

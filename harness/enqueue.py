@@ -105,4 +105,5 @@ def enqueue(queue: Queue, grid: Grid, *, dry_run: bool = False, progress: Callab
         existing = operator.existing_hashes(queue.engine, grid.name)
         old = sum(1 for j in jobs if j.spec_hash in existing)
         return EnqueueResult(grid=grid.name, total=len(jobs), new=len(jobs) - old, existing=old)
-    return operator.enqueue(queue.engine, grid.name, jobs, source_path=grid.path, source_text=grid.source, progress=progress)
+    return operator.enqueue(queue.engine, grid.name, jobs, source_path=grid.path, source_text=grid.source,
+                            progress=progress)

@@ -14,6 +14,10 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("GRIDLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The seed of every random draw a test makes through ``rng_seed``: fixed, so each run draws
+#: the same; GRIDLAB_TEST_SEED=N draws others, and a failing test's report names the seed it
+#: ran with, so its draws can be replayed.
+TEST_SEED = int(os.environ.get("GRIDLAB_TEST_SEED", "1201"))
 
 _pg_state: dict[str, str | None] = {}
 
@@ -76,15 +80,43 @@ def db_url(request, tmp_path):
         yield request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-def engine(db_url):
+def migrated_engine(url: str):
+    """An engine on `url` with the schema at head: the one way tests make a database."""
     from db import engine as db_engine
     from db import schema
 
-    eng = db_engine.create(db_url)
+    eng = db_engine.create(url)
     schema.upgrade(eng)
+    return eng
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = migrated_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url):
+    """A migrated SQLite database, for tests about something other than the backend."""
+    eng = migrated_engine(sqlite_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_cache(tmp_path_factory):
+    """GRIDLAB_CACHE for the whole session, for the tests and every process they start: each tiny
+    model, tokenizer and the tiny ranker is built once per run, never in the user's cache."""
+    path = tmp_path_factory.mktemp("gridlab-cache")
+    previous = os.environ.get("GRIDLAB_CACHE")
+    os.environ["GRIDLAB_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GRIDLAB_CACHE", None)
+    else:
+        os.environ["GRIDLAB_CACHE"] = previous
 
 
 @pytest.fixture
@@ -92,3 +124,51 @@ def queue(engine):
     from jobs.queue import Queue
 
     return Queue(engine, lease_s=30.0)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch/sacct/squeue/scancel first on PATH, answering from a state the test sets
+    (tests/support/fake_slurm.py)."""
+    from tests.support.fake_slurm import FakeSlurm
+
+    fake = FakeSlurm(tmp_path / "fake-slurm")
+    fake.install(monkeypatch)
+    return fake
+
+
+@pytest.fixture
+def rng_seed() -> int:
+    """The seed for a test's random generators (:data:`TEST_SEED`)."""
+    return TEST_SEED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and "rng_seed" in getattr(item, "fixturenames", ()):
+        report.sections.append(("random draws", f"drawn with GRIDLAB_TEST_SEED={TEST_SEED}: run with it to replay them"))
+    return report
+
+
+#: Test modules whose tests share state in order (they must run in one process, in file order).
+SERIAL_MODULES = ("tests/bad_inputs/test_catalogue.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): every test that needs the
+    one-node Slurm cluster runs in one worker, one after another (the cluster has two CPUs; two
+    tests' jobs at once would queue behind each other and time out), and they go first, since
+    together they are the longest chain; modules with ordered state stay in one worker each."""
+    root = config.rootpath
+    slurm, rest = [], []
+    for item in items:
+        where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
+        if item.get_closest_marker("slurm") or where.startswith("tests/slurm/"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+            slurm.append(item)
+        else:
+            if where in SERIAL_MODULES:
+                item.add_marker(pytest.mark.xdist_group(where))
+            rest.append(item)
+    items[:] = slurm + rest

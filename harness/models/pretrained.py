@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.models import families
 
-log = logging.getLogger("gridlab.pretrained")
+log = logging.getLogger(__name__)
 
 #: testbed name -> the ``pretrain`` experiment's ``model`` (the family shape it trains)
 TESTBED = {
@@ -55,9 +55,9 @@ def family_of(name: str) -> families.Family:
 
 def recipe(name: str) -> dict[str, Any]:
     """The pretrain settings that build testbed model `name`."""
-    from harness.experiments import pretrain
+    from harness.training import causal_lm_settings
 
-    defaults = {k: pretrain.PARAMS[k].default for k in RECIPE_KEYS}
+    defaults = {k: causal_lm_settings.PARAMS[k].default for k in RECIPE_KEYS}
     return {**defaults, "model": TESTBED[name]}
 
 

@@ -47,7 +47,7 @@ from harness.data import corpus as corpus_module
 from harness.models import families, surgery, tiny
 from harness.training import attention_log, diagnostics
 
-log = logging.getLogger("gridlab.causal_lm")
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 EVAL_SEED = 10_000
@@ -334,8 +334,8 @@ def train_offline(spec: dict[str, Any]) -> Result:
 
 
 def _defaults() -> dict[str, Any]:
-    from harness.experiments import pretrain
     from harness.params import defaults
+    from harness.training import causal_lm_settings
 
-    return defaults(pretrain.PARAMS)
+    return defaults(causal_lm_settings.PARAMS)
 

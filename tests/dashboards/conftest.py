@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,15 +139,43 @@ def fill(url: str) -> Filled:
     return out
 
 
-@pytest.fixture
-def filled(db_url) -> Filled:
-    """The small results database on each backend."""
-    return fill(db_url)
+@pytest.fixture(scope="session")
+def _filled_once(tmp_path_factory):
+    """The small results database, filled once per backend per session: the dashboard only reads
+    (a test checks a page visit leaves the SQLite file untouched), so read-only tests share it.
+    A test that writes makes its own with :func:`fill`."""
+    from tests import conftest as root
+
+    made: dict[str, Filled] = {}
+    databases: list[str] = []
+
+    def get(backend: str) -> Filled:
+        if backend not in made:
+            if backend == "sqlite":
+                url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'gridlab.db'}"
+            else:
+                root.require_pg()
+                name = f"gridlab_test_filled_{uuid.uuid4().hex[:8]}"
+                root._pg_admin(f'CREATE DATABASE "{name}"')
+                databases.append(name)
+                url = f"{root.PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+            made[backend] = fill(url)
+        return made[backend]
+
+    yield get
+    for name in databases:
+        root._pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def filled(request, _filled_once) -> Filled:
+    """The small results database on each backend (shared, read-only)."""
+    return _filled_once(request.param)
 
 
 @pytest.fixture
-def filled_sqlite(sqlite_url) -> Filled:
-    return fill(sqlite_url)
+def filled_sqlite(_filled_once) -> Filled:
+    return _filled_once("sqlite")
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Fixtures for the evaluation tests: tiny models and the tiny PairRM ranker, built once per
-session in a temporary gridlab cache, offline."""
+session in the session's gridlab cache (``tiny_cache``, tests/conftest.py), offline."""
 
 from __future__ import annotations
 
@@ -10,20 +10,11 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def gridlab_cache(tmp_path_factory):
-    """Every tiny model and the tiny ranker are built here, not in the user's cache."""
-    cache = tmp_path_factory.mktemp("gridlab-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRIDLAB_CACHE", str(cache))
-        yield cache
-
-
 @pytest.fixture(scope="session")
-def ranker_dir(gridlab_cache) -> Path:
+def ranker_dir(tiny_cache) -> Path:
     from harness.evaluation import tiny_ranker
 
-    return tiny_ranker.ensure(gridlab_cache)
+    return tiny_ranker.ensure(tiny_cache)
 
 
 @pytest.fixture(scope="session")
@@ -34,26 +25,15 @@ def ranker(ranker_dir):
 
 
 @pytest.fixture
-def tiny(gridlab_cache):
+def tiny(tiny_cache):
     """(model, tokenizer) of a tiny model, freshly loaded."""
     from harness.models import registry
 
     def load(name: str = "tiny-gpt2"):
-        loaded = registry.load(name, cache_dir=gridlab_cache)
+        loaded = registry.load(name, cache_dir=tiny_cache)
         return loaded.model, loaded.tokenizer
 
     return load
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path):
-    from db import engine as db_engine
-    from db import schema
-
-    eng = db_engine.create(f"sqlite:///{tmp_path / 'gridlab.db'}")
-    schema.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

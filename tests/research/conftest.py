@@ -1,4 +1,5 @@
-"""Fixtures for the research-worker tests: tiny models built once per session, offline."""
+"""Fixtures for the research-worker tests: tiny models built once per session (in
+``tiny_cache``, tests/conftest.py), offline."""
 
 from __future__ import annotations
 
@@ -12,12 +13,6 @@ from harness.data import formats, synthetic, tokenization
 from harness.models import registry
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory) -> Path:
-    """A cache directory where each tiny model is built once for the whole session."""
-    return tmp_path_factory.mktemp("gridlab-cache")
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
-"""Fixtures for the training tests: one tiny-model cache per session, a queue on SQLite, and a
-helper that runs an in-process worker over a grid."""
+"""Fixtures for the training tests: a queue on SQLite and a helper that runs an in-process worker
+over a grid (the tiny-model cache is the session's, tests/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 
@@ -15,30 +12,11 @@ THIRD_PARTY_WARNINGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory) -> Path:
-    """GRIDLAB_CACHE for the session (tests and the worker processes they start)."""
-    path = tmp_path_factory.mktemp("gridlab-cache")
-    previous = os.environ.get("GRIDLAB_CACHE")
-    os.environ["GRIDLAB_CACHE"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("GRIDLAB_CACHE", None)
-    else:
-        os.environ["GRIDLAB_CACHE"] = previous
-
-
 @pytest.fixture
-def sqlite_queue(tmp_path, tiny_cache):
-    from db import engine as db_engine
-    from db import schema
+def sqlite_queue(sqlite_engine, sqlite_url):
     from jobs.queue import Queue
 
-    url = f"sqlite:///{tmp_path / 'gridlab.db'}"
-    engine = db_engine.create(url)
-    schema.upgrade(engine)
-    yield Queue(engine, lease_s=30.0), url
-    engine.dispose()
+    return Queue(sqlite_engine, lease_s=30.0), sqlite_url
 
 
 @pytest.fixture
