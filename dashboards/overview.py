@@ -11,14 +11,10 @@ import streamlit as st
 from dashboards import charts, factors, queries, ui
 from db import states
 
-#: A heatmap cell with jobs in several states shows the most pressing one.
-URGENCY = states.URGENCY
-
-
 def progress_table(progress: pd.DataFrame) -> pd.DataFrame:
     """grid x state counts, with total, finished and % finished."""
     table = progress.pivot_table(index="grid", columns="state", values="jobs", aggfunc="sum", fill_value=0)
-    table = table.reindex(columns=list(ui.STATES), fill_value=0)
+    table = table.reindex(columns=list(states.ALL), fill_value=0)
     table.columns.name = None
     table["total"] = table.sum(axis=1)
     table["finished"] = table[list(states.FINAL)].sum(axis=1)
@@ -33,12 +29,13 @@ def heatmap_cells(jobs: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     counts = jobs.assign(_x=jobs[x].map(factors.fmt), _y=jobs[y].map(factors.fmt)).pivot_table(
         index=["_x", "_y"], columns="state", values="id", aggfunc="count", fill_value=0
     )
-    counts = counts.reindex(columns=list(ui.STATES), fill_value=0)
+    counts = counts.reindex(columns=list(states.ALL), fill_value=0)
     counts.columns.name = None
     cells = counts.reset_index().rename(columns={"_x": x, "_y": y})
     cells["jobs"] = counts.sum(axis=1).to_numpy()
-    cells["state"] = [next(s for s in URGENCY if row[s] > 0) for _, row in cells.iterrows()]
-    cells["label"] = [f"{row['succeeded']}/{row['jobs']}" for _, row in cells.iterrows()]
+    # A cell with jobs in several states shows the most pressing one.
+    cells["state"] = [next(s for s in states.URGENCY if row[s] > 0) for _, row in cells.iterrows()]
+    cells["label"] = [f"{row[states.SUCCEEDED]}/{row['jobs']}" for _, row in cells.iterrows()]
     return cells
 
 
@@ -47,10 +44,10 @@ def heatmap_chart(cells: pd.DataFrame, jobs: pd.DataFrame, x: str, y: str) -> al
     value of ``x``, coloured by state and labelled succeeded/jobs where the labels fit."""
     x_order = [factors.fmt(v) for v in factors.ordered(jobs[x])]
     y_order = [factors.fmt(v) for v in factors.ordered(jobs[y])]
-    colour = alt.Color("state:N", title="state", legend=charts.legend("state", ui.STATES), scale=alt.Scale(
-        domain=list(ui.STATES), range=[ui.STATE_COLOURS[s] for s in ui.STATES]))
+    colour = alt.Color("state:N", title="state", legend=charts.legend("state", states.ALL), scale=alt.Scale(
+        domain=list(states.ALL), range=[states.COLOURS[s] for s in states.ALL]))
     return charts.heatmap(cells, x, y, x_order, y_order, colour=colour, text="label",
-                          tooltip=[alt.Tooltip(f"{charts.field(x)}:N", title=x), alt.Tooltip(f"{charts.field(y)}:N", title=y), "label:N", "jobs:Q", *(f"{s}:Q" for s in ui.STATES)])
+                          tooltip=[alt.Tooltip(f"{charts.field(x)}:N", title=x), alt.Tooltip(f"{charts.field(y)}:N", title=y), "label:N", "jobs:Q", *(f"{s}:Q" for s in states.ALL)])
 
 
 def running_table(running: pd.DataFrame) -> pd.DataFrame:
@@ -82,9 +79,9 @@ def render() -> None:
         running = running[running["grid"] == grid]
 
     counts = progress.groupby("state")["jobs"].sum()
-    cols = st.columns(len(ui.STATES) + 1)
+    cols = st.columns(len(states.ALL) + 1)
     cols[0].metric("jobs", int(counts.sum()))
-    for col, state in zip(cols[1:], ui.STATES):
+    for col, state in zip(cols[1:], states.ALL):
         col.metric(state, int(counts.get(state, 0)))
 
     st.subheader("Progress by grid")

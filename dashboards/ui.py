@@ -1,5 +1,5 @@
 """What every page shares: the read-only database, the grid picker, factor filters,
-tables with a CSV download, and the colours of job states.
+and tables with a CSV download (job states and their colours: :mod:`db.states`).
 
 The database URL comes from the command line after ``--`` (``streamlit run app.py --
 --db URL``, which is what ``gridlab dashboard`` runs), else ``GRIDLAB_DB``.
@@ -18,12 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from dashboards import database, factors, queries
 from db import engine as db_engine
-from db import states
 from db.session import scope
 
-STATES = states.ALL
-#: State colours, as `gridlab status` shows them in the terminal (db.states.COLOURS).
-STATE_COLOURS = states.COLOURS
 ALL_GRIDS = "(all grids)"
 
 

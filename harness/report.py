@@ -15,6 +15,7 @@ from db import states, stats
 # Every text that comes from a grid file or the database (names, values, errors, workers)
 # is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
 
+#: Each state's style in the terminal (db.states, as the dashboard's colours are).
 STATE_STYLE = states.TERMINAL_STYLE
 
 
