@@ -14,6 +14,12 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("GRIDLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24; gridlab's tables size themselves by
+# COLUMNS, so drop what the runner set: every test sees the same terminal, in a worker or not, and
+# a test about widths sets COLUMNS itself.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 #: The seed of every random draw a test makes through ``rng_seed``: fixed, so each run draws
 #: the same; GRIDLAB_TEST_SEED=N draws others, and a failing test's report names the seed it
 #: ran with, so its draws can be replayed.
