@@ -21,7 +21,7 @@ from harness.data.errors import DataError
 
 #: first bytes -> kind
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd"}
-_CHUNK = 1 << 16
+_CHUNK = 1 << 13  # compressed bytes per step: a corrupt byte costs at most the output of one step
 SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bzip2", ".zst": "zstd", ".zstd": "zstd"}
 
 

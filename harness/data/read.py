@@ -9,7 +9,8 @@ with its place:
   concatenated files) is ignored. U+2028 and other Unicode line separators inside a record are text.
 - **A JSON array** (a top-level ``[...]`` of objects) is read element by element. Where it is
   damaged, the records before the damage are kept and reading resumes at the next record boundary
-  after it (a ``,`` then ``{`` at the first record's indentation when the file is pretty-printed);
+  after it (a ``,`` then an object with every key the records before it all have, its ``{`` at the
+  first record's indentation when the file is pretty-printed);
   the damaged stretch is one `Skip` whose ``count`` estimates the records it held (its length over
   the mean record length). An array cut short (an interrupted write or download) keeps every record
   before the cut.
@@ -174,7 +175,7 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
             try:
                 value, end = _DECODER.raw_decode(text, pos)
             except json.JSONDecodeError as error:
-                problem_at, reason = error.pos, f"invalid JSON ({error.msg})"
+                problem_at, reason = error.pos, f"invalid JSON ({error.msg.removesuffix(' at')})"
             else:
                 after = _WHITESPACE.match(text, end).end()
                 if after >= n or text[after] in ",]":
@@ -184,7 +185,7 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
                     pos = after + 1 if after < n and text[after] == "," else after
                     continue
                 problem_at, reason = after, "expected ',' or ']' after a record"
-        resume = _resync(text, max(problem_at, pos + 1), boundary)
+        resume = _resync(text, max(problem_at, pos + 1), boundary, _keys(good))
         line, column = _line_column(text, problem_at)
         damage.append((index, pos, resume if resume is not None else n, f"{reason} at line {line} column {column}"))
         index += 1
@@ -195,7 +196,7 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
     bad = []
     for index, start, end, reason in damage:
         count = max(1, round((end - start) / mean)) if mean else 1
-        resumed = (f"; read again from line {_line_column(text, end)[0]}" if end < n
+        resumed = ("; read again from line {} column {}".format(*_line_column(text, end)) if end < n
                    else "; nothing after it could be read (the file may be cut short)" if start < n else "")
         about = f", about {count} records lost" if count > 1 else ""
         bad.append(Skip(f"record {index}", f"{reason}{about}{resumed}", count))
@@ -213,13 +214,23 @@ def _boundary_pattern(text: str, pos: int) -> re.Pattern:
     return re.compile(r",[ \t\r\n]*(?=\{)")
 
 
-def _resync(text: str, start: int, boundary: re.Pattern) -> int | None:
-    """The start of the first whole record after `start` (one that decodes and is followed by ``,``
-    or ``]`` or the end), or None."""
+def _keys(good: list[Located], sample: int = 100) -> frozenset[str]:
+    """The keys every one of the first `sample` records has."""
+    keys = [frozenset(value) for _, value in good[:sample] if isinstance(value, dict)]
+    return frozenset.intersection(*keys) if keys else frozenset()
+
+
+def _resync(text: str, start: int, boundary: re.Pattern, keys: frozenset[str]) -> int | None:
+    """The start of the first whole record after `start`, or None: an object that decodes, is
+    followed by ``,`` or ``]`` or the end, and has every key the records before it all have, so
+    that a turn nested in a damaged record (WildChat's turns share ``language``, ``toxic``, ...
+    with their record) is not taken for a record."""
     for match in boundary.finditer(text, start):
         try:
-            _, end = _DECODER.raw_decode(text, match.end())
+            value, end = _DECODER.raw_decode(text, match.end())
         except json.JSONDecodeError:
+            continue
+        if keys and not (isinstance(value, dict) and keys <= value.keys()):
             continue
         after = _WHITESPACE.match(text, end).end()
         if after >= len(text) or text[after] in ",]":
