@@ -111,8 +111,8 @@ def _refuse_unreadable(path: Path, raw: bytes) -> None:
     """Nothing decoded: say what the file seems to be instead."""
     nul = raw.find(b"\x00")
     if nul >= 0:
-        raise DataError(f"{path}: binary data (NUL bytes from offset {nul:,}), not JSON, JSON Lines "
-                        "or Parquet, and no record in it decodes; check the file type, or download it again")
+        raise DataError(f"{path}: binary data, not JSON, JSON Lines or Parquet (NUL bytes from offset {nul:,}) "
+                        "and no record in it decodes; check the file type, or download it again")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -170,12 +170,12 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
             after = _WHITESPACE.match(text, pos + 1).end()
             if after >= n:
                 break
-            problem_at, reason = after, "text after the array's closing bracket"
+            problem_at, reason = after, "text after the array's closing bracket at"
         else:
             try:
                 value, end = _DECODER.raw_decode(text, pos)
             except json.JSONDecodeError as error:
-                problem_at, reason = error.pos, f"invalid JSON ({error.msg.removesuffix(' at')})"
+                problem_at, reason = error.pos, f"invalid JSON: {error.msg}" + ("" if error.msg.endswith(" at") else " at")
             else:
                 after = _WHITESPACE.match(text, end).end()
                 if after >= n or text[after] in ",]":
@@ -184,10 +184,10 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
                     index += 1
                     pos = after + 1 if after < n and text[after] == "," else after
                     continue
-                problem_at, reason = after, "expected ',' or ']' after a record"
+                problem_at, reason = after, "expected ',' or ']' after a record at"
         resume = _resync(text, max(problem_at, pos + 1), boundary, _keys(good))
         line, column = _line_column(text, problem_at)
-        damage.append((index, pos, resume if resume is not None else n, f"{reason} at line {line} column {column}"))
+        damage.append((index, pos, resume if resume is not None else n, f"{reason} line {line} column {column}"))
         index += 1
         if resume is None:
             break
