@@ -12,8 +12,9 @@ with its place:
   after it (a ``,`` then an object with every key the records before it all have, its ``{`` at the
   first record's indentation when the file is pretty-printed);
   the damaged stretch is one `Skip` whose ``count`` estimates the records it held (its length over
-  the mean record length). An array cut short (an interrupted write or download) keeps every record
-  before the cut.
+  the mean record length; the places of later records count it as one). An array cut short (an
+  interrupted write or download) keeps every record before the cut; NUL padding after its closing
+  bracket (what a crash can leave) loses nothing.
 - **Compressed files** (gzip, bzip2, Zstandard; :mod:`harness.data.compression`) are decompressed as
   far as they go; a stream that stops early is a `Skip` at ``end of data``, and the records before
   it are read as above.
@@ -168,7 +169,7 @@ def _json_array(text: str, pos: int) -> tuple[list[Located], list[Skip]]:
             break
         if text[pos] == "]":
             after = _WHITESPACE.match(text, pos + 1).end()
-            if after >= n:
+            if not text[after:].strip(" \t\r\n\x00"):  # the end (NUL padding after it loses no record)
                 break
             problem_at, reason = after, "text after the array's closing bracket at"
         else:

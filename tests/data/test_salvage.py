@@ -83,6 +83,13 @@ def test_damage_inside_an_array_costs_only_the_records_it_touches(tmp_path, inde
     assert loaded.report.lost == 2 and loaded.report.total == 60
 
 
+def test_nul_padding_after_a_whole_array_loses_nothing(tmp_path):
+    path = tmp_path / "padded.json"
+    path.write_bytes(json.dumps([_chat(i) for i in range(5)]).encode() + b"\n" + b"\x00" * 4096)
+    loaded = loaders.load(path, "rewild")
+    assert len(loaded.conversations) == 5 and not loaded.report.skipped
+
+
 def test_a_long_damaged_stretch_of_an_array_counts_as_the_records_it_held(tmp_path):
     text = json.dumps(synthetic.records(100, seed=1), indent=2).encode()
     a, b = text.index(b"{", 100), len(text) // 2
