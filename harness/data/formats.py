@@ -9,7 +9,7 @@ turn, or raises `BadRecord` saying what is wrong with it; the loader counts thos
 - rewild: the RE-WILD SFT mix (Feuer and Hegde 2025, the WildChat-50M project) and its parts: the
   WildChat form ``{"conversation": [{"role": "user"|"assistant", "content": str, ...}, ...], ...}``
   (``nyu-dice-lab/wildchat50m-rewild-sft-385700`` and the ``allenai_WildChat-1M-Full-*`` response
-  sets; the turns' other fields, ``language``, ``toxic``, ``redacted``, ``turn``, ..., are ignored),
+  sets; the turns' other fields, ``language``, ``toxic``, ``redacted``, ..., are ignored),
   the chat form ``{"messages": [{"role": ..., "content": ...}, ...]}`` (its Tulu 3 part), or the
   ShareGPT form.
 

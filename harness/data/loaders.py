@@ -94,10 +94,15 @@ def _hub_file(source: str) -> Path:
     repo, revision, filename = parse_hub_file(source)
     import huggingface_hub
 
+    missing = (huggingface_hub.errors.EntryNotFoundError, huggingface_hub.errors.RepositoryNotFoundError,
+               huggingface_hub.errors.RevisionNotFoundError)
     try:
         return Path(huggingface_hub.hf_hub_download(repo, filename, repo_type="dataset", revision=revision))
     except Exception as error:  # offline, missing file, gated repo: the user needs one clear line
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, missing) and not isinstance(error, huggingface_hub.errors.GatedRepoError):
+            raise DataError(f"{source}: the hub has no such file ({reason}); check the repository, revision and "
+                            "file name (hf://datasets/OWNER/NAME[@REVISION]/PATH)") from None
         raise DataUnavailable(
             f"{source}: could not fetch {filename} from the hub dataset {repo} ({reason}); "
             f"download it where the hub is reachable (hf download {repo} {filename} --repo-type dataset)"

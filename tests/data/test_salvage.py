@@ -305,6 +305,18 @@ def test_an_unreachable_hub_file_is_a_network_error_in_one_line(monkeypatch):
     assert "hf download o/n f.json --repo-type dataset" in _one_line(error)
 
 
+def test_a_hub_file_that_does_not_exist_is_invalid_not_retried(monkeypatch):
+    import huggingface_hub
+
+    def missing(*args, **kwargs):
+        raise huggingface_hub.errors.EntryNotFoundError("404 Client Error: Entry Not Found for url")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    with pytest.raises(DataError) as error:
+        loaders.load("hf://datasets/o/n/typo.json", "sharegpt")
+    assert type(error.value) is DataError and "the hub has no such file" in _one_line(error)
+
+
 def test_records_of_a_plain_list():
     assert read.records_of([{"a": 1}, {"b": 2}]) == ([("record 0", {"a": 1}), ("record 1", {"b": 2})], [])
 
