@@ -246,6 +246,22 @@ def test_content_given_as_parts_is_joined():
                                      {"role": "assistant", "content": "y"}]})
 
 
+def test_wildchat_rows_in_parquet_with_nulls_and_parts(tmp_path):
+    """Parquet (as the hub stores WildChat-format sets) fills a key one turn lacks with null and
+    gives every part every part key; such rows read as their JSON twins."""
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet
+
+    rows = [_chat(i) for i in range(10)]
+    rows[3]["conversation"][0]["header"] = {"user-agent": "x"}  # one turn with an extra field
+    path = tmp_path / "rewild.parquet"
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+    stored = pyarrow.parquet.read_table(path).to_pylist()
+    assert stored[0]["conversation"][0]["header"] is None  # filled with null
+    loaded = loaders.load(path, "rewild")
+    assert _answers(loaded) == [f"Answer {i}." for i in range(10)] and not loaded.report.skipped
+
+
 def test_hub_rows_get_the_same_treatment(monkeypatch):
     """A hub dataset's rows go through the same converters, skips, part-joining and limit; a
     dataset that fails part way keeps the rows before the failure."""
