@@ -89,7 +89,7 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str], str]] = [
      ["3 problems", "unknown key 'bogus'", "axes.lr[0]", "axes.colour"], "none"),
     # --- data files (an sft grid reads its local data file at enqueue time) --------------
     ("data-truncated-json", {"d.json": '[{"instruction": "a", "output": "b"}, {"instruction": "c", "outp', "g.yaml": SFT.format(fmt="alpaca", path="d.json")},
-     ["enqueue", "g.yaml"], ["d.json: invalid JSON at line 1", "probably truncated"], "none"),
+     ["enqueue", "g.yaml"], ["d.json: 1 of 2 records used, 1 skipped (record 1: invalid JSON", "cut short", "max_bad_share"], "none"),
     ("data-wrong-schema", {"d.jsonl": '{"text": "no instruction here"}\n' * 20, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")},
      ["enqueue", "g.yaml"], ["d.jsonl: 0 of 20 records used, 20 skipped", "field 'instruction' is NoneType"], "none"),
     ("data-empty", {"d.jsonl": "", "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")}, ["enqueue", "g.yaml"], ["d.jsonl: file is empty"], "none"),
