@@ -161,6 +161,14 @@ def pytest_runtest_makereport(item, call):
 SERIAL_MODULES = ("tests/bad_inputs/test_catalogue.py",)
 
 
+def pytest_configure(config):
+    """In an xdist worker, run at a lower CPU priority (nice 10) than the processes Slurm starts:
+    the Slurm tests are the suite's longest chain and their jobs run under slurmd, not under the
+    workers, so the training tests beside them yield the CPU to those jobs instead of slowing them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.nice(10)
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): every test that needs the
     one-node Slurm cluster runs in one worker, one after another (the cluster has two CPUs; two
