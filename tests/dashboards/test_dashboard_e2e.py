@@ -79,13 +79,13 @@ def test_dashboard_on_an_unreachable_server_is_a_one_line_error_without_the_pass
 
 
 def test_dashboard_streamlit_command_keeps_passwords_off_the_command_line():
-    from harness import commands_dashboard
+    from harness.cli import dashboard
 
-    plain = commands_dashboard.streamlit_argv("sqlite:////x/g.db", host="127.0.0.1", port=8600)
+    plain = dashboard.streamlit_argv("sqlite:////x/g.db", host="127.0.0.1", port=8600)
     assert plain[1:4] == ["-m", "streamlit", "run"] and plain[4].endswith("dashboards/app.py")
     assert plain[-3:] == ["--", "--db", "sqlite:////x/g.db"] and "--server.headless" in plain
-    secret = commands_dashboard.streamlit_argv("postgresql://alice:s3cret@db/g", host="127.0.0.1", port=8600)
+    secret = dashboard.streamlit_argv("postgresql://alice:s3cret@db/g", host="127.0.0.1", port=8600)
     assert not any("s3cret" in a for a in secret)
-    in_query = commands_dashboard.streamlit_argv("postgresql://alice@db/g?password=s3cret", host="127.0.0.1", port=8600)
+    in_query = dashboard.streamlit_argv("postgresql://alice@db/g?password=s3cret", host="127.0.0.1", port=8600)
     assert not any("s3cret" in a for a in in_query) and "--db" not in in_query
-    assert commands_dashboard.server_env("postgresql://alice:s3cret@db/g")["GRIDLAB_DB"].endswith("@db/g")
+    assert dashboard.server_env("postgresql://alice:s3cret@db/g")["GRIDLAB_DB"].endswith("@db/g")
