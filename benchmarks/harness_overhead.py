@@ -105,8 +105,8 @@ def run_worker(spec: dict, work: Path, tag: str, env: dict[str, str]) -> dict:
     queue = Queue(engine, lease_s=30)
     queue.enqueue(grid.name, new_jobs(grid))
     code = (
-        "from jobs.pool import PoolOptions, worker_main\n"
-        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(work / f'runs-{tag}')!r},"
+        "from jobs.pool import worker_main\nfrom jobs.worker import WorkerOptions\n"
+        f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(work / f'runs-{tag}')!r},"
         f" threads_per_worker={int(env.get('OMP_NUM_THREADS', '1'))}, max_jobs=1)))\n"
     )
     wall = _run(code, env)

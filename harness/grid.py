@@ -41,8 +41,9 @@ import yaml
 
 from db.errors import GridlabError
 from harness import experiments, inputs
-from harness.params import Param, required, resolve, stored, stored_defaults
+from harness.params import required, resolve, stored, stored_defaults
 from jobs import resources as resources_mod
+from jobs.params import Param
 from slurm import settings as slurm_settings
 
 TOP_LEVEL_KEYS = ("name", "description", "experiment", "fixed", "axes", "zip", "exclude", "include", "retry", "priority", "slurm",

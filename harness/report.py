@@ -164,7 +164,7 @@ def _num(value: float | None) -> str:
 
 def params_table(experiment: str, params: dict) -> Table:
     """What a grid file may set for ``experiment``: name, kind, default, allowed values, meaning."""
-    from harness.params import REQUIRED
+    from jobs.params import REQUIRED
 
     table = Table(title=f"Parameters of experiment {experiment!r}", title_justify="left")
     for col in ("name", "kind", "default", "allowed", "meaning"):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("gridlab.jobs.checkpoints")
+log = logging.getLogger(__name__)
 
 SEAL = "gridlab-seal.json"
 FOLDER = "checkpoints"

@@ -15,7 +15,7 @@ from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue
 from jobs.records import JobRecord, Lease
 
-log = logging.getLogger("gridlab.jobs.context")
+log = logging.getLogger(__name__)
 
 
 class JobContext:

@@ -35,7 +35,7 @@ from jobs import queries
 from jobs.errors import LeaseLost
 from jobs.records import Lease
 
-log = logging.getLogger("gridlab.metrics")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Points kept in memory while the database is unreachable, before logging fails.

@@ -14,27 +14,12 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
+
+from jobs.worker import WorkerOptions
 
 
-@dataclass(frozen=True)
-class PoolOptions:
-    url: str
-    runner: str = "harness.experiments:run"
-    runs_dir: str = "runs"
-    heartbeat_s: float = 10.0
-    lease_grace: float = 3.0  # a lease lasts this many heartbeat intervals
-    poll_s: float = 0.5
-    threads_per_worker: int | None = None
-    log_level: int = logging.WARNING
-    max_jobs: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    #: claim only jobs of this resource class (jobs.resources); None: any job
-    resource_class: str | None = None
-
-
-def worker_main(options: PoolOptions, index: int = 0) -> int:
+def worker_main(options: WorkerOptions, index: int = 0) -> int:
     """Entry point of one worker process. Returns its exit code."""
     os.environ.update(options.env)
     # Libraries' own progress bars (lm-eval, datasets) would tear the parent's progress display.
@@ -45,19 +30,10 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
 
     from db import engine as db_engine
     from jobs.queue import Queue, WorkerInfo
-    from jobs.worker import Worker, resolve_runner
 
     engine = db_engine.create(options.url)
-    queue = Queue(engine, lease_s=options.heartbeat_s * options.lease_grace)
-    worker = Worker(
-        queue,
-        resolve_runner(options.runner),
-        info=WorkerInfo.here(resource_class=options.resource_class),
-        runs_dir=Path(options.runs_dir),
-        heartbeat_s=options.heartbeat_s,
-        poll_s=options.poll_s,
-        capture_output=True,
-    )
+    queue = Queue(engine, lease_s=options.lease_s)
+    worker = options.worker(queue, WorkerInfo.here(resource_class=options.resource_class))
     worker.install_signal_handlers()
     try:
         worker.run(max_jobs=options.max_jobs)
@@ -66,11 +42,11 @@ def worker_main(options: PoolOptions, index: int = 0) -> int:
     return 0
 
 
-def _child(options: PoolOptions, index: int) -> None:
+def _child(options: WorkerOptions, index: int) -> None:
     raise SystemExit(worker_main(options, index))
 
 
-def start(options: PoolOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
+def start(options: WorkerOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
     """Start ``n`` worker processes (spawned, so no inherited connections or threads)."""
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_child, args=(options, first_index + i), name=f"gridlab-worker-{first_index + i}")
@@ -107,7 +83,7 @@ class Sharing:
     most_at_once: int = 0
 
 
-def share_device(queue, options: PoolOptions, cells: int, *, cell_mib: float | None = None,
+def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float | None = None,
                  free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, stop=None) -> Sharing:
     """Run up to ``cells`` jobs at once on this machine's one device, each in a worker process
     of its own (its own lease, heartbeat, output file and memory accounting), until nothing of
@@ -146,7 +122,7 @@ class SharedDevice(threading.Thread):
     """:func:`share_device` in a thread, shaped like the worker processes ``gridlab work``
     watches (``is_alive``, ``terminate``, ``join``, ``exitcode``)."""
 
-    def __init__(self, queue, options: PoolOptions, cells: int, cell_mib: float | None) -> None:
+    def __init__(self, queue, options: WorkerOptions, cells: int, cell_mib: float | None) -> None:
         super().__init__(daemon=True)
         self.exitcode: int | None = None
         self._stop_sharing = threading.Event()

@@ -37,7 +37,7 @@ from jobs.context import JobContext
 from jobs.errors import Diverged, Interrupted, LeaseLost
 from jobs.records import JobRecord, Lease
 
-log = logging.getLogger("gridlab.rank")
+log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4000
 

@@ -51,7 +51,7 @@ from typing import Any
 from jobs import states
 from jobs.errors import Diverged, Interrupted, LeaseLost
 
-log = logging.getLogger("gridlab.ranks")
+log = logging.getLogger(__name__)
 
 FOLDER = "ranks"
 LAUNCH = "launch.json"

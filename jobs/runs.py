@@ -28,7 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("gridlab.jobs.runs")
+log = logging.getLogger(__name__)
+
+#: gridlab's packages: their modules log as ``logging.getLogger(__name__)``, under these names.
+PACKAGES = ("db", "jobs", "slurm", "harness", "dashboards")
 
 MANIFEST = "run.json"
 MARKER = "attempt.jsonl"
@@ -82,9 +85,10 @@ def captured_output(path: Path, *, redirect: bool = True) -> Iterator[None]:
     a time per process, so the descriptors are the attempt's own while it runs. gridlab's own
     loggers speak at INFO while it runs (what the attempt resumed from, how it ended, the
     traceback of a failure), whatever the terminal's level."""
-    ours = logging.getLogger("gridlab")
-    level = ours.level
-    ours.setLevel(min(ours.getEffectiveLevel(), logging.INFO))
+    ours = [logging.getLogger(name) for name in PACKAGES]
+    levels = [logger.level for logger in ours]
+    for logger in ours:
+        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
     try:
         if redirect:
             with _redirected(path):
@@ -92,14 +96,17 @@ def captured_output(path: Path, *, redirect: bool = True) -> Iterator[None]:
         else:
             handler = logging.FileHandler(path, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            ours.addHandler(handler)
+            for logger in ours:
+                logger.addHandler(handler)
             try:
                 yield
             finally:
-                ours.removeHandler(handler)
+                for logger in ours:
+                    logger.removeHandler(handler)
                 handler.close()
     finally:
-        ours.setLevel(level)
+        for logger, level in zip(ours, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from db.errors import DatabaseUnavailable
@@ -26,7 +26,7 @@ from jobs.metrics import MetricsWriter, retry_through_outage
 from jobs.queue import Queue, WorkerInfo
 from jobs.records import Claimed
 
-log = logging.getLogger("gridlab.worker")
+log = logging.getLogger(__name__)
 
 Runner = Callable[[JobContext], None]
 
@@ -35,6 +35,37 @@ def resolve_runner(path: str) -> Runner:
     """'package.module:function' -> the function."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name or "run")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker process is started with, locally (:mod:`jobs.pool`) or as a Slurm job
+    (:mod:`slurm.worker`, where it is pickled into the launch folder): the one list of them."""
+
+    url: str
+    runner: str = "harness.experiments:run"
+    runs_dir: str = "runs"
+    heartbeat_s: float = 10.0
+    lease_grace: float = 3.0  # a lease lasts this many heartbeat intervals
+    poll_s: float = 0.5
+    threads_per_worker: int | None = None
+    log_level: int = logging.WARNING
+    max_jobs: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    #: claim only jobs of this resource class (jobs.resources); None: any job
+    resource_class: str | None = None
+    #: an owner-only file with the secrets the URL and ``env`` were written without (the
+    #: database password, token-like values), read at start (slurm.secrets); None: none
+    secrets_file: str | None = None
+
+    @property
+    def lease_s(self) -> float:
+        return self.heartbeat_s * self.lease_grace
+
+    def worker(self, queue: Queue, info: WorkerInfo) -> "Worker":
+        """The worker a worker process runs with these options (each attempt's output captured)."""
+        return Worker(queue, resolve_runner(self.runner), info=info, runs_dir=Path(self.runs_dir),
+                      heartbeat_s=self.heartbeat_s, poll_s=self.poll_s, capture_output=True)
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Never one ``sacct`` per job (a known way to flood slurmctld): :func:`runs` asks about
 every job at once, with ``-D`` so that each start of a requeued job is its own row
-(row *k* is the job's *k*-th start, ``SLURM_RESTART_COUNT=k``). A job's state from
-sacct is final only once it is none of :data:`ACTIVE`.
+(row *k* is the job's *k*-th start, ``SLURM_RESTART_COUNT=k``). A start's state from
+sacct is final once it is none of :data:`ACTIVE`, or once a later start of the job exists.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jobs import states
 
@@ -51,10 +51,13 @@ class Run:
     node: str | None
     end: str | None  # ISO time, None while it runs
     reason: str | None
+    #: a later start of the job exists, so this one is over whatever its state says (sacct -D
+    #: shows a requeued job's earlier start as REQUEUED, a word that also means "queued again")
+    superseded: bool = False
 
     @property
     def active(self) -> bool:
-        return self.state in ACTIVE
+        return self.state in ACTIVE and not self.superseded
 
 
 class SlurmUnavailable(RuntimeError):
@@ -109,7 +112,11 @@ def parse_runs(text: str) -> dict[str, list[Run]]:
             )
             started = start if start not in ("", "Unknown", "None") else "~"  # not started: last
             found.setdefault(jid, []).append((started, run))
-    return {jid: [r for _, r in sorted(rows, key=lambda x: x[0])] for jid, rows in found.items()}
+    out = {}
+    for jid, rows in found.items():
+        ordered = [r for _, r in sorted(rows, key=lambda x: x[0])]
+        out[jid] = [replace(r, superseded=True) for r in ordered[:-1]] + ordered[-1:]
+    return out
 
 
 def current(all_runs: dict[str, list[Run]]) -> dict[str, Run]:

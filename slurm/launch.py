@@ -15,6 +15,7 @@ putting the working directory (often the checkout) ahead of it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import shutil
@@ -31,7 +32,8 @@ from jobs import resources
 from jobs.queue import Queue
 from slurm import secrets, snapshot as snapshot_mod
 from slurm.settings import SlurmSettings
-from slurm.worker import SlurmWorker, WorkerOptions
+from jobs.worker import WorkerOptions
+from slurm.worker import SlurmWorker
 
 EXECUTORS = ("slurm", "local")
 
@@ -69,7 +71,8 @@ def worker_options(url: str, *, runner: str, runs_dir: str | Path, heartbeat_s: 
     if resolved.get_backend_name() == "sqlite":
         resolved = resolved.set(database=str(Path(resolved.database).expanduser().resolve()))
     return WorkerOptions(url=resolved.render_as_string(hide_password=False), runner=runner,
-                         runs_dir=str(Path(runs_dir).resolve()), heartbeat_s=heartbeat_s, poll_s=poll_s)
+                         runs_dir=str(Path(runs_dir).resolve()), heartbeat_s=heartbeat_s, poll_s=poll_s,
+                         log_level=logging.INFO)
 
 
 def job_environment(options: WorkerOptions, settings: SlurmSettings, extra_env: dict[str, str],

@@ -19,6 +19,7 @@ A grid file may carry::
       setup: ["module load cuda/12.1"]
       extra: {reservation: my-res, mail-type: END}   # any other sbatch flag
 
+Each setting is a :class:`jobs.params.Param`, the mechanism experiments' settings use too.
 Every problem is reported at once; an unknown key names the valid ones (after
 submitit's ``_internal_update_parameters``). CLI flags override the file.
 """
@@ -26,10 +27,12 @@ submitit's ``_internal_update_parameters``). CLI flags override the file.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from db.errors import GridlabError
+from jobs.params import Param
+from slurm import durations
 
 #: sbatch flags gridlab sets itself, which ``extra`` may not: flag -> what to use instead.
 RESERVED_FLAGS = {
@@ -53,27 +56,123 @@ class SlurmSettingsError(GridlabError):
         super().__init__(f"{where}: " + "; ".join(problems), "fix them and run the command again")
 
 
+_MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_GRES = re.compile(r"^[\w.\-]+(:[\w.\-]+){0,2}(,[\w.\-]+(:[\w.\-]+){0,2})*$")
+
+
+def parse_time(value: Any) -> tuple[int | None, str | None]:
+    """Minutes (an int) or one of Slurm's forms (:mod:`slurm.durations`) -> whole minutes,
+    rounded up."""
+    problem = f"expected minutes or [D-]HH:MM:SS, got {value!r}"
+    if isinstance(value, bool):
+        return None, problem
+    if isinstance(value, int):
+        return (value, None) if value >= 1 else (None, f"must be at least 1 minute, got {value}")
+    if not isinstance(value, str):
+        return None, problem
+    try:
+        seconds = durations.seconds(value)
+    except ValueError:
+        return None, problem
+    if seconds is None:  # UNLIMITED and the like: workers need a limit to checkpoint before
+        return None, problem
+    minutes = -(-seconds // 60)
+    return (minutes, None) if minutes >= 1 else (None, f"must be at least 1 minute, got {value!r}")
+
+
+def _text(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip():
+        return value, f"expected a non-empty string, got {value!r}"
+    return str(value).strip(), None
+
+
+def _gres(value: str) -> str | None:
+    return None if _GRES.match(value) else f"expected NAME[:TYPE]:COUNT like gpu:a100:1, got {value!r}"
+
+
+def _mem(value: Any) -> tuple[Any, str | None]:
+    value = str(value).strip()
+    if not _MEM.match(value):
+        return value, f"expected a size like 4G, 500M or 16000 (MB), got {value!r}"
+    return value.upper().removesuffix("B"), None
+
+
+def _setup(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return value, "expected a list of shell lines, e.g. ['module load cuda']"
+    return tuple(value), None
+
+
+def _extra(value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, dict):
+        return value, "expected a mapping of sbatch flags to values, e.g. {reservation: my-res}"
+    problem = None
+    cleaned: dict[str, Any] = {}
+    for flag, v in value.items():
+        name = str(flag).lstrip("-").replace("_", "-")
+        if name in RESERVED_FLAGS:
+            problem = f"{flag!r} is set by gridlab; use {RESERVED_FLAGS[name]}"
+        elif not _NAME.match(name):
+            problem = f"{flag!r} is not an sbatch flag name"
+        elif isinstance(v, (dict, list)):
+            problem = f"{flag}: expected a plain value, got {type(v).__name__}"
+        else:
+            cleaned[name] = True if v is True else str(v)
+    return cleaned, problem
+
+
+def _count(default: int | None, low: int, help: str) -> Param:
+    return Param(int, default, help, minimum=low, expected=f"an integer >= {low}")
+
+
+#: Every setting of a ``slurm:`` block (and its flags), in the order errors list them.
+PARAMS: dict[str, Param] = {
+    "partition": Param(str, None, "the partition workers run in", parse=_text),
+    "gres": Param(str, None, "generic resources per worker, NAME[:TYPE]:COUNT", parse=_text, check=_gres),
+    "time": Param(int, 60, "minutes per start of a worker", parse=parse_time),
+    "mem": Param(str, None, "memory per worker, Slurm's syntax (4G)", parse=_mem),
+    "cpus": _count(1, 1, "CPUs per worker"),
+    "account": Param(str, None, "the account charged", parse=_text),
+    "qos": Param(str, None, "quality of service", parse=_text),
+    "constraint": Param(str, None, "node features workers need", parse=_text),
+    "exclude": Param(str, None, "nodes workers avoid", parse=_text),
+    "array_parallelism": _count(None, 1, "workers at once, at most"),
+    "signal_delay_s": _count(90, 0, "USR2 this long before the time limit"),
+    "max_requeues": _count(3, 0, "time-limit requeues per worker"),
+    "job_name": Param(str, "gridlab-worker", "the workers' Slurm job name", parse=_text),
+    "setup": Param(tuple, (), "shell lines run before a worker starts", parse=_setup),
+    "extra": Param(dict, {}, "any other sbatch flag: value", parse=_extra),
+}
+
+
+def _default(name: str) -> Any:
+    return PARAMS[name].default
+
+
 @dataclass(frozen=True)
 class SlurmSettings:
-    partition: str | None = None
-    gres: str | None = None
-    time: int = 60  # minutes
-    mem: str | None = None  # Slurm syntax, e.g. "4G"
-    cpus: int = 1
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    exclude: str | None = None
-    array_parallelism: int | None = None
-    signal_delay_s: int = 90
-    max_requeues: int = 3
-    job_name: str = "gridlab-worker"
-    setup: tuple[str, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
+    partition: str | None = _default("partition")
+    gres: str | None = _default("gres")
+    time: int = _default("time")  # minutes
+    mem: str | None = _default("mem")  # Slurm syntax, e.g. "4G"
+    cpus: int = _default("cpus")
+    account: str | None = _default("account")
+    qos: str | None = _default("qos")
+    constraint: str | None = _default("constraint")
+    exclude: str | None = _default("exclude")
+    array_parallelism: int | None = _default("array_parallelism")
+    signal_delay_s: int = _default("signal_delay_s")
+    max_requeues: int = _default("max_requeues")
+    job_name: str = _default("job_name")
+    setup: tuple[str, ...] = _default("setup")
+    extra: dict[str, str] = field(default_factory=lambda: dict(_default("extra")))
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return tuple(PARAMS)
 
     def merged(self, overrides: dict[str, Any]) -> "SlurmSettings":
         """These settings with ``overrides`` (already validated, None = not given) on top."""
@@ -106,95 +205,21 @@ class SlurmSettings:
         return {k: v for k, v in asdict(self).items() if v not in (None, (), {}, [])}
 
 
-_MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_GRES = re.compile(r"^[\w.\-]+(:[\w.\-]+){0,2}(,[\w.\-]+(:[\w.\-]+){0,2})*$")
-
-
-def parse_time(value: Any) -> tuple[int | None, str | None]:
-    """Minutes (an int) or one of Slurm's forms (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM,
-    D-HH:MM:SS) -> whole minutes, rounded up."""
-    problem = f"expected minutes or [D-]HH:MM:SS, got {value!r}"
-    if isinstance(value, bool):
-        return None, problem
-    if isinstance(value, int):
-        return (value, None) if value >= 1 else (None, f"must be at least 1 minute, got {value}")
-    if not isinstance(value, str) or not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", value.strip()):
-        return None, problem
-    text = value.strip()
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if days:  # D-HH[:MM[:SS]]
-        h, m, s = (parts + [0, 0])[:3]
-        seconds = int(days) * 86400 + h * 3600 + m * 60 + s
-    elif len(parts) == 3:
-        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    elif len(parts) == 2:  # MM:SS
-        seconds = parts[0] * 60 + parts[1]
-    else:
-        seconds = parts[0] * 60
-    minutes = -(-seconds // 60)
-    return (minutes, None) if minutes >= 1 else (None, f"must be at least 1 minute, got {value!r}")
-
-
 def validate(raw: Any) -> tuple[dict[str, Any], list[str]]:
     """Check a ``slurm:`` mapping (or flags); returns (clean values, problems)."""
     if raw is None:
         return {}, []
     if not isinstance(raw, dict):
-        return {}, [f"expected a mapping of Slurm settings ({', '.join(SlurmSettings.keys())}), got {type(raw).__name__}"]
+        return {}, [f"expected a mapping of Slurm settings ({', '.join(PARAMS)}), got {type(raw).__name__}"]
     problems: list[str] = []
     clean: dict[str, Any] = {}
-    valid = SlurmSettings.keys()
     for key, value in raw.items():
-        if key not in valid:
-            problems.append(f"{key}: unknown key (valid keys: {', '.join(valid)})")
+        if key not in PARAMS:
+            problems.append(f"{key}: unknown key (valid keys: {', '.join(PARAMS)})")
             continue
         if value is None:
             continue
-        problem = None
-        if key == "time":
-            value, problem = parse_time(value)
-        elif key in ("cpus", "array_parallelism", "max_requeues", "signal_delay_s"):
-            low = 0 if key in ("max_requeues", "signal_delay_s") else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                problem = f"expected an integer >= {low}, got {value!r}"
-        elif key == "mem":
-            value = str(value).strip()
-            if not _MEM.match(value):
-                problem = f"expected a size like 4G, 500M or 16000 (MB), got {value!r}"
-            else:
-                value = value.upper().removesuffix("B")
-        elif key == "setup":
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                problem = "expected a list of shell lines, e.g. ['module load cuda']"
-            else:
-                value = tuple(value)
-        elif key == "extra":
-            if not isinstance(value, dict):
-                problem = "expected a mapping of sbatch flags to values, e.g. {reservation: my-res}"
-            else:
-                cleaned: dict[str, str] = {}
-                for flag, v in value.items():
-                    name = str(flag).lstrip("-").replace("_", "-")
-                    if name in RESERVED_FLAGS:
-                        problem = f"{flag!r} is set by gridlab; use {RESERVED_FLAGS[name]}"
-                    elif not _NAME.match(name):
-                        problem = f"{flag!r} is not an sbatch flag name"
-                    elif isinstance(v, (dict, list)):
-                        problem = f"{flag}: expected a plain value, got {type(v).__name__}"
-                    else:
-                        cleaned[name] = True if v is True else str(v)
-                value = cleaned
-        else:  # plain string settings
-            if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value).strip():
-                problem = f"expected a non-empty string, got {value!r}"
-            else:
-                value = str(value).strip()
-                if key == "gres" and not _GRES.match(value):
-                    problem = f"expected NAME[:TYPE]:COUNT like gpu:a100:1, got {value!r}"
+        value, problem = PARAMS[key].coerce(value)
         if problem:
             problems.append(f"{key}: {problem}")
         else:

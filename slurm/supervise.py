@@ -32,7 +32,7 @@ from slurm import accounting
 from slurm.launch import worker_error
 from slurm.worker import DatabaseUnreachableFromNode, parse_worker_name
 
-log = logging.getLogger("gridlab.slurm.supervise")
+log = logging.getLogger(__name__)
 
 EXECUTOR = "slurm"
 #: worker_jobs states of workers that are (or will be) running.

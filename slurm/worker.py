@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,30 +37,16 @@ import submitit
 from db.engine import redact as db_redact
 from db.errors import GridlabError
 from jobs import states
+from jobs.worker import WorkerOptions
+from slurm import durations
 
-log = logging.getLogger("gridlab.slurm.worker")
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^slurm:(?P<job>\d+(?:_\d+)?)\.(?P<restart>\d+)@")
 
 
 class DatabaseUnreachableFromNode(GridlabError):
     """A worker on a compute node cannot open the database the launcher used."""
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    url: str
-    runner: str = "harness.experiments:run"
-    runs_dir: str = "runs"
-    heartbeat_s: float = 10.0
-    lease_grace: float = 3.0
-    poll_s: float = 1.0
-    log_level: int = logging.INFO
-    env: dict[str, str] = field(default_factory=dict)
-    #: the resource class this worker was submitted for (it claims only such jobs); None: any
-    resource_class: str | None = None
-    #: the launch's owner-only secrets file (database password, token-like --env values), or None
-    secrets_file: str | None = None
 
 
 def worker_name(job_id: str, restart: int, node: str, pid: int) -> str:
@@ -118,7 +103,7 @@ def open_queue(options: WorkerOptions):
             "give a database every compute node can reach (PostgreSQL on a host the nodes see, "
             "or SQLite on a shared filesystem), e.g. `gridlab launch --db postgresql://USER@DBHOST/gridlab`",
         ) from None
-    return Queue(engine, lease_s=options.heartbeat_s * options.lease_grace)
+    return Queue(engine, lease_s=options.lease_s)
 
 
 class SlurmWorker(submitit.helpers.Checkpointable):
@@ -126,6 +111,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def __init__(self) -> None:
         self._worker = None
+        self._options: WorkerOptions | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._signalled = False
@@ -134,15 +120,14 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         from slurm import secrets
 
         os.environ.update(options.env)
+        if options.threads_per_worker:
+            os.environ.setdefault("OMP_NUM_THREADS", str(options.threads_per_worker))
         options = secrets.load(options)
         logging.basicConfig(level=options.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
-        from jobs.worker import Worker, resolve_runner
-
+        self._options = options
         info = worker_info(options.resource_class)
         queue = open_queue(options)
-        self._worker = Worker(queue, resolve_runner(options.runner), info=info, runs_dir=Path(options.runs_dir),
-                              capture_output=True,
-                              heartbeat_s=options.heartbeat_s, poll_s=options.poll_s)
+        self._worker = options.worker(queue, info)
         log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
@@ -163,7 +148,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def _run(self) -> None:
         try:
-            self._worker.run()
+            self._worker.run(max_jobs=self._options.max_jobs)
         except BaseException as exc:  # re-raised in the main thread
             self._error = exc
 
@@ -211,21 +196,12 @@ def _node_down() -> bool:
     return any(flag in state for flag in ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING"))
 
 
-def _seconds(text: str | None) -> float | None:
-    """Slurm's [D-]HH:MM:SS -> seconds."""
-    if not text or not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", text):
-        return None
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
-
-
 def _time_left_s(fields: dict[str, str] | None = None) -> float:
+    """Seconds until this job's time limit, from scontrol's RunTime and TimeLimit (an hour
+    when either is missing or has no figure, e.g. UNLIMITED)."""
     fields = _job_fields() if fields is None else fields
-    run, limit = _seconds(fields.get("RunTime")), _seconds(fields.get("TimeLimit"))
-    return 3600.0 if run is None or limit is None else max(0.0, limit - run)
+    run, limit = durations.seconds_or_none(fields.get("RunTime")), durations.seconds_or_none(fields.get("TimeLimit"))
+    return 3600.0 if run is None or limit is None else max(0.0, float(limit - run))
 
 
 def _near_time_limit() -> bool:

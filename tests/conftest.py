@@ -14,6 +14,10 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("GRIDLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The seed of every random draw a test makes through ``rng_seed``: fixed, so each run draws
+#: the same; GRIDLAB_TEST_SEED=N draws others, and a failing test's report names the seed it
+#: ran with, so its draws can be replayed.
+TEST_SEED = int(os.environ.get("GRIDLAB_TEST_SEED", "1201"))
 
 _pg_state: dict[str, str | None] = {}
 
@@ -120,3 +124,51 @@ def queue(engine):
     from jobs.queue import Queue
 
     return Queue(engine, lease_s=30.0)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch/sacct/squeue/scancel first on PATH, answering from a state the test sets
+    (tests/support/fake_slurm.py)."""
+    from tests.support.fake_slurm import FakeSlurm
+
+    fake = FakeSlurm(tmp_path / "fake-slurm")
+    fake.install(monkeypatch)
+    return fake
+
+
+@pytest.fixture
+def rng_seed() -> int:
+    """The seed for a test's random generators (:data:`TEST_SEED`)."""
+    return TEST_SEED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and "rng_seed" in getattr(item, "fixturenames", ()):
+        report.sections.append(("random draws", f"drawn with GRIDLAB_TEST_SEED={TEST_SEED}: run with it to replay them"))
+    return report
+
+
+#: Test modules whose tests share state in order (they must run in one process, in file order).
+SERIAL_MODULES = ("tests/bad_inputs/test_catalogue.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): every test that needs the
+    one-node Slurm cluster runs in one worker, one after another (the cluster has two CPUs; two
+    tests' jobs at once would queue behind each other and time out), and they go first, since
+    together they are the longest chain; modules with ordered state stay in one worker each."""
+    root = config.rootpath
+    slurm, rest = [], []
+    for item in items:
+        where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
+        if item.get_closest_marker("slurm") or where.startswith("tests/slurm/"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+            slurm.append(item)
+        else:
+            if where in SERIAL_MODULES:
+                item.add_marker(pytest.mark.xdist_group(where))
+            rest.append(item)
+    items[:] = slurm + rest

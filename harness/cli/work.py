@@ -16,6 +16,7 @@ from db.errors import GridlabError
 from harness import inputs, report, terminal
 from harness.cli import options
 from jobs import pool, states
+from jobs.worker import WorkerOptions
 
 console = terminal.console
 
@@ -36,7 +37,7 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
          cell_mem: float | None, db_url: str | None) -> None:
     """Run local worker processes that claim and run jobs until the queue is empty."""
     queue = options.open_queue(db_url, create=True)
-    pool_options = pool.PoolOptions(
+    pool_options = WorkerOptions(
         url=queue.engine.url.render_as_string(hide_password=False),
         runs_dir=str(Path(runs_dir).resolve()),
         heartbeat_s=heartbeat,

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-
-import datasets
+from typing import TYPE_CHECKING
 
 from harness.data import template
 from harness.data.conversation import Conversation
 
+if TYPE_CHECKING:
+    import datasets
+
+#: The label of a position that carries no loss (the prompt, padding): the value every
+#: loss, collator and token count in gridlab ignores (PyTorch's and transformers' default).
 IGNORE = -100
 
 
@@ -55,6 +59,8 @@ def tokenize(
         rows["input_ids"].append(input_ids)
         rows["attention_mask"].append([1] * len(input_ids))
         rows["labels"].append(labels)
+    import datasets
+
     return Tokenized(datasets.Dataset.from_dict(rows), dropped)
 
 

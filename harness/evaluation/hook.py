@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.params import Param
+from jobs.params import Param
 
 
 def _check_prompts(value: str) -> str | None:

@@ -9,7 +9,7 @@ the evaluation pipeline end to end (``grids/eval_demo.yaml``).
 from __future__ import annotations
 
 from harness.evaluation import hook
-from harness.params import Param
+from jobs.params import Param
 
 PARAMS = {
     "model": Param(str, help="a model name the registry knows (tiny-gpt2, ...) or a save_pretrained directory"),

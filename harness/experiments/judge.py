@@ -8,7 +8,7 @@ stopped) and stores every verdict in ``judgments`` and its win rate in the summa
 
 from __future__ import annotations
 
-from harness.params import Param
+from jobs.params import Param
 
 PARAMS = {
     "arm_a": Param(str, help="spec hash of arm a (the compared factor's first value)"),

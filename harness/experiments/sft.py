@@ -15,7 +15,7 @@ import functools
 from pathlib import Path
 
 from harness.evaluation import hook
-from harness.params import Param
+from jobs.params import Param
 
 NORMS = ("keep", "layernorm", "dyt", "rmsnorm", "none")
 HEAL = ("instant", "layerwise", "blend")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 
-from harness.params import Param
+from jobs.params import Param
 
 #: The one file of a tiny_lm checkpoint: model, optimizer, data RNG and step (tensors and plain
 #: containers only, loaded with ``weights_only=True``).

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
+from harness.data.tokenization import IGNORE
 from harness.models import norms, surgery
 
 LOG_ALPHA_BOUNDS = (math.log(1e-3), math.log(1e3))
@@ -127,7 +128,7 @@ class _RowPicker:
             masks = {"enc": batch.get("attention_mask")}
             if seq2seq:
                 labels = batch.get("labels")
-                masks["dec"] = None if labels is None else labels != -100
+                masks["dec"] = None if labels is None else labels != IGNORE
             for stack, mask in masks.items():
                 real = None if mask is None else mask.reshape(-1).nonzero().squeeze(-1)
                 if real is not None and len(real) > share:

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.models import families
 
-log = logging.getLogger("gridlab.pretrained")
+log = logging.getLogger(__name__)
 
 #: testbed name -> the ``pretrain`` experiment's ``model`` (the family shape it trains)
 TESTBED = {

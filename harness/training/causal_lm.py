@@ -47,7 +47,7 @@ from harness.data import corpus as corpus_module
 from harness.models import families, surgery, tiny
 from harness.training import attention_log, diagnostics
 
-log = logging.getLogger("gridlab.causal_lm")
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 EVAL_SEED = 10_000

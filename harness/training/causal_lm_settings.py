@@ -4,7 +4,7 @@ is made of. Torch-free, so listing an experiment's settings stays cheap."""
 
 from __future__ import annotations
 
-from harness.params import Param
+from jobs.params import Param
 
 MODELS = ("tiny-gpt2", "tiny-pythia")
 CORPORA = ("python", "synthetic", "mixed")

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from harness.data.tokenization import IGNORE
 from harness.models import families
 
 
@@ -162,4 +163,4 @@ def probe(model: nn.Module, batch: dict[str, torch.Tensor], family: families.Fam
 
 def _decoder_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
     labels = batch.get("labels")
-    return None if labels is None else (labels != -100).long()
+    return None if labels is None else (labels != IGNORE).long()

@@ -45,7 +45,7 @@ from harness.training import adapters, attention_log, callbacks, distributed
 from harness.training import healing as healing_callback
 from harness.training.trainer import Trainer, pooled_evaluation
 
-log = logging.getLogger("gridlab.recipe")
+log = logging.getLogger(__name__)
 
 FULL_MODEL_FILE = "full_model.safetensors"
 CALIBRATION_FILE = "dyt_calibration.json"

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 import torch
 import transformers
 
-IGNORE = -100
+from harness.data.tokenization import IGNORE
 
 
 def token_figures(logits: torch.Tensor, labels: torch.Tensor, *, seq2seq: bool,

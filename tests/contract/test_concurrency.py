@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from db.models import attempts, code_versions, environments, events, jobs, machines, metrics, provenances
 from db.session import scope
 from jobs import pool, states
+from jobs.worker import WorkerOptions
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.contract
@@ -20,7 +21,7 @@ N_WORKERS = 16
 
 def test_sixteen_workers_claim_each_of_1000_jobs_exactly_once(engine, queue, db_url, tmp_path):
     queue.enqueue("load", make_jobs(N_JOBS))
-    options = pool.PoolOptions(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"),
+    options = WorkerOptions(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"),
                                heartbeat_s=5.0, poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
     procs = pool.start(options, N_WORKERS)
     for p in procs:
@@ -62,14 +63,14 @@ def test_workers_of_each_resource_class_race_and_claim_only_their_own(engine, qu
     queue.enqueue("classes", new)
     base = dict(url=db_url, runner="tests.support.runners:noop", runs_dir=str(tmp_path / "runs"), heartbeat_s=5.0,
                 poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
-    procs = (pool.start(pool.PoolOptions(**base, resource_class=big), 3)
-             + pool.start(pool.PoolOptions(**base, resource_class=small), 3))
+    procs = (pool.start(WorkerOptions(**base, resource_class=big), 3)
+             + pool.start(WorkerOptions(**base, resource_class=small), 3))
     for p in procs:
         p.join(timeout=240)
     assert [p.exitcode for p in procs] == [0] * 6
     counts = queue.counts()
     assert counts[states.SUCCEEDED] == 200 and counts[states.PENDING] == 100, "class workers left the others' jobs"
-    procs = pool.start(pool.PoolOptions(**base), 2)  # unclassed: they take what is left
+    procs = pool.start(WorkerOptions(**base), 2)  # unclassed: they take what is left
     for p in procs:
         p.join(timeout=240)
     with scope(engine, write=False) as conn:
@@ -97,7 +98,7 @@ def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, q
         eng_queue = Queue(queue.engine, lease_s=15.0)
         grid = f"share-{k}-{cell_mib:g}"
         eng_queue.enqueue(grid, make_jobs(4, steps=10, delay=0.1, tag=grid))
-        options = pool.PoolOptions(url=db_url, runner="tests.support.runners:slow", runs_dir=str(tmp_path / "runs"),
+        options = WorkerOptions(url=db_url, runner="tests.support.runners:slow", runs_dir=str(tmp_path / "runs"),
                                    heartbeat_s=5.0, poll_s=0.05, log_level=logging.WARNING, threads_per_worker=1)
         report = pool.share_device(eng_queue, options, k, cell_mib=cell_mib, free_mib=lambda: free, ramp_s=5.0,
                                    poll_s=0.05)

@@ -15,7 +15,7 @@ from jobs import states
 from jobs.errors import LeaseLost
 from jobs.metrics import MetricsWriter
 from jobs.queue import Queue, WorkerInfo
-from tests.support import results
+from tests.support import clock, results
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.contract
@@ -88,11 +88,14 @@ def test_complete_ends_attempt_and_drops_lease(queue):
 
 
 def test_failure_retries_after_backoff_then_fails_for_good(queue):
-    queue.enqueue("g", make_jobs(1, max_attempts=2, backoff_s=0.6))
+    # The backoff is judged by the database's clock: moved forward (tests/support/clock.py), not waited for.
+    queue.enqueue("g", make_jobs(1, max_attempts=2, backoff_s=60))
     c1 = queue.claim(W1)
     assert queue.fail(c1.lease, "boom") == states.PENDING
     assert queue.claim(W1) is None, "backoff must keep the job from being claimed at once"
-    time.sleep(0.8)
+    clock.advance(queue.engine, 55)
+    assert queue.claim(W1) is None, "nor before its 60 s are up"
+    clock.advance(queue.engine, 10)
     c2 = queue.claim(W2)
     assert c2 is not None and c2.lease.attempt == 2
     assert queue.fail(c2.lease, "boom again") == states.FAILED
@@ -119,13 +122,15 @@ def test_release_hands_job_back_without_using_an_attempt(queue):
 
 
 def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
-    queue = Queue(engine, lease_s=0.3)
+    queue = Queue(engine, lease_s=30)
     queue.enqueue("g", make_jobs(1))
     c = queue.claim(W1)
     writer = MetricsWriter(engine, c.lease)
     writer.log(1, {"loss": 1.0})
     writer.flush()
-    time.sleep(0.5)
+    clock.advance(engine, 29)
+    assert queue.reclaim_stale() == []
+    clock.advance(engine, 2)
     assert queue.reclaim_stale() == [c.job.id]
     assert queue.reclaim_stale() == []
     c2 = queue.claim(W2)
@@ -144,13 +149,15 @@ def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
 
 
 def test_heartbeat_keeps_a_lease_alive(engine):
-    queue = Queue(engine, lease_s=0.4)
+    queue = Queue(engine, lease_s=30)
     queue.enqueue("g", make_jobs(1))
     c = queue.claim(W1)
-    for _ in range(4):
-        time.sleep(0.2)
+    for _ in range(4):  # 80 s in all: twice the lease, but never 30 s without a heartbeat
+        clock.advance(engine, 20)
         queue.heartbeat(c.lease)
     assert queue.reclaim_stale() == []
+    clock.advance(engine, 31)
+    assert queue.reclaim_stale() == [c.job.id]
 
 
 def test_cancel_pending_and_running_jobs(queue):
@@ -432,13 +439,11 @@ def test_running_jobs_report_the_newest_step_and_loss_of_their_curve(queue):
 
 
 def test_an_expired_slurm_attempt_can_be_given_its_cause_once(queue):
-    from jobs.queue import Queue
-
     queue.enqueue("g", make_jobs(1))
     slurm_worker = WorkerInfo(name="node1:99", host="node1", pid=99, slurm_job_id="42_0", slurm_array_index=0,
                               node="node1")
-    Queue(queue.engine, lease_s=0.01).claim(slurm_worker)
-    time.sleep(0.05)
+    queue.claim(slurm_worker)
+    clock.advance(queue.engine, 31)  # the queue fixture's lease is 30 s
     assert queue.reclaim_stale() == [1]
     (expired,) = queue.expired_slurm_attempts()
     assert (expired.job_id, expired.number, expired.slurm_job_id) == (1, 1, "42_0")

@@ -7,7 +7,8 @@ import pytest
 
 from db.session import scope
 from jobs import queries, states
-from jobs.pool import PoolOptions, start
+from jobs.pool import start
+from jobs.worker import WorkerOptions
 from jobs.queue import Queue
 from tests.support import cli, results
 from tests.support.grids import make_jobs
@@ -48,7 +49,7 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
     schema.upgrade(eng)
     queue = Queue(eng)
     queue.enqueue("noisy", make_jobs(1, max_attempts=2, backoff_s=0))
-    procs = start(PoolOptions(url=db_url, runner="tests.support.runners:noisy_failure",
+    procs = start(WorkerOptions(url=db_url, runner="tests.support.runners:noisy_failure",
                               runs_dir=str(tmp_path / "runs"), heartbeat_s=1.0, poll_s=0.05), 1)
     for p in procs:
         p.join(timeout=120)

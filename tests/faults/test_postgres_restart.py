@@ -16,6 +16,7 @@ import time
 import pytest
 
 from jobs import pool, states
+from jobs.worker import WorkerOptions
 from tests.conftest import IN_CI
 from tests.faults import invariants
 from tests.support.grids import make_jobs
@@ -45,7 +46,7 @@ def test_workers_ride_out_a_postgresql_restart(pg_url, tmp_path, capsys):
     schema.upgrade(engine)
     queue = Queue(engine)
     queue.enqueue("restart", make_jobs(60, steps=20, delay=0.05, max_attempts=5))
-    options = pool.PoolOptions(url=pg_url, runner="tests.support.runners:resumable", runs_dir=str(tmp_path / "runs"),
+    options = WorkerOptions(url=pg_url, runner="tests.support.runners:resumable", runs_dir=str(tmp_path / "runs"),
                                heartbeat_s=1.0, lease_grace=5.0, poll_s=0.1, log_level=logging.ERROR,
                                threads_per_worker=1)
     procs = pool.start(options, 4)

@@ -34,8 +34,8 @@ HEARTBEAT_S = 0.5  # a lease lasts 3 heartbeats, so a killed worker's job is rec
 
 def _worker(url: str, runs: Path) -> subprocess.Popen:
     code = (
-        "from jobs.pool import PoolOptions, worker_main\n"
-        f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
+        "from jobs.pool import worker_main\nfrom jobs.worker import WorkerOptions\n"
+        f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
         " poll_s=0.1, threads_per_worker=1, max_jobs=1)))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -47,7 +47,7 @@ def _recorded_step(queue) -> int:
     return queue.jobs(grid="killed")[0] and (queue.job(2).checkpoint_step or 0)
 
 
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp_path):
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp_path, rng_seed):
     from harness.enqueue import new_jobs
     from harness.grid import parse
 
@@ -59,9 +59,8 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     assert _worker(url, runs).wait(timeout=120) == 0  # job 1, uninterrupted
     assert queue.jobs(grid="straight")[0].state == states.SUCCEEDED
 
-    # Seeded, and the seed printed on failure, so a failing kill can be replayed.
-    seed = int(os.environ.get("GRIDLAB_KILL_SEED", random.SystemRandom().randrange(10**6)))
-    rng = random.Random(seed)
+    # Seeded (GRIDLAB_TEST_SEED), and the seed in every failure, so a failing kill can be replayed.
+    rng = random.Random(rng_seed)
     # A sealed checkpoint at this step, then a random delay of up to two steps (as long as
     # the uninterrupted run's steps took): the kill lands mid-training, at least two
     # checkpoints before the end. (Killed after its last step, the job would finish from its
@@ -72,7 +71,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     victim = _worker(url, runs)
     deadline = time.monotonic() + 120
     while _recorded_step(queue) < kill_after:
-        assert victim.poll() is None, f"the worker finished before it could be killed (GRIDLAB_KILL_SEED={seed})"
+        assert victim.poll() is None, f"the worker finished before it could be killed (GRIDLAB_TEST_SEED={rng_seed})"
         assert time.monotonic() < deadline
         time.sleep(0.01)
     time.sleep(delay)
@@ -89,7 +88,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp
     assert [r.value for r in resumed] == [r.value for r in straight]  # bit-identical
     second = [r.step for r in resumed if r.attempt == 2]
     resumed_from = queue.attempts(2)[1].resumed_from_step
-    assert resumed_from is not None and resumed_from >= kill_after, f"restarted (GRIDLAB_KILL_SEED={seed})"
+    assert resumed_from is not None and resumed_from >= kill_after, f"restarted (GRIDLAB_TEST_SEED={rng_seed})"
     assert second and second[0] == resumed_from + 1, "the curve continues from the recorded checkpoint's step"
     assert {r.attempt for r in resumed if r.step <= resumed_from} == {1}
     for name in ("grad_norm", "token_accuracy", "val_loss"):

@@ -259,8 +259,8 @@ def test_a_sigkilled_worker_takes_torchrun_and_its_ranks_with_it(sqlite_queue, t
     queue, url = sqlite_queue
     runs = tmp_path / "runs"
     _enqueue(queue, "orphans", [2], steps=200)
-    code = ("from jobs.pool import PoolOptions, worker_main\n"
-            f"raise SystemExit(worker_main(PoolOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s=1.0,"
+    code = ("from jobs.pool import worker_main\nfrom jobs.worker import WorkerOptions\n"
+            f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s=1.0,"
             " poll_s=0.1, max_jobs=1)))\n")
     worker = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONWARNINGS": "ignore"},
                               cwd=Path(__file__).resolve().parents[2])

@@ -12,7 +12,7 @@ import pytest
 
 from db import engine as db_engine
 from slurm import secrets
-from slurm.worker import WorkerOptions
+from jobs.worker import WorkerOptions
 
 pytestmark = pytest.mark.unit
 

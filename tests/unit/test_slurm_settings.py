@@ -60,3 +60,38 @@ def test_a_good_block_is_kept_on_the_grid():
 def test_slurm_must_be_a_mapping():
     with pytest.raises(GridFileError, match="slurm: expected a mapping"):
         parse("name: g\naxes: {lr: [0.1]}\nslurm: [gpu]\n")
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("partition", "  ", "expected a non-empty string, got '  '"),
+    ("qos", True, "expected a non-empty string, got True"),
+    ("gres", "gpu a100", "expected NAME[:TYPE]:COUNT like gpu:a100:1, got 'gpu a100'"),
+    ("time", "soon", "expected minutes or [D-]HH:MM:SS, got 'soon'"),
+    ("time", 0, "must be at least 1 minute, got 0"),
+    ("mem", "lots", "expected a size like 4G, 500M or 16000 (MB), got 'lots'"),
+    ("cpus", "many", "expected an integer >= 1, got 'many'"),
+    ("cpus", 0, "expected an integer >= 1, got 0"),
+    ("cpus", True, "expected an integer >= 1, got True"),
+    ("max_requeues", -1, "expected an integer >= 0, got -1"),
+    ("signal_delay_s", 2.5, "expected an integer >= 0, got 2.5"),
+    ("array_parallelism", 10**30, "expected an integer >= 1, got " + str(10**30)),
+    ("setup", ["a", 1], "expected a list of shell lines, e.g. ['module load cuda']"),
+    ("extra", "x", "expected a mapping of sbatch flags to values, e.g. {reservation: my-res}"),
+    ("extra", {"a b": 1}, "'a b' is not an sbatch flag name"),
+    ("extra", {"x": [1]}, "x: expected a plain value, got list"),
+])
+def test_each_setting_says_what_it_expected(key, value, problem):
+    assert settings.validate({key: value}) == ({}, [f"{key}: {problem}"])
+
+
+def test_settings_are_params_like_an_experiments():
+    """One mechanism: every Slurm setting is a jobs.params.Param, whose default is the
+    dataclass's, so an integer written 2.0 passes here as it does in an experiment's settings."""
+    from jobs.params import Param
+
+    assert all(isinstance(p, Param) for p in settings.PARAMS.values())
+    assert settings.SlurmSettings.keys() == tuple(settings.PARAMS)
+    defaults = settings.SlurmSettings()
+    assert all(getattr(defaults, k) == p.default for k, p in settings.PARAMS.items())
+    assert settings.validate({"cpus": 2.0, "mem": "16gb", "setup": "module load x"}) == (
+        {"cpus": 2, "mem": "16G", "setup": ("module load x",)}, [])
