@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import enqueue, grid
-from tests.support.cli import run_in_process
+from tests.support.cli import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDS = sorted(ROOT.joinpath("grids").glob("*.yaml"))
@@ -28,7 +28,7 @@ def test_every_shipped_grid_passes_a_dry_run(path, tmp_path):
     console script itself as a subprocess)."""
     _needs_shared_data(path)
     db = f"sqlite:///{tmp_path / 'dry.db'}"
-    done = run_in_process(["enqueue", str(path.relative_to(ROOT)), "--dry-run", "--db", db], ROOT)
+    done = invoke(["enqueue", str(path.relative_to(ROOT)), "--dry-run", "--db", db], ROOT)
     assert done.code == 0, done.stdout + done.stderr
     assert "dry run: nothing written" in done.stdout and " new" in done.stdout
 
