@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import experiments
 from harness.grid import Cell, Grid, GridFileError, canonical_json, spec_hash
-from harness.params import defaults
+from harness.params import stored_spec
 from jobs.queue import NewJob, Queue
 from jobs.records import EnqueueResult
 
@@ -67,7 +67,7 @@ def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
     succeed. Its spec names the arms by spec hash, so re-enqueueing adds nothing twice."""
     if not grid.compare:
         return []
-    base = {**defaults(experiments.load("judge").PARAMS), **grid.judge, "experiment": "judge"}
+    base = stored_spec("judge", experiments.load("judge").PARAMS, grid.judge)
     out: list[NewJob] = []
     problems: list[str] = []
     for factor, (value_a, value_b) in grid.compare.items():
