@@ -22,6 +22,10 @@ class DatabaseUnavailable(GridlabError):
     """The database URL is malformed, or the server cannot be reached."""
 
 
+class NoDatabase(DatabaseUnavailable):
+    """The URL names a SQLite file that does not exist, and nothing may create it."""
+
+
 class SchemaMismatch(GridlabError):
     """The database's schema is not the one this gridlab needs."""
 

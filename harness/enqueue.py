@@ -1,4 +1,8 @@
-"""Turn a validated grid into job records: idempotent by spec hash."""
+"""Turn a validated grid into job records: idempotent by spec hash.
+
+The grid is expanded once (:func:`plan`); a dry run counts the plan's cells against the
+queue, a real run writes them (:class:`Plan`), so the two cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import contextlib
 import gc
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from harness import experiments
 from harness.grid import Cell, Grid, GridFileError, canonical_json, spec_hash
-from harness.params import defaults
+from harness.params import stored_spec
 from jobs import operator
 from jobs.operator import NewJob
 from jobs.queue import Queue
@@ -64,7 +69,7 @@ def judge_jobs(grid: Grid, cells: list[Cell]) -> list[NewJob]:
     succeed. Its spec names the arms by spec hash, so re-enqueueing adds nothing twice."""
     if not grid.compare:
         return []
-    base = {**defaults(experiments.load("judge").PARAMS), **grid.judge, "experiment": "judge"}
+    base = stored_spec("judge", experiments.load("judge").PARAMS, grid.judge)
     out: list[NewJob] = []
     problems: list[str] = []
     for factor, (value_a, value_b) in grid.compare.items():
@@ -98,12 +103,31 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A grid expanded into its job records (every problem of the grid surfaced already)."""
+
+    grid: Grid
+    jobs: list[NewJob]
+
+    def count(self, queue: Queue | None) -> EnqueueResult:
+        """New and already queued cells, writing nothing (``queue`` None: there is no database
+        yet, so every cell is new)."""
+        existing = operator.existing_hashes(queue.engine, self.grid.name) if queue is not None else set()
+        old = sum(1 for j in self.jobs if j.spec_hash in existing)
+        return EnqueueResult(grid=self.grid.name, total=len(self.jobs), new=len(self.jobs) - old, existing=old)
+
+    def write(self, queue: Queue, *, progress: Callable[[int], None] | None = None) -> EnqueueResult:
+        """Add the new cells to the queue (``progress(n)`` as each batch of ``n`` is handled)."""
+        return operator.enqueue(queue.engine, self.grid.name, self.jobs, source_path=self.grid.path,
+                                source_text=self.grid.source, progress=progress)
+
+
+def plan(grid: Grid) -> Plan:
+    return Plan(grid, new_jobs(grid))
+
+
 def enqueue(queue: Queue, grid: Grid, *, dry_run: bool = False, progress: Callable[[int], None] | None = None) -> EnqueueResult:
     """Add the grid's cells to the queue (or, with ``dry_run``, only count them)."""
-    jobs = new_jobs(grid)
-    if dry_run:
-        existing = operator.existing_hashes(queue.engine, grid.name)
-        old = sum(1 for j in jobs if j.spec_hash in existing)
-        return EnqueueResult(grid=grid.name, total=len(jobs), new=len(jobs) - old, existing=old)
-    return operator.enqueue(queue.engine, grid.name, jobs, source_path=grid.path, source_text=grid.source,
-                            progress=progress)
+    planned = plan(grid)
+    return planned.count(queue) if dry_run else planned.write(queue, progress=progress)

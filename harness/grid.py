@@ -41,7 +41,7 @@ import yaml
 
 from db.errors import GridlabError
 from harness import experiments, inputs
-from harness.params import required, resolve, stored, stored_defaults
+from harness.params import required, resolve, stored_spec
 from jobs import resources as resources_mod
 from jobs.params import Param
 from slurm import settings as slurm_settings
@@ -126,7 +126,7 @@ class Grid:
         a fifth of expansion)."""
         params = experiments.load(self.experiment).PARAMS
         # Neutral settings at their default stay out of the stored spec and its hash (harness.params).
-        base = {**stored_defaults(params), **stored(params, self.fixed), "experiment": self.experiment}
+        base = stored_spec(self.experiment, params, self.fixed)
         encode = _SpecEncoder(base)
         levels: list[list[tuple[tuple[str, Any], ...]]] = [[((n, v),) for v in self.axes[n]] for n in self.axes]
         for group in self.zips:

@@ -43,6 +43,14 @@ def stored(params: dict[str, Param], spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if not (k in params and params[k].neutral and v == params[k].default)}
 
 
+def stored_spec(experiment: str, params: dict[str, Param], settings: dict[str, Any]) -> dict[str, Any]:
+    """What a cell's stored spec (and its hash) starts from: the experiment's defaults, less the
+    neutral ones, then ``settings`` (a grid's ``fixed:`` or ``judge:`` block) less the neutral
+    settings at their default, and the experiment's name. The one place a spec gets its defaults
+    before it is stored; :func:`resolve` fills in the rest when it runs."""
+    return {**stored_defaults(params), **stored(params, settings), "experiment": experiment}
+
+
 def resolve(params: dict[str, Param], spec: dict[str, Any]) -> dict[str, Any]:
     """A stored spec with every default filled in: what the experiment runs with (a spec
     stored before a setting existed, or without a neutral one, gets its default)."""

@@ -1,6 +1,6 @@
-"""Tables for the terminal: queue status by state and by grid factor, final results, and
-each factor's effect on a final figure (computed by db.stats, as the dashboard's Factor
-effects page computes it)."""
+"""Tables for the terminal: queue status by state and by grid factor, dispatched workers,
+final results, and each factor's effect on a final figure (computed by db.stats, as the
+dashboard's Factor effects page computes it)."""
 
 from __future__ import annotations
 
@@ -209,6 +209,21 @@ def running_table(running: list) -> Table:
 #: The settings that make two cells cost the same (model, PEFT method, sequence length, steps):
 #: a pending cell's GPU-hours are estimated from finished cells of its shape.
 SHAPE = ("model", "peft", "max_length", "seq_len", "steps", "experiment", "kind")
+
+
+#: Worker states in the order a worker passes through them (others sort after, by name).
+WORKER_ORDER = ["PENDING", "SUBMITTED", "RUNNING", "REQUEUED", "COMPLETING"]
+
+
+def workers_table(counts: dict[tuple[str, str], int]) -> Table:
+    """Dispatched workers by executor and state (``slurm.supervise.worker_counts``)."""
+    table = Table(title="Workers", title_justify="left")
+    for col in ("executor", "state", "workers"):
+        table.add_column(col)
+    order = WORKER_ORDER
+    for (executor, state), n in sorted(counts.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]) if kv[0][1] in order else 99, kv[0][1])):
+        table.add_row(executor, state.lower(), str(n))
+    return table
 
 
 def shape_of(spec: dict[str, Any]) -> tuple:

@@ -1,7 +1,9 @@
 """Local worker processes: ``gridlab work --workers N``.
 
 Each process builds its own engine (connections are never shared across a fork),
-runs a :class:`jobs.worker.Worker` until the queue is empty, and exits.
+runs a :class:`jobs.worker.Worker` until the queue is empty, and exits. Also here: cells
+sharing this machine's one device (``gridlab work --cells-per-device``), and the wait
+for the local workers ``gridlab launch --executor local`` started.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from jobs import reports
+from jobs import workers as worker_jobs
 from jobs.worker import WorkerOptions
 
 
@@ -88,8 +94,6 @@ def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float |
     cells of the class (:func:`jobs.reports.peak_memory`). Cells started less than ``ramp_s`` ago may not
     have allocated yet, so their share is held back too. With no cell running, one is started
     whatever the estimate (a cell that cannot fit the device alone fails on its own)."""
-    from jobs import reports
-
     ctx_alive: list[tuple[mp.process.BaseProcess, float]] = []
     report = Sharing()
     index = 0
@@ -115,3 +119,49 @@ def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float |
     for p, _ in ctx_alive:
         p.join()
     return report
+
+
+class SharedDevice(threading.Thread):
+    """:func:`share_device` in a thread, shaped like the worker processes ``gridlab work``
+    watches (``is_alive``, ``terminate``, ``join``, ``exitcode``)."""
+
+    def __init__(self, queue, options: WorkerOptions, cells: int, cell_mib: float | None) -> None:
+        super().__init__(daemon=True)
+        self.exitcode: int | None = None
+        self._stop_sharing = threading.Event()
+        self._share = lambda: share_device(queue, options, cells, cell_mib=cell_mib, stop=self._stop_sharing.is_set)
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._share()
+            self.exitcode = 0
+        except Exception:  # noqa: BLE001 - reported as a failed worker, like a process's exit code
+            self.exitcode = 1
+
+    def terminate(self) -> None:
+        self._stop_sharing.set()
+
+
+def stop(procs: list) -> None:
+    """SIGTERM (workers checkpoint and hand their jobs back), then wait a minute at most for each."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=60)
+
+
+def wait_launched(queue, launched_jobs: Iterable, *, executor: str = "local") -> dict[str, str | None]:
+    """Wait for worker jobs this process started (submitit's local executor: its children),
+    record in the queue how each ended, and return the failed ones: job id -> the last line
+    of its error (None when it printed none)."""
+    seen: dict[str, tuple[str, str | None]] = {}
+    for job in launched_jobs:
+        try:
+            job.result()
+            seen[str(job.job_id)] = ("COMPLETED", None)
+        except Exception as exc:  # a worker that failed: keep waiting for the others
+            text = str(exc).strip()
+            seen[str(job.job_id)] = ("FAILED", text.splitlines()[-1][:500] if text else None)
+    worker_jobs.update(queue.engine, executor, seen)
+    return {job_id: error for job_id, (state, error) in seen.items() if state == "FAILED"}

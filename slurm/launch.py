@@ -22,13 +22,15 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from db.engine import has_secret, resolve_url
 from db.errors import GridlabError
-from jobs import resources
+from jobs import reports, resources
+from jobs import workers as worker_jobs
+from jobs.queue import Queue
 from slurm import secrets, snapshot as snapshot_mod
 from slurm.settings import SlurmSettings
 from jobs.worker import WorkerOptions
@@ -188,6 +190,45 @@ def launch_local(options: WorkerOptions, settings: SlurmSettings, *, workers: in
     with _environ(env):
         jobs = [executor.submit(SlurmWorker(), options) for _ in range(workers)]
     return Launched("local", folder, [str(j.job_id) for j in jobs], jobs)
+
+
+@dataclass
+class Dispatcher:
+    """Submits workers for one resource class at a time and records them in the queue (one
+    array per class: its workers get the class's Slurm settings and claim only its jobs).
+    ``gridlab launch`` staffs every class with pending work once; supervision calls
+    :meth:`submit` whenever a class runs short. ``on_submitted(launched, resource_class)``
+    is told of each submission."""
+
+    queue: Queue
+    options: WorkerOptions
+    settings: SlurmSettings
+    executor: str = "slurm"
+    runs_dir: str | Path = "runs"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    snapshot: Path | None = None
+    on_submitted: Callable[[Launched, str], None] | None = None
+
+    def submit(self, n: int, resource_class: str) -> Launched:
+        launch = launch_slurm if self.executor == "slurm" else launch_local
+        launched = launch(for_class(self.options, resource_class), class_settings(self.settings, resource_class),
+                          workers=n, folder=new_folder(self.runs_dir), extra_env=self.extra_env, snapshot=self.snapshot)
+        worker_jobs.record(self.queue.engine, launched.executor, [(j, array_index(j)) for j in launched.job_ids],
+                           folder=str(launched.folder), resource_class=resource_class)
+        if self.on_submitted is not None:
+            self.on_submitted(launched, resource_class)
+        return launched
+
+    def staff(self, workers: int) -> list[Launched]:
+        """Up to ``workers`` workers for each resource class with pending jobs (no more than it has)."""
+        pending = reports.pending_by_class(self.queue.engine)
+        return [self.submit(min(workers, count), cls) for cls, count in sorted(pending.items())]
+
+
+def array_index(job_id: str) -> int | None:
+    """The array index of a Slurm job id like ``12_3`` (None for a plain id or a local pid)."""
+    _, sep, index = str(job_id).partition("_")
+    return int(index) if sep and index.isdigit() else None
 
 
 @contextlib.contextmanager

@@ -79,6 +79,15 @@ def make(runs_dir: str | Path, *, root: Path | None = None, runner: str | None =
                        "launch again once edits are saved, or pass --no-pin to run the live tree")
 
 
+def planned(runs_dir: str | Path, *, root: Path | None = None) -> Path:
+    """Where :func:`make` would pin the tree as it is now (``launch --dry-run`` copies nothing)."""
+    root = root or provenance.code_root()
+    if (root / provenance.SNAPSHOT_MANIFEST).is_file():
+        return root
+    code = provenance.capture_code(root, exclude=(Path(runs_dir).resolve(),))
+    return Path(runs_dir).resolve() / SNAPSHOTS / code.fingerprint[:16]
+
+
 def _write_manifest(folder: Path, root: Path, code: provenance.Code, files: list[str]) -> None:
     if code.diff is not None:
         (folder / provenance.SNAPSHOT_DIFF).write_text(code.diff, encoding="utf-8")

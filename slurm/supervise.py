@@ -54,6 +54,24 @@ class Tick:
     submitted: int = 0
     worker_errors: list[str] = field(default_factory=list)  # last lines of workers that failed
 
+    def describe(self) -> str:
+        """The pass in one line, as ``gridlab supervise`` prints it."""
+        parts = [f"workers alive {self.workers_alive}"]
+        if self.submitted:
+            parts.append(f"submitted {self.submitted}")
+        for job, attempt, outcome in self.attempts_ended:
+            parts.append(f"job {job} attempt {attempt} ended {outcome}")
+        for job, attempt, outcome in self.attempts_refined:
+            parts.append(f"job {job} attempt {attempt}: lease had expired, Slurm says {outcome}")
+        parts += self.worker_errors
+        return "; ".join(parts)
+
+    @property
+    def eventful(self) -> bool:
+        """Whether the pass changed or learned anything (quiet passes are not printed)."""
+        return bool(self.attempts_ended or self.attempts_refined or self.submitted or self.workers_changed
+                    or self.worker_errors)
+
 
 def _epoch(iso: str | None) -> float | None:
     if not iso:
@@ -170,3 +188,21 @@ def supervise(queue: Queue, *, workers: int, submit: Callable[[int, str], int], 
             return tick
         time.sleep(interval_s)
 
+
+
+def worker_counts(queue: Queue, *, timeout_s: float = 10.0) -> dict[tuple[str, str], int]:
+    """Dispatched workers by (executor, state), in Slurm's current word where one ``sacct``
+    call answers for the live ones (else as last recorded): the Workers table of ``gridlab status``."""
+    rows = worker_jobs.dispatched(queue.engine)
+    live = {w.external_id for w in rows if w.executor == EXECUTOR and w.state in LIVE}
+    now_state: dict[str, str] = {}
+    if live:
+        try:
+            now_state = {k: r.state for k, r in accounting.current(accounting.runs(live, timeout_s=timeout_s)).items()}
+        except accounting.SlurmUnavailable:
+            pass
+    counts: dict[tuple[str, str], int] = {}
+    for w in rows:
+        state = now_state.get(w.external_id, w.state) if w.executor == EXECUTOR else w.state
+        counts[(w.executor, state)] = counts.get((w.executor, state), 0) + 1
+    return counts

@@ -88,26 +88,18 @@ def worker_info(resource_class: str | None = None):
 
 def open_queue(options: WorkerOptions):
     """The queue, or a one-line error naming this node when the database is out of reach."""
-    from db import engine as db_engine
-    from db import schema
-    from db.errors import DatabaseUnavailable, SchemaMismatch
+    from db import database
+    from db.errors import DatabaseUnavailable, NoDatabase, SchemaMismatch
     from jobs.queue import Queue
 
-    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    shown = db_engine.redact(options.url)
     try:
-        url = db_engine.resolve_url(options.url)
-        if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
-            raise DatabaseUnavailable(f"cannot use database {shown}: no such file on this node")
-        engine = db_engine.create(url)
-        try:
-            schema.ensure(engine, migrate_empty=False)
-        except BaseException:
-            engine.dispose()
-            raise
+        engine = database.open_engine(options.url)
     except (DatabaseUnavailable, SchemaMismatch) as exc:
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        what = (f"cannot use database {db_redact(options.url)}: no such file on this node"
+                if isinstance(exc, NoDatabase) else exc.what)
         raise DatabaseUnreachableFromNode(
-            f"worker on node {node}: {exc.what}",
+            f"worker on node {node}: {what}",
             "give a database every compute node can reach (PostgreSQL on a host the nodes see, "
             "or SQLite on a shared filesystem), e.g. `gridlab launch --db postgresql://USER@DBHOST/gridlab`",
         ) from None

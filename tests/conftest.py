@@ -14,6 +14,12 @@ import pytest
 
 PG_ADMIN_URL = os.environ.get("GRIDLAB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24; gridlab's tables size themselves by
+# COLUMNS, so drop what the runner set: every test sees the same terminal, in a worker or not, and
+# a test about widths sets COLUMNS itself.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 #: The seed of every random draw a test makes through ``rng_seed``: fixed, so each run draws
 #: the same; GRIDLAB_TEST_SEED=N draws others, and a failing test's report names the seed it
 #: ran with, so its draws can be replayed.
@@ -153,6 +159,14 @@ def pytest_runtest_makereport(item, call):
 
 #: Test modules whose tests share state in order (they must run in one process, in file order).
 SERIAL_MODULES = ("tests/bad_inputs/test_catalogue.py",)
+
+
+def pytest_configure(config):
+    """In an xdist worker, run at a lower CPU priority (nice 10) than the processes Slurm starts:
+    the Slurm tests are the suite's longest chain and their jobs run under slurmd, not under the
+    workers, so the training tests beside them yield the CPU to those jobs instead of slowing them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.nice(10)
 
 
 def pytest_collection_modifyitems(config, items):

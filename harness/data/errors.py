@@ -25,8 +25,11 @@ class DataUnavailable(DataError):
 
 @dataclasses.dataclass(frozen=True)
 class Skip:
-    where: str  # "line 17" (JSON Lines, 1-based) or "record 42" (JSON array / Parquet / hub, 0-based)
+    where: str  # "line 17" (JSON Lines, 1-based), "record 42" (JSON array / Parquet / hub, 0-based), "end of data"
     reason: str
+    #: records this loss stands for: 1 for a bad line or record; for a damaged stretch of a JSON array
+    #: or a lost tail, an estimate from the sizes of the records around it (at least 1)
+    count: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,16 +41,20 @@ class SkipReport:
     skipped: tuple[Skip, ...]
 
     @property
+    def lost(self) -> int:
+        return sum(skip.count for skip in self.skipped)
+
+    @property
     def used(self) -> int:
-        return self.total - len(self.skipped)
+        return self.total - self.lost
 
     @property
     def bad_share(self) -> float:
-        return len(self.skipped) / self.total if self.total else 0.0
+        return self.lost / self.total if self.total else 0.0
 
     def summary(self, show: int = 5) -> str:
         """One line: counts and the first `show` skipped places."""
-        line = f"{self.source}: {self.used} of {self.total} records used, {len(self.skipped)} skipped"
+        line = f"{self.source}: {self.used} of {self.total} records used, {self.lost} skipped"
         if self.skipped:
             first = "; ".join(f"{skip.where}: {skip.reason}" for skip in self.skipped[:show])
             more = f"; and {len(self.skipped) - show} more" if len(self.skipped) > show else ""

@@ -6,8 +6,17 @@ turn, or raises `BadRecord` saying what is wrong with it; the loader counts thos
 - alpaca: ``{"instruction": str, "input": str (optional), "output": str}``; a non-empty input is
   appended to the instruction after a blank line.
 - sharegpt: ``{"conversations": [{"from": "human"|"gpt"|"system"|..., "value": str}, ...]}``.
-- rewild: ``{"messages": [{"role": "user"|"assistant"|"system", "content": str}, ...]}``, or the
+- rewild: the RE-WILD SFT mix (Feuer and Hegde 2025, the WildChat-50M project) and its parts: the
+  WildChat form ``{"conversation": [{"role": "user"|"assistant", "content": str, ...}, ...], ...}``
+  (``nyu-dice-lab/wildchat50m-rewild-sft-385700`` and the ``allenai_WildChat-1M-Full-*`` response
+  sets; the turns' other fields, ``language``, ``toxic``, ``redacted``, ..., are ignored),
+  the chat form ``{"messages": [{"role": ..., "content": ...}, ...]}`` (its Tulu 3 part), or the
   ShareGPT form.
+
+A turn's content may be a string or a list of parts, ``[{"type": "text", "text": str}, ...]`` (or
+plain strings), as the OpenAI and Hugging Face chat formats write it; the text parts are joined with
+a blank line, and a turn with a part that is not text (an image) is a bad record. Keys that are
+``null`` (a Parquet or hub dataset fills a key one record lacks with null) are as absent.
 
 Chat turns after the last assistant turn are dropped (there is no response to learn from them).
 """
@@ -71,10 +80,7 @@ def _chat(turns: Any, role_key: str, text_key: str, roles: Mapping[str, str]) ->
         role = roles.get(speaker.lower()) if isinstance(speaker, str) else None
         if role is None:
             raise BadRecord(f"turn {i} has {role_key}={speaker!r}; expected one of {sorted(roles)}")
-        content = turn.get(text_key)
-        if not isinstance(content, str):
-            raise BadRecord(f"turn {i} {text_key!r} is {type(content).__name__}, expected a string")
-        out.append(Turn(role, content.strip()))
+        out.append(Turn(role, _content(turn.get(text_key), i, text_key).strip()))
     while out and out[-1].role != "assistant":
         out.pop()
     if not out:
@@ -84,6 +90,26 @@ def _chat(turns: Any, role_key: str, text_key: str, roles: Mapping[str, str]) ->
     return Conversation(tuple(out))
 
 
+def _content(content: Any, i: int, text_key: str) -> str:
+    """A turn's text: a string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise BadRecord(f"turn {i} {text_key!r} is {type(content).__name__}, expected a string or a list of parts")
+    texts = []
+    for j, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text") if isinstance(part, Mapping) else None
+        text = part.get("text") if isinstance(part, Mapping) else None
+        if kind != "text" or not isinstance(text, str):
+            shown = kind if isinstance(kind, str) else type(part).__name__
+            raise BadRecord(f"turn {i} part {j} is {shown!r}, not text; only text parts can be trained on")
+        texts.append(text)
+    return "\n\n".join(t.strip() for t in texts if t.strip())
+
+
 def sharegpt(record: Any) -> Conversation:
     if not isinstance(record, Mapping) or "conversations" not in record:
         raise BadRecord("record has no 'conversations' list")
@@ -91,11 +117,13 @@ def sharegpt(record: Any) -> Conversation:
 
 
 def rewild(record: Any) -> Conversation:
-    if isinstance(record, Mapping) and "messages" in record:
-        return _chat(record["messages"], "role", "content", _CHAT_ROLES)
-    if isinstance(record, Mapping) and "conversations" in record:
-        return sharegpt(record)
-    raise BadRecord("record has neither a 'messages' nor a 'conversations' list")
+    if isinstance(record, Mapping):
+        for key in ("conversation", "messages"):
+            if record.get(key) is not None:
+                return _chat(record[key], "role", "content", _CHAT_ROLES)
+        if record.get("conversations") is not None:
+            return sharegpt(record)
+    raise BadRecord("record has no 'conversation' (WildChat), 'messages' or 'conversations' (ShareGPT) list")
 
 
 CONVERTERS: dict[str, Callable[[Any], Conversation]] = {"alpaca": alpaca, "sharegpt": sharegpt, "rewild": rewild}

@@ -1,9 +1,18 @@
 """Loading a data source into conversations, with a report of every record skipped.
 
-A source is a local file (JSON, JSON Lines or Parquet) or, when no such path exists, a Hugging
-Face hub dataset name read with `datasets.load_dataset`. Damaged records are skipped and
-reported; when more than `max_bad_share` of them are bad the source is refused with a
-`DataError`, because a silently half-empty dataset makes an ablation meaningless.
+A source is
+
+- a local file (JSON, JSON Lines or Parquet, plain or gzip/bzip2/Zstandard compressed);
+- one file of a hub dataset repository, ``hf://datasets/OWNER/NAME[@REVISION]/PATH/IN/REPO`` (the
+  file users download, e.g. ShareGPT's ``ShareGPT_V3_unfiltered_cleaned_split.json``): fetched with
+  ``huggingface_hub.hf_hub_download`` into the Hugging Face cache (a cached copy is used offline)
+  and read as a local file, salvage included;
+- otherwise a hub dataset name read with ``datasets.load_dataset``; its rows go through the same
+  converters, skips and limit as a file's.
+
+Damaged records are skipped and reported (:mod:`harness.data.read`); when more than
+`max_bad_share` of them are bad the source is refused with a `DataError`, because a silently
+half-empty dataset makes an ablation meaningless.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ def load(
     if not 0.0 <= max_bad_share <= 1.0:
         raise DataError(f"max_bad_share is {max_bad_share}; give a share between 0 and 1")
     located, skipped = _read(source, split)
-    total = len(located) + len(skipped)
+    total = len(located) + sum(skip.count for skip in skipped)
     conversations = []
     for where, record in located:
         try:
@@ -59,10 +68,45 @@ def load(
     return Loaded(conversations, report)
 
 
+HUB_FILE_PREFIX = "hf://datasets/"
+
+
 def _read(source: str | Path, split: str) -> tuple[list[read.Located], list[Skip]]:
+    if str(source).startswith(HUB_FILE_PREFIX):
+        return read.read(_hub_file(str(source)))
     if Path(source).exists() or not _looks_like_hub_name(str(source)):
         return read.read(source)
-    return read.records_of(_hub_rows(str(source), split)), []
+    return read.records_of(_hub_rows(str(source), split))
+
+
+def parse_hub_file(source: str) -> tuple[str, str | None, str]:
+    """(repo id, revision or None, path in the repository) of an ``hf://datasets/...`` source."""
+    parts = source[len(HUB_FILE_PREFIX):].split("/")
+    if len(parts) < 3 or not all(parts):
+        raise DataError(f"{source}: a hub file is hf://datasets/OWNER/NAME[@REVISION]/PATH, e.g. "
+                        "hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/ShareGPT_V3_unfiltered_cleaned_split.json")
+    owner, name, *path = parts
+    name, _, revision = name.partition("@")
+    return f"{owner}/{name}", revision or None, "/".join(path)
+
+
+def _hub_file(source: str) -> Path:
+    repo, revision, filename = parse_hub_file(source)
+    import huggingface_hub
+
+    missing = (huggingface_hub.errors.EntryNotFoundError, huggingface_hub.errors.RepositoryNotFoundError,
+               huggingface_hub.errors.RevisionNotFoundError)
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, filename, repo_type="dataset", revision=revision))
+    except Exception as error:  # offline, missing file, gated repo: the user needs one clear line
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, missing) and not isinstance(error, huggingface_hub.errors.GatedRepoError):
+            raise DataError(f"{source}: the hub has no such file ({reason}); check the repository, revision and "
+                            "file name (hf://datasets/OWNER/NAME[@REVISION]/PATH)") from None
+        raise DataUnavailable(
+            f"{source}: could not fetch {filename} from the hub dataset {repo} ({reason}); "
+            f"download it where the hub is reachable (hf download {repo} {filename} --repo-type dataset)"
+        ) from None
 
 
 def _looks_like_hub_name(source: str) -> bool:
@@ -83,6 +127,7 @@ def _hub_rows(name: str, split: str):
         ) from None
 
 
-def _order(skip: Skip) -> tuple[str, int]:
+def _order(skip: Skip) -> tuple[int, str, int]:
+    """Places in file order: numbered lines and records first, ``end of data`` last."""
     kind, _, number = skip.where.partition(" ")
-    return kind, int(number) if number.isdigit() else 0
+    return (0, kind, int(number)) if number.isdigit() else (1, skip.where, 0)

@@ -12,7 +12,8 @@ One concept per module:
 - :mod:`~harness.evaluation.lm_eval_tasks`: lm-evaluation-harness tasks on a model object (``tasks/`` ships a
   held-out perplexity task);
 - :mod:`~harness.evaluation.references`: ROUGE and BLEU against reference outputs;
-- :mod:`~harness.evaluation.hook`: ``evaluate_after_training``, which a training experiment calls at its end.
+- :mod:`~harness.evaluation.hook`: ``evaluate_after_training``, which a training experiment calls at its end;
+- :mod:`~harness.evaluation.tables`: the results as terminal tables (``gridlab compare``).
 
 Heavy imports (torch, transformers, llm-blender, lm-eval) happen inside functions, so that
 validating a grid or printing a report stays fast.

@@ -60,8 +60,7 @@ def run(ctx) -> None:
     experiment = load(ctx.job.experiment)
     # Settings the stored spec leaves out (neutral ones at their default, or ones added to the
     # experiment after the job was enqueued) get their defaults, so ctx.spec is complete.
-    for name, value in params.defaults(experiment.PARAMS).items():
-        ctx.spec.setdefault(name, value)
+    ctx.spec.update(params.resolve(experiment.PARAMS, ctx.spec))
     count = ranks_for(experiment, ctx.spec)
     if count > 1 and ctx.world_size == 1:
         from jobs import ranks

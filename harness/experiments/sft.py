@@ -47,6 +47,15 @@ def _is_seq2seq(name: str) -> bool:
 
 
 def _check_data_path(path: str) -> str | None:
+    from harness.data import loaders
+    from harness.data.errors import DataError
+
+    if path.startswith(loaders.HUB_FILE_PREFIX):
+        try:
+            loaders.parse_hub_file(path)
+        except DataError as error:
+            return str(error)
+        return None
     if path and path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
         return f"no file at {path}; give an existing local file or a hub dataset name"
     return None
@@ -93,7 +102,8 @@ PARAMS = {
     "lora_dropout": Param(float, 0.0, "LoRA dropout", minimum=0.0),
     # data
     "dataset": Param(str, "synthetic", "record format of the data (synthetic needs no file)", choices=DATASETS),
-    "data_path": Param(str, "", "local JSON/JSONL/Parquet file or hub dataset name (empty: the format's default)",
+    "data_path": Param(str, "", "local JSON/JSONL/Parquet file (also .gz/.bz2/.zst), one file of a hub dataset "
+                       "repository (hf://datasets/OWNER/NAME/FILE) or a hub dataset name (empty: the format's default)",
                        check=_check_data_path),
     "synthetic_records": Param(int, 512, "records of the synthetic dataset", minimum=2),
     "max_bad_share": Param(float, 0.1, "refuse a data file with more than this share of bad records", check=_check_share),

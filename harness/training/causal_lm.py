@@ -45,7 +45,8 @@ import transformers
 
 from harness.data import corpus as corpus_module
 from harness.models import families, surgery, tiny
-from harness.training import attention_log, diagnostics
+from harness.params import resolve
+from harness.training import attention_log, causal_lm_settings, diagnostics
 
 log = logging.getLogger(__name__)
 
@@ -329,13 +330,6 @@ class _Offline:
 def train_offline(spec: dict[str, Any]) -> Result:
     with tempfile.TemporaryDirectory(prefix="gridlab-pretrain-") as workdir:
         ctx = _Offline(Path(workdir))
-        full = {**_defaults(), **spec, "entropy_every": 0}
+        full = {**resolve(causal_lm_settings.PARAMS, spec), "entropy_every": 0}
         return CausalLMRun(full, ctx).setup().train()
-
-
-def _defaults() -> dict[str, Any]:
-    from harness.params import defaults
-    from harness.training import causal_lm_settings
-
-    return defaults(causal_lm_settings.PARAMS)
 

@@ -100,7 +100,7 @@ class SFTRecipe:
             if loaded.report.skipped:
                 log.warning("%s", loaded.report.summary())
             conversations = loaded.conversations
-            self.summaries.update(data_records=loaded.report.total, data_skipped=len(loaded.report.skipped))
+            self.summaries.update(data_records=loaded.report.total, data_skipped=loaded.report.lost)
         train, val = split.train_validation(conversations, s["validation_share"], s["seed"])
         self.validation = val  # kept for the evaluation after training (ROUGE/BLEU references)
 

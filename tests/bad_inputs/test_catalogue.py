@@ -1,8 +1,9 @@
 """The bad-input catalogue: mistakes users make (and inputs attackers write), one row each.
 
 Every case runs the `gridlab` command as a user would (``harness.cli.main(argv)`` in this
-process, which is what the console script calls; a few cases also run as a real
-subprocess to show the two agree) and asserts: exit code 2, ONE line on stderr that
+process, which is what the console script calls: ``tests.support.cli.invoke``; a few cases,
+one per way an error reaches the user, also run as a real process to show the two agree
+and that no traceback reaches a real terminal) and asserts: exit code 2, ONE line on stderr that
 names the problem (and the fix), no traceback, nothing on stdout, no password of the
 catalogue anywhere in the output, and nothing written (no database created, an existing
 one unchanged: its files byte for byte on SQLite, its rows on PostgreSQL, a fresh
@@ -20,15 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI, PG_ADMIN_URL, _pg_admin, pg_unavailable_reason
-from tests.support.cli import Run, run_in_process
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +88,7 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str], str]] = [
      ["3 problems", "unknown key 'bogus'", "axes.lr[0]", "axes.colour"], "none"),
     # --- data files (an sft grid reads its local data file at enqueue time) --------------
     ("data-truncated-json", {"d.json": '[{"instruction": "a", "output": "b"}, {"instruction": "c", "outp', "g.yaml": SFT.format(fmt="alpaca", path="d.json")},
-     ["enqueue", "g.yaml"], ["d.json: invalid JSON at line 1", "probably truncated"], "none"),
+     ["enqueue", "g.yaml"], ["d.json: 1 of 2 records used, 1 skipped (record 1: invalid JSON", "cut short", "max_bad_share"], "none"),
     ("data-wrong-schema", {"d.jsonl": '{"text": "no instruction here"}\n' * 20, "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")},
      ["enqueue", "g.yaml"], ["d.jsonl: 0 of 20 records used, 20 skipped", "field 'instruction' is NoneType"], "none"),
     ("data-empty", {"d.jsonl": "", "g.yaml": SFT.format(fmt="alpaca", path="d.jsonl")}, ["enqueue", "g.yaml"], ["d.jsonl: file is empty"], "none"),
@@ -200,21 +199,11 @@ CASES: list[tuple[str, dict[str, str | bytes], list[str], list[str], str]] = [
 ]
 
 #: Cases run a second time as a real `python -m harness.cli` process: the in-process
-#: runner must give the same result as the command.
-SUBPROCESS_TOO = ("yaml-syntax", "db-password-not-shown", "markup-grid-name", "show-unknown-job")
-
-
-# --- running a case -------------------------------------------------------------------------
-
-
-def run_subprocess(argv: list[str], cwd: Path, env: dict[str, str | None]) -> Run:
-    full = {k: v for k, v in os.environ.items() if k not in env}
-    full.update({k: v for k, v in env.items() if v is not None})
-    repo = str(Path(__file__).resolve().parents[2])
-    full["PYTHONPATH"] = os.pathsep.join([repo, *filter(None, [full.get("PYTHONPATH")])])
-    r = subprocess.run([sys.executable, "-m", "harness.cli", *argv], cwd=cwd, env=full, capture_output=True,
-                       text=True, timeout=120, errors="surrogateescape")
-    return Run(r.returncode, r.stdout, r.stderr)
+#: runner must give the same result as the command. One per way an error reaches the user:
+#: a grid file's (GridlabError before any database), a database's (with a password to hide),
+#: one from a database read (markup in stored names), one at the database's rows (a job id),
+#: and click's own usage errors.
+SUBPROCESS_TOO = ("yaml-syntax", "db-password-not-shown", "markup-grid-name", "show-unknown-job", "unknown-command")
 
 
 # --- databases ---------------------------------------------------------------------------------
@@ -250,7 +239,7 @@ def existing(tmp_path_factory):
                 _pg_admin(f'CREATE DATABASE "{name}"')
                 pg_names.append(name)
                 url = _pg_url(name)
-            r = run_in_process(["enqueue", "g.yaml", "--db", url], folder, {"GRIDLAB_DB": None}, {})
+            r = cli.invoke(["enqueue", "g.yaml", "--db", url], folder)
             assert r.code == 0, r.stderr
             made[backend] = url
         return made[backend]
@@ -353,7 +342,7 @@ def test_bad_input(case_id, files, argv, needles, backend, tmp_path, existing):
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{db}", db or "").replace("{newdb}", newdb) for a in argv]
     try:
         before, before_db = _files(tmp_path), _state(db) if db else None
-        r = run_in_process(argv, tmp_path, env, patches)
+        r = cli.invoke(argv, tmp_path, env, patches)
         check(r, needles)
         _SEEN[case_id] = r.stderr.strip()
         assert _files(tmp_path) == before, "a failed command must not write anything"
@@ -362,21 +351,16 @@ def test_bad_input(case_id, files, argv, needles, backend, tmp_path, existing):
         if new_pg:
             assert _pg_rows(newdb) == {}, "the new PostgreSQL database must still have no tables"
         if case_id in SUBPROCESS_TOO and backend in ("none", "sqlite"):
-            again = run_subprocess(argv, tmp_path, env)
-            assert (again.code, again.stderr) == (r.code, r.stderr)
+            again = cli.run(argv, cwd=tmp_path, env=env, timeout=120)
+            assert (again.returncode, again.stderr) == (r.code, r.stderr)
     finally:
         if new_pg:
             _pg_admin(f'DROP DATABASE IF EXISTS "{new_pg}" WITH (FORCE)')
 
 
-def check(r: Run, needles: list[str]) -> None:
-    assert r.code == 2, (r.code, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("gridlab: error: ") and "Traceback" not in r.stderr
+def check(r: cli.Run, needles: list[str]) -> None:
+    cli.assert_one_line_error(r, *needles)
     assert r.stdout == "", r.stdout
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     for secret in PASSWORDS:
         assert secret not in r.stdout + r.stderr, f"password {secret!r} leaked"
 

@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support import cli
+
 CHROMIUM = "/usr/bin/chromium"
 WIDTH = 1400
 
@@ -243,7 +245,7 @@ def serve(db_url: str | None, cwd: Path, env: dict[str, str], *, script: Path | 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     if script is None:
-        argv = [sys.executable, "-m", "harness.cli", "dashboard", "--db", db_url, "--port", str(port)]
+        argv = cli.command(["dashboard", "--db", db_url, "--port", str(port)])
     else:
         argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                 "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
@@ -271,11 +273,3 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def env_for(repo: Path, db: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    env.pop("GRIDLAB_DB", None)
-    if db:
-        env["GRIDLAB_DB"] = db
-    return env

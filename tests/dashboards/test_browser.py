@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.dashboards import browser, geometry, many
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,7 @@ def _shot_name(grid: str, page: str) -> str:
 
 def test_every_page_in_chromium_shows_no_exception_and_legible_charts(many_db, tmp_path):
     chromium = browser.require_chromium()
-    proc, base = browser.serve(many_db.url, tmp_path, browser.env_for(REPO))
+    proc, base = browser.serve(many_db.url, tmp_path, cli.environment())
     problems: list[str] = []
     shots = []
     try:
@@ -81,7 +82,7 @@ def test_every_page_in_chromium_shows_no_exception_and_legible_charts(many_db, t
 
 def test_the_chart_gallery_at_1_4_and_30_categories_is_legible_and_the_old_chart_is_not(tmp_path):
     chromium = browser.require_chromium()
-    proc, base = browser.serve(None, tmp_path, browser.env_for(REPO), script=GALLERY)
+    proc, base = browser.serve(None, tmp_path, cli.environment(), script=GALLERY)
     try:
         with browser.Browser(chromium) as b:
             seen = b.open(f"{base}/")

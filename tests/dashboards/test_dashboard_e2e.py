@@ -3,15 +3,14 @@ Chromium, showing the grid's data; and clear one-line errors for a wrong databas
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.dashboards import browser
 from tests.dashboards.conftest import fill
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "tests" / ".screenshots"
 
 
-def _gridlab_env(db: str | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("GRIDLAB_DB", None)
-    if db:
-        env["GRIDLAB_DB"] = db
-    return env
-
-
 def test_dashboard_serves_the_grid_to_a_browser(sqlite_url, tmp_path):
     filled = fill(sqlite_url)
     chromium = browser.require_chromium()
-    proc, base = browser.serve(sqlite_url, tmp_path, _gridlab_env(None))
+    proc, base = browser.serve(sqlite_url, tmp_path, cli.environment())
     try:
         with browser.Browser(chromium) as b:
             # The overview as rendered by the browser: title, the grids, and their figures.
@@ -55,37 +46,28 @@ def test_dashboard_serves_the_grid_to_a_browser(sqlite_url, tmp_path):
 
 
 def _dashboard(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "dashboard", *args], cwd=cwd, env=_gridlab_env(None),
-                          capture_output=True, text=True, timeout=120)
-
-
-def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("gridlab: error: ") and "Traceback" not in r.stderr
-    for needle in needles:
-        assert needle in line, line
+    return cli.run(["dashboard", *args], cwd=cwd, timeout=120)
 
 
 def test_dashboard_without_a_database_is_a_one_line_error(tmp_path):
-    _one_line_error(_dashboard("--db", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path), "does not exist")
-    _one_line_error(_dashboard(cwd=tmp_path), "gridlab.db", "does not exist")  # the default database
+    cli.assert_one_line_error(_dashboard("--db", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path), "does not exist")
+    cli.assert_one_line_error(_dashboard(cwd=tmp_path), "gridlab.db", "does not exist")  # the default database
 
 
 def test_dashboard_on_an_unreachable_server_is_a_one_line_error_without_the_password(tmp_path):
     r = _dashboard("--db", "postgresql://alice:s3cret@127.0.0.1:9/gridlab", cwd=tmp_path)
-    _one_line_error(r, "cannot reach database")
+    cli.assert_one_line_error(r, "cannot reach database")
     assert "s3cret" not in r.stderr
 
 
 def test_dashboard_streamlit_command_keeps_passwords_off_the_command_line():
-    from harness import commands_dashboard
+    from harness.cli import dashboard
 
-    plain = commands_dashboard.streamlit_argv("sqlite:////x/g.db", host="127.0.0.1", port=8600)
+    plain = dashboard.streamlit_argv("sqlite:////x/g.db", host="127.0.0.1", port=8600)
     assert plain[1:4] == ["-m", "streamlit", "run"] and plain[4].endswith("dashboards/app.py")
     assert plain[-3:] == ["--", "--db", "sqlite:////x/g.db"] and "--server.headless" in plain
-    secret = commands_dashboard.streamlit_argv("postgresql://alice:s3cret@db/g", host="127.0.0.1", port=8600)
+    secret = dashboard.streamlit_argv("postgresql://alice:s3cret@db/g", host="127.0.0.1", port=8600)
     assert not any("s3cret" in a for a in secret)
-    in_query = commands_dashboard.streamlit_argv("postgresql://alice@db/g?password=s3cret", host="127.0.0.1", port=8600)
+    in_query = dashboard.streamlit_argv("postgresql://alice@db/g?password=s3cret", host="127.0.0.1", port=8600)
     assert not any("s3cret" in a for a in in_query) and "--db" not in in_query
-    assert commands_dashboard.server_env("postgresql://alice:s3cret@db/g")["GRIDLAB_DB"].endswith("@db/g")
+    assert dashboard.server_env("postgresql://alice:s3cret@db/g")["GRIDLAB_DB"].endswith("@db/g")

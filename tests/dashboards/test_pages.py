@@ -254,19 +254,17 @@ def test_factor_effects_panels_per_factor_and_interaction(filled, app):
     assert heatmap["title"] == "val_loss: norm × dataset" and heatmap["height"] == {"step": 28}
 
 
-def test_factor_effects_match_what_the_cli_prints(filled_sqlite, app):
-    from click.testing import CliRunner
-
-    from harness.cli import cli
+def test_factor_effects_match_what_the_cli_prints(filled_sqlite, app, tmp_path):
+    from tests.support import cli
 
     at = app(filled_sqlite.url, "effects.py")
     _select(at, "Grid").set_value("ablation").run()
     _select(at, "Metric").set_value("val_loss").run()
     levels = _frame_with(at, "factor", "level", "mean", "low", "high", "n")
-    out = CliRunner().invoke(cli, ["results", "--grid", "ablation", "--metric", "val_loss", "--effects",
-                                   "--db", filled_sqlite.url], env={"COLUMNS": "200"})
-    assert out.exit_code == 0, out.output
-    lines = [line for line in out.output.splitlines() if "│" in line]
+    out = cli.invoke(["results", "--grid", "ablation", "--metric", "val_loss", "--effects", "--db", filled_sqlite.url],
+                     tmp_path, env={"COLUMNS": "200", "GRIDLAB_DB": None})
+    assert out.code == 0, out.stdout + out.stderr
+    lines = [line for line in out.stdout.splitlines() if "│" in line]
     for row in levels.itertuples():
         printed = next(line for line in lines if f" {row.level} " in line and f"[{row.low:.4g}, {row.high:.4g}]" in line)
         assert f" {row.mean:.4g} " in printed and f" {row.n} " in printed

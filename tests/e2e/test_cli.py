@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -22,31 +20,22 @@ axes:
 """
 
 
-def gridlab(*args: str, cwd: Path, db: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("GRIDLAB_DB", None)
-    if db:
-        env["GRIDLAB_DB"] = db
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def test_small_grid_end_to_end(db_url, tmp_path):
     grid = tmp_path / "small.yaml"
     grid.write_text(SMALL_GRID)
-    r = gridlab("enqueue", str(grid), cwd=tmp_path, db=db_url)
+    r = cli.run(["enqueue", str(grid)], cwd=tmp_path, db=db_url)
     assert r.returncode == 0, r.stderr
     assert "4 cells, 4 new, 0 already queued" in r.stdout
-    r = gridlab("enqueue", str(grid), cwd=tmp_path, db=db_url)
+    r = cli.run(["enqueue", str(grid)], cwd=tmp_path, db=db_url)
     assert "4 cells, 0 new, 4 already queued" in r.stdout
-    r = gridlab("work", "--workers", "2", cwd=tmp_path, db=db_url)
+    r = cli.run(["work", "--workers", "2"], cwd=tmp_path, db=db_url)
     assert r.returncode == 0, r.stderr
-    r = gridlab("status", cwd=tmp_path, db=db_url)
+    r = cli.run(["status"], cwd=tmp_path, db=db_url)
     assert r.returncode == 0, r.stderr
     assert "By activation" in r.stdout and "By lr" in r.stdout
     row = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith("small"))
     assert [c.strip() for c in row.split("│")[2:9]] == ["0", "0", "4", "0", "0", "0", "4"]
-    r = gridlab("results", cwd=tmp_path, db=db_url)
+    r = cli.run(["results"], cwd=tmp_path, db=db_url)
     assert r.returncode == 0 and "val_loss" in r.stdout
 
     from sqlalchemy import func, select
@@ -65,29 +54,19 @@ def test_small_grid_end_to_end(db_url, tmp_path):
 def test_help_on_every_command(tmp_path):
     for cmd in ([], ["enqueue"], ["work"], ["status"], ["results"], ["retry"], ["cancel"], ["show"], ["params"],
                 ["db"], ["db", "upgrade"]):
-        r = gridlab(*cmd, "--help", cwd=tmp_path)
+        r = cli.run([*cmd, "--help"], cwd=tmp_path)
         assert r.returncode == 0 and "Usage:" in r.stdout, cmd
 
 
 def test_params_lists_what_a_grid_may_set(tmp_path):
-    r = gridlab("params", cwd=tmp_path)
+    r = cli.run(["params"], cwd=tmp_path)
     assert r.returncode == 0 and all(name in r.stdout for name in ("sft", "tiny_lm", "judge", "generate"))
-    r = gridlab("params", "sft", cwd=tmp_path)
+    r = cli.run(["params", "sft"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.count("│") >= 5}
     assert {"model", "norm", "peft", "strategy", "packing", "torch_compile", "bf16"} <= set(rows)
     assert "layernorm, dyt, rmsnorm, none" in rows["norm"] and "false" in rows["packing"]
-    _assert_one_line_error(gridlab("params", "nope", cwd=tmp_path), "unknown experiment 'nope'", "sft")
-
-
-def _assert_one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("gridlab: error: ")
-    assert "Traceback" not in r.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    cli.assert_one_line_error(cli.run(["params", "nope"], cwd=tmp_path), "unknown experiment 'nope'", "sft")
 
 
 BAD_GRIDS = {
@@ -102,13 +81,13 @@ def test_bad_grid_is_one_line_and_writes_nothing(case, tmp_path):
     text, needles = BAD_GRIDS[case]
     grid = tmp_path / "bad.yaml"
     grid.write_text(text)
-    r = gridlab("enqueue", str(grid), cwd=tmp_path)
-    _assert_one_line_error(r, "bad.yaml", *needles)
+    r = cli.run(["enqueue", str(grid)], cwd=tmp_path)
+    cli.assert_one_line_error(r, "bad.yaml", *needles)
     assert not (tmp_path / "gridlab.db").exists()
 
 
 def test_missing_grid_file(tmp_path):
-    _assert_one_line_error(gridlab("enqueue", "nope.yaml", cwd=tmp_path), "nope.yaml: file not found")
+    cli.assert_one_line_error(cli.run(["enqueue", "nope.yaml"], cwd=tmp_path), "nope.yaml: file not found")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +101,7 @@ def test_missing_grid_file(tmp_path):
 def test_bad_database_url_is_one_line(url, needles, tmp_path):
     grid = tmp_path / "g.yaml"
     grid.write_text(SMALL_GRID)
-    _assert_one_line_error(gridlab("enqueue", str(grid), "--db", url, cwd=tmp_path), *needles)
+    cli.assert_one_line_error(cli.run(["enqueue", str(grid), "--db", url], cwd=tmp_path), *needles)
 
 
 def test_non_gridlab_database_is_refused_and_untouched(tmp_path):
@@ -135,17 +114,17 @@ def test_non_gridlab_database_is_refused_and_untouched(tmp_path):
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     grid = tmp_path / "g.yaml"
     grid.write_text(SMALL_GRID)
-    r = gridlab("enqueue", str(grid), "--db", f"sqlite:///{path}", cwd=tmp_path)
-    _assert_one_line_error(r, "holds tables gridlab did not make", "customers")
+    r = cli.run(["enqueue", str(grid), "--db", f"sqlite:///{path}"], cwd=tmp_path)
+    cli.assert_one_line_error(r, "holds tables gridlab did not make", "customers")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
 
 def test_status_without_database_says_what_to_do(tmp_path):
-    _assert_one_line_error(gridlab("status", cwd=tmp_path), "no database at gridlab.db", "gridlab enqueue")
+    cli.assert_one_line_error(cli.run(["status"], cwd=tmp_path), "no database at gridlab.db", "gridlab enqueue")
 
 
 def test_cancel_needs_a_selection(tmp_path):
-    _assert_one_line_error(gridlab("cancel", cwd=tmp_path), "no jobs selected")
+    cli.assert_one_line_error(cli.run(["cancel"], cwd=tmp_path), "no jobs selected")
 
 
 def _loss_steps(db_url: str, grid: str) -> dict[int, list[tuple[int, int]]]:
@@ -179,9 +158,9 @@ axes: {{lr: [1.0e-3]}}
     for name, db_name in zip(grids, ("a", "b")):
         (tmp_path / f"{name}.yaml").write_text(grid_text.format(name=name))
         db = f"sqlite:///{tmp_path / (db_name + '.db')}"
-        r = gridlab("enqueue", f"{name}.yaml", "--db", db, cwd=tmp_path)
+        r = cli.run(["enqueue", f"{name}.yaml", "--db", db], cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        r = gridlab("work", "--db", db, cwd=tmp_path)  # default --runs-dir runs, shared
+        r = cli.run(["work", "--db", db], cwd=tmp_path)  # default --runs-dir runs, shared
         assert r.returncode == 0, r.stderr
         (curve,) = _loss_steps(db, name).values()
         assert [s for s, _ in curve] == list(range(1, 7)), f"grid {name}'s job trained its own 6 steps"

@@ -11,8 +11,7 @@ from jobs import operator, reports, states
 from jobs.pool import start
 from jobs.worker import WorkerOptions
 from jobs.queue import Queue
-from tests.e2e.test_cli import gridlab
-from tests.support import results
+from tests.support import cli, results
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.e2e
@@ -27,18 +26,17 @@ axes: {lr: [1.0e-3]}
 
 def test_gridlab_run_then_logs(db_url, tmp_path):
     (tmp_path / "one.yaml").write_text(GRID)
-    assert gridlab("enqueue", "one.yaml", "--db", db_url, cwd=tmp_path).returncode == 0
-    r = gridlab("run", "1", "--db", db_url, "--heartbeat", "2", cwd=tmp_path)
+    assert cli.run(["enqueue", "one.yaml", "--db", db_url], cwd=tmp_path).returncode == 0
+    r = cli.run(["run", "1", "--db", db_url, "--heartbeat", "2"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "job 1: succeeded (attempt 1)" in r.stdout
-    r = gridlab("logs", "1", "--db", db_url, cwd=tmp_path)
+    r = cli.run(["logs", "1", "--db", db_url], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "job 1 attempt 1" in r.stdout and "starting fresh" in r.stdout and "job 1 succeeded" in r.stdout
-    again = gridlab("run", "1", "--db", db_url, cwd=tmp_path)
-    assert again.returncode == 2 and again.stderr.count("\n") == 1
-    assert "job 1 is succeeded, not pending" in again.stderr
-    missing = gridlab("logs", "1", "--db", db_url, "--runs-dir", "elsewhere", cwd=tmp_path)
-    assert missing.returncode == 2 and "pass the --runs-dir its workers used" in missing.stderr
+    again = cli.run(["run", "1", "--db", db_url], cwd=tmp_path)
+    cli.assert_one_line_error(again, "job 1 is succeeded, not pending")
+    missing = cli.run(["logs", "1", "--db", db_url, "--runs-dir", "elsewhere"], cwd=tmp_path)
+    cli.assert_one_line_error(missing, "pass the --runs-dir its workers used")
 
 
 def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_path):
@@ -68,7 +66,7 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
         assert f"written by attempt {n} to fd 1" in text
         assert f"job 1 attempt {n}: the failure in full" in text
         assert f"attempt {3 - n}" not in text.replace(f"attempt {n}", ""), "another attempt's output leaked in"
-    r = gridlab("logs", "1", "--attempt", "1", "--db", db_url, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    r = cli.run(["logs", "1", "--attempt", "1", "--db", db_url, "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path)
     assert r.returncode == 0 and "printed by attempt 1 on stdout" in r.stdout and "attempt 2" not in r.stdout
     with scope(eng, write=False) as conn:
         assert views.job(conn, 1).state == states.FAILED
@@ -78,8 +76,8 @@ def test_each_attempt_keeps_its_own_output_and_the_whole_traceback(db_url, tmp_p
 def test_gridlab_work_shares_the_device_between_cells(tmp_path):
     db = f"sqlite:///{tmp_path / 'share.db'}"
     (tmp_path / "two.yaml").write_text(GRID.replace("lr: [1.0e-3]", "lr: [1.0e-3, 2.0e-3, 3.0e-3]").replace("one", "two"))
-    assert gridlab("enqueue", "two.yaml", "--db", db, cwd=tmp_path).returncode == 0
-    r = gridlab("work", "--cells-per-device", "2", "--cell-mem", "1", "--db", db, cwd=tmp_path)
+    assert cli.run(["enqueue", "two.yaml", "--db", db], cwd=tmp_path).returncode == 0
+    r = cli.run(["work", "--cells-per-device", "2", "--cell-mem", "1", "--db", db], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Sharing the device between up to 2 cells for 3 job(s)" in r.stdout
     assert "succeeded 3" in r.stdout

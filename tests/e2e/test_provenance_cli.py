@@ -16,7 +16,7 @@ from jobs.metrics import MetricsWriter
 from jobs.operator import NewJob
 from jobs.queue import Queue
 from tests.contract.test_provenance import CODE_A, CODE_B, ENV_1, ENV_2, worker
-from tests.support.cli import run_in_process
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def ran(db_url):
 
 def test_show_prints_the_provenance_of_each_attempt(ran, tmp_path):
     url, ids, text = ran
-    r = run_in_process(["show", str(ids[2]), "--db", url], tmp_path)
+    r = cli.invoke(["show", str(ids[2]), "--db", url], tmp_path)
     assert r.code == 0, r.stderr
     out = r.stdout
     assert "grid file: version 1 of 1 (sha256 " in out and "read from grids/g.yaml" in out
@@ -57,16 +57,16 @@ def test_show_prints_the_provenance_of_each_attempt(ran, tmp_path):
     assert "from pinned snapshot /ckpt/code/abc" in out
     assert "environment: CPython 3.11.7; torch 2.5.1 (CUDA 12.4)" in out
     assert "machine: gpu-1 (Linux), 8 CPUs, 2 x NVIDIA H100, driver 550.54, CUDA 12.4" in out
-    diff = run_in_process(["show", str(ids[2]), "--diff", "--db", url], tmp_path)
+    diff = cli.invoke(["show", str(ids[2]), "--diff", "--db", url], tmp_path)
     assert (diff.code, diff.stdout) == (0, CODE_B.diff)
-    assert run_in_process(["show", str(ids[0]), "--diff", "--db", url], tmp_path).stdout == ""  # clean tree
-    assert run_in_process(["show", str(ids[0]), "--freeze", "--db", url], tmp_path).stdout == ENV_1.freeze + "\n"
-    assert run_in_process(["show", str(ids[0]), "--grid-file", "--db", url], tmp_path).stdout == text
+    assert cli.invoke(["show", str(ids[0]), "--diff", "--db", url], tmp_path).stdout == ""  # clean tree
+    assert cli.invoke(["show", str(ids[0]), "--freeze", "--db", url], tmp_path).stdout == ENV_1.freeze + "\n"
+    assert cli.invoke(["show", str(ids[0]), "--grid-file", "--db", url], tmp_path).stdout == text
 
 
 def test_results_warn_about_drift_and_mark_each_job(ran, tmp_path):
     url, ids, _ = ran
-    r = run_in_process(["results", "--db", url], tmp_path)
+    r = cli.invoke(["results", "--db", url], tmp_path)
     assert r.code == 0, r.stderr
     warning = [line for line in r.stdout.splitlines() if line.startswith("warning: ")]
     assert warning == [f"warning: these 4 jobs ran under 2 code versions (11111111: jobs {ids[0]}-{ids[1]}; "
@@ -91,7 +91,7 @@ def test_results_of_jobs_that_ran_alike_have_no_warning_and_no_column(db_url, tm
         MetricsWriter(eng, claimed.lease).summary({"val_loss": 1.0})
         queue.complete(claimed.lease)
     eng.dispose()
-    r = run_in_process(["results", "--db", db_url], tmp_path)
+    r = cli.invoke(["results", "--db", db_url], tmp_path)
     assert r.code == 0 and "warning" not in r.stdout and "code" not in r.stdout
 
 
@@ -111,8 +111,8 @@ def test_names_and_values_holding_markup_print_as_text(db_url, tmp_path):
     eng.dispose()
     for argv in (["status"], ["results"], ["show", str(claimed.job.id)], ["show", str(failed.job.id)],
                  ["status", "--grid", "[/bold]"], ["retry", "--grid", "[/bold]", "--where", "tag=[red]x[/]"]):
-        r = run_in_process([*argv, "--db", db_url], tmp_path)
+        r = cli.invoke([*argv, "--db", db_url], tmp_path)
         assert r.code == 0 and "Traceback" not in r.stderr, (argv, r.stdout, r.stderr)
         assert "[/bold]" in r.stdout or "[red]x[/]" in r.stdout or "Requeued" in r.stdout, (argv, r.stdout)
-    shown = run_in_process(["show", str(failed.job.id), "--db", db_url], tmp_path).stdout
+    shown = cli.invoke(["show", str(failed.job.id), "--db", db_url], tmp_path).stdout
     assert "[/]w" in shown and '"tag": "[red]x[/]"' in shown

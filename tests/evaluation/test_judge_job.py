@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from click.testing import CliRunner
 
 from harness import enqueue, experiments, grid
-from harness.cli import cli
 from harness.evaluation import winrate
 from jobs import outputs, reports
 from jobs.queue import Queue, WorkerInfo
 from jobs.worker import Worker
+from tests.support import cli
 
 pytestmark = pytest.mark.e2e
 
@@ -96,8 +95,8 @@ def test_judge_waits_for_its_arms_then_judges_every_prompt_and_turn(sqlite_engin
 
     # The report shows win rates with intervals, timing per arm, and perplexity.
     url = sqlite_engine.url.render_as_string(hide_password=False)
-    result = CliRunner().invoke(cli, ["compare", "--db", url], env={"COLUMNS": "250"})
-    assert result.exit_code == 0, result.output
-    assert "PairRM win rates" in result.output and "model: tiny-gpt2 vs tiny-pythia" in result.output
-    assert f"{rate.rate:.1%}" in result.output
-    assert "Generation timing per arm" in result.output and "heldout.word_perplexity" in result.output
+    result = cli.invoke(["compare", "--db", url], tmp_path, env={"COLUMNS": "250", "GRIDLAB_DB": None})
+    assert result.code == 0, result.stdout + result.stderr
+    assert "PairRM win rates" in result.stdout and "model: tiny-gpt2 vs tiny-pythia" in result.stdout
+    assert f"{rate.rate:.1%}" in result.stdout
+    assert "Generation timing per arm" in result.stdout and "heldout.word_perplexity" in result.stdout

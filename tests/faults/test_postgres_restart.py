@@ -1,8 +1,11 @@
 """PostgreSQL restarted in the middle of a run: workers reconnect with backoff,
 buffered metrics are written once, no job is lost.
 
-This restarts the real server on 127.0.0.1:5432 (pg_ctlcluster), so it needs to run
-as a user allowed to do that; elsewhere it skips with the reason (under CI it fails).
+The test restarts a real PostgreSQL server of its own: a private cluster made for it with
+Debian's ``pg_createcluster`` on a free port, dropped afterwards. The shared server on
+127.0.0.1:5432 keeps serving the tests that run beside this one (``make test`` runs the suite
+in parallel). Making a cluster needs root and the postgresql-common tools; elsewhere the
+test skips with the reason (under CI it fails).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import logging
 import os
 import shutil
 import subprocess
+import socket
 import time
+import uuid
 
 import pytest
 
@@ -24,24 +29,45 @@ from tests.support.grids import make_jobs
 pytestmark = [pytest.mark.contract, pytest.mark.postgres]
 
 
-def _cluster() -> list[str] | None:
-    if not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql") or os.geteuid() != 0:
-        return None
+def _tools_reason() -> str | None:
+    if os.geteuid() != 0 or not os.path.isdir("/etc/postgresql"):
+        return "cannot make a PostgreSQL cluster here (needs root and /etc/postgresql)"
+    missing = [t for t in ("pg_createcluster", "pg_ctlcluster", "pg_dropcluster") if not shutil.which(t)]
+    return f"cannot make a PostgreSQL cluster here (missing {', '.join(missing)})" if missing else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_pg():
+    """(url, ctl): a PostgreSQL server of this test's own (trust auth, 127.0.0.1, a free port)
+    and the pg_ctlcluster command that controls it; dropped afterwards."""
+    reason = _tools_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
     version = sorted(os.listdir("/etc/postgresql"))[0]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    name, port = f"gridlab-restart-{uuid.uuid4().hex[:8]}", _free_port()
+    subprocess.run(["pg_createcluster", "--start", "-p", str(port), version, name, "--", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield (f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
+               ["pg_ctlcluster", "--skip-systemctl-redirect", version, name])
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", version, name], capture_output=True, timeout=120)
 
 
-def test_workers_ride_out_a_postgresql_restart(pg_url, tmp_path, capsys):
+def test_workers_ride_out_a_postgresql_restart(private_pg, tmp_path, capsys):
     from db import engine as db_engine
     from db import schema
     from jobs.queue import Queue
 
-    cluster = _cluster()
-    if cluster is None:
-        reason = "cannot restart PostgreSQL here (needs root and pg_ctlcluster)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    pg_url, cluster = private_pg
     engine = db_engine.create(pg_url)
     schema.upgrade(engine)
     queue = Queue(engine)

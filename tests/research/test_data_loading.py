@@ -116,7 +116,6 @@ def test_wrong_format_for_the_file_is_an_error(tmp_path):
         ("blank.jsonl", b"\n  \n", "file is empty"),
         ("binary.json", bytes(range(256)) * 4, "binary data"),
         ("latin1.jsonl", '{"instruction": "caf\xe9"}'.encode("latin-1"), "not UTF-8"),
-        ("truncated.json", json.dumps(synthetic.records(20)).encode()[:-300], "invalid JSON at line 1"),
         ("broken.parquet", b"PAR1" + b"\x01" * 64, "not a readable Parquet file"),
         ("scalar.json", b"42", "no usable alpaca record"),
     ],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from jobs import operator, reports, states, workers as worker_jobs
 from jobs.queue import Queue
 from slurm import supervise
 from tests.slurm.conftest import REPO, wait_gone
+from tests.support import cli
 from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.slurm
@@ -57,10 +57,9 @@ def queue(backend, request, tmp_path, slurm_cluster):
 
 
 def gridlab(tmp_path: Path, queue: Queue, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO),
-           "GRIDLAB_DB": queue.engine.url.render_as_string(hide_password=False)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    """``gridlab ARGS`` as a process (tests.support.cli.run) on ``queue``'s database."""
+    return cli.run(args, cwd=tmp_path, db=queue.engine.url.render_as_string(hide_password=False),
+                   env={"PYTHONPATH": str(REPO)}, timeout=timeout)
 
 
 def launch(tmp_path, queue, *args: str) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm.conftest import REPO
+from tests.support import cli
 
 pytestmark = pytest.mark.unit
 
@@ -47,11 +48,8 @@ def normalise(text: str, tmp_path: Path) -> str:
 
 
 def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    env.pop("GRIDLAB_DB", None)
-    return subprocess.run([sys.executable, "-m", "harness.cli", "launch", *args, "--dry-run",
-                           "--db", f"sqlite:///{tmp_path / 'gridlab.db'}", "--runs-dir", str(tmp_path / "runs")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    return cli.run(["launch", *args, "--dry-run", "--db", f"sqlite:///{tmp_path / 'gridlab.db'}",
+                    "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env={"PYTHONPATH": str(REPO)}, timeout=60)
 
 
 @pytest.mark.parametrize("name, args", [
@@ -73,6 +71,5 @@ def test_dry_run_script_matches_golden(tmp_path, name, args):
 
 def test_dry_run_reports_bad_settings_in_one_line(tmp_path):
     r = dry_run(tmp_path, "--sbatch", "array=0-9", "--time", "soon")
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("gridlab: error: slurm settings: ")
-    assert "flag time: expected minutes" in r.stderr and "'array' is set by gridlab" in r.stderr
+    line = cli.assert_one_line_error(r, "flag time: expected minutes", "'array' is set by gridlab")
+    assert line.startswith("gridlab: error: slurm settings: ") and r.stderr.count("\n") == 1

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from tests.support import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,13 +74,8 @@ def gridlab(project: Path, *args: str, env: dict[str, str] | None = None, cwd: P
             popen: bool = False, timeout: float = 180):
     """The gridlab of the copy: run with the copy first on PYTHONPATH, from ``cwd``
     (default: the copy, as a researcher runs it from the checkout)."""
-    full = {k: v for k, v in os.environ.items() if k != "GRIDLAB_DB"}
-    full.update({"PYTHONPATH": str(project), "COLUMNS": "200", **(env or {})})
-    cmd = [sys.executable, "-m", "harness.cli", *args]
-    if popen:
-        return subprocess.Popen(cmd, cwd=cwd or project, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-    return subprocess.run(cmd, cwd=cwd or project, env=full, capture_output=True, text=True, timeout=timeout)
+    return cli.run(args, cwd=cwd or project, env={"PYTHONPATH": str(project), **(env or {})}, popen=popen,
+                   timeout=timeout)
 
 
 def wait_for(predicate, timeout_s: float = 120, what: str = "condition") -> None:

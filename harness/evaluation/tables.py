@@ -1,89 +1,25 @@
-"""``gridlab compare``: a grid's evaluation results as tables.
-
-- PairRM win rates of arm a over arm b with bootstrap intervals, per judge job (one pair of
-  cells), and per comparison across seeds (paired by prompt, see :mod:`harness.evaluation.winrate`);
-- generation timing per arm (total time, tokens per second, mean latency), and its mean per
-  value of each compared factor;
-- perplexity (lm-eval) and ROUGE/BLEU per arm.
-
-Everything is read from the database: verdicts from ``judgments``, answers from ``generations``,
-figures from ``summaries``.
-"""
+"""Evaluation results as terminal tables (``gridlab compare``): PairRM win rates with
+bootstrap intervals, per judge job (one pair of cells) and per comparison across seeds
+(paired by prompt, :mod:`harness.evaluation.winrate`); generation timing per arm and its
+mean per value of a compared factor; perplexity (lm-eval) and ROUGE/BLEU per arm."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-import click
 from rich.markup import escape
 from rich.table import Table
 
-from db import engine as db_engine
-from db import schema
-from db.errors import GridlabError
-from harness import inputs, terminal
+from harness.evaluation import winrate
 
-console = terminal.console
-DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
 SEED = "seed"
 TIMING = (("gen_total_s", "total s"), ("gen_tokens_per_s", "tokens/s"), ("gen_mean_latency_s", "mean latency s"))
 
 
-@click.command("compare")
-@click.option("--grid", default=None, type=inputs.TEXT, help="The grid (default: the only grid with evaluation results).")
-@click.option("--factor", default=None, type=inputs.TEXT, help="Only comparisons of this factor (a key of the grid's compare:).")
-@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
-@click.option("--db", "db_url", envvar="GRIDLAB_DB", default=None, metavar="URL", type=inputs.TEXT, help=DB_HELP)
-def compare(grid: str | None, factor: str | None, confidence: float, db_url: str | None) -> None:
-    """PairRM win rates with intervals, generation timing and perplexity per arm."""
-    from jobs import outputs
-
-    engine = _engine(db_url)
-    grid = grid or _only_grid(outputs.grid_names_with_outputs(engine))
-    judges = outputs.grid_judgments(engine, grid)
-    arms = outputs.grid_outputs(engine, grid)
-    if factor is not None:
-        compared = sorted({j.spec.get("factor") for j in judges})
-        if factor not in compared:
-            raise GridlabError(f"grid {grid!r} has no comparison of {factor!r}",
-                               f"compared factors: {', '.join(compared) or 'none (add compare: to the grid file)'}")
-        judges = [j for j in judges if j.spec.get("factor") == factor]
-    if not judges and not arms:
-        console.print(f"No evaluation results in grid {escape(grid)!r} yet: its jobs store answers when they finish "
-                      "(experiments that call harness.evaluation.hook).")
-        return
-    drift = _drift(engine, [j.job_id for j in judges] + [a.job_id for a in arms]
-                   + [x for j in judges for v in j.judgments for x in (v.arm_a, v.arm_b)])
-    labels = drift.columns()
-    if judges:
-        console.print(win_rate_table(judges, confidence, labels))
-    if arms:
-        console.print(timing_table(arms, labels))
-        for name in sorted({j.spec.get("factor") for j in judges} if judges else ()):
-            console.print(timing_by_table(arms, name))
-        quality = quality_table(arms)
-        if quality is not None:
-            console.print(quality)
-    line = drift.warning()
-    if line:  # the tables above pool these jobs: say where they ran different programs
-        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
-
-
-def _drift(engine, job_ids):
-    from db import provenance
-    from db.session import scope
-
-    with scope(engine, write=False) as conn:
-        return provenance.drift(conn, job_ids)
-
-
 def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] | None = None) -> Table:
     """``labels``: extra columns (code, env) naming what each judge's arms ran under."""
-    from harness.evaluation import winrate
-
     labels = labels or {}
     table = Table(title=f"PairRM win rates, arm a over arm b ({confidence:.0%} bootstrap intervals)", title_justify="left")
     for col, justify in (("comparison", "left"), ("cell", "left"), ("judged", "right"), ("a-b-tie", "right"),
@@ -167,24 +103,6 @@ def quality_table(arms) -> Table | None:
         seen.add(arm.job_id)
         table.add_row(str(arm.job_id), _cell(arm.factors), *(_num(arm.summaries.get(n)) for n in names))
     return table
-
-
-def _engine(db_url: str | None):
-    url = db_engine.resolve_url(db_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database).exists():
-        raise GridlabError(f"no database at {url.database}", "point --db at the database your grid ran in")
-    engine = db_engine.create(url)
-    schema.ensure(engine, migrate_empty=False)
-    return engine
-
-
-def _only_grid(names: list[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise GridlabError("no grid in this database has evaluation results yet",
-                           "run a grid whose experiment stores answers (see grids/eval_demo.yaml)")
-    raise GridlabError(f"{len(names)} grids have evaluation results", f"pick one with --grid ({', '.join(names)})")
 
 
 def _cell(factors: dict[str, Any]) -> str:

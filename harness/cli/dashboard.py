@@ -13,28 +13,21 @@ from pathlib import Path
 
 import click
 
+import dashboards
+from db import database
 from db import engine as db_engine
-from db import schema
 from db.errors import GridlabError
-from harness import inputs
-
-DB_HELP = "Database URL: sqlite:///PATH or postgresql://USER@HOST/DB (default: $GRIDLAB_DB, else sqlite:///gridlab.db)."
+from harness.cli import options
 
 
 def app_path() -> Path:
-    import dashboards
-
     return Path(dashboards.__file__).resolve().parent / "app.py"
 
 
 def check_database(db_url: str | None) -> str:
     """The URL to serve, after checking the database opens read-only at our schema."""
     url = db_engine.resolve_url(db_url)
-    engine = db_engine.create(url, readonly=True)
-    try:
-        schema.ensure(engine, migrate_empty=False)
-    finally:
-        engine.dispose()
+    database.open_engine(url, readonly=True).dispose()
     return url.render_as_string(hide_password=False)
 
 
@@ -67,11 +60,11 @@ def server_env(url: str) -> dict[str, str]:
 
 
 @click.command("dashboard")
-@click.option("--db", "db_url", envvar=db_engine.ENV_VAR, default=None, metavar="URL", type=inputs.TEXT, help=DB_HELP)
+@options.db_option
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 for every interface: anyone who can reach it can read the results).")
-def command(db_url: str | None, port: int, host: str) -> None:
+def dashboard(db_url: str | None, port: int, host: str) -> None:
     """Serve the results dashboard (read-only) for a database in the browser."""
     try:
         import streamlit  # noqa: F401
