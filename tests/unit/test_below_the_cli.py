@@ -77,20 +77,21 @@ class _Job:
 
 
 class _Queue:
-    def __init__(self):
-        self.updates = []
+    engine = "the queue's engine"
 
-    def update_workers(self, executor, seen):
-        self.updates.append((executor, seen))
+
+def test_waiting_for_local_workers_records_each_and_returns_the_failed(monkeypatch):
+    updates = []
+
+    def update(engine, executor, seen):
+        updates.append((engine, executor, seen))
         return len(seen)
 
-
-def test_waiting_for_local_workers_records_each_and_returns_the_failed():
-    queue = _Queue()
-    failed = pool.wait_launched(queue, [_Job(11), _Job(12, "Traceback ...\nValueError: bad cell"), _Job(13, "")])
+    monkeypatch.setattr(pool.worker_jobs, "update", update)
+    failed = pool.wait_launched(_Queue(), [_Job(11), _Job(12, "Traceback ...\nValueError: bad cell"), _Job(13, "")])
     assert failed == {"12": "ValueError: bad cell", "13": None}
-    assert queue.updates == [("local", {"11": ("COMPLETED", None), "12": ("FAILED", "ValueError: bad cell"),
-                                        "13": ("FAILED", None)})]
+    assert updates == [(_Queue.engine, "local", {"11": ("COMPLETED", None), "12": ("FAILED", "ValueError: bad cell"),
+                                                 "13": ("FAILED", None)})]
 
 
 def test_a_pass_in_one_line_and_only_eventful_passes_are_printed():
