@@ -60,7 +60,12 @@ def test_a_class_becomes_its_workers_slurm_settings():
 
 @pytest.mark.parametrize("bad, needle", [
     ("resources: {gpus: -1}", "resources.gpus: expected a whole number from 0 to 64, got -1"),
-    ("resources: {gpu: 1}", "resources.gpu: unknown key (valid keys: gpus, cpus, mem, time, partition, constraint)"),
+    ("resources: {gpu: 1}", "resources.gpu: unknown key (valid keys: gpus, cpus, mem, time, partition, constraint, "
+                            "cells_per_gpu)"),
+    ("resources: {gpus: true}", "resources.gpus: expected a whole number from 0 to 64, got True"),
+    ("resources: {cells_per_gpu: 0}", "resources.cells_per_gpu: expected a whole number from 1 to 64, got 0"),
+    ("resources: {cells_per_gpu: 65}", "resources.cells_per_gpu: expected a whole number from 1 to 64, got 65"),
+    ("resources: {time: 525601}", "resources.time: expected a whole number from 1 to 525600, got 525601"),
     ("resources: {mem: lots}", "resources.mem: expected an amount like 16G or 512M"),
     ("resources: {partition: 'a b'}", "resources.partition: expected a Slurm partition name"),
     ("resources: {when: [{match: {model: gpt-9}, gpus: 2}]}", "resources.when[0].match.model: 'gpt-9' is not a value"),
@@ -72,3 +77,21 @@ def test_bad_resources_are_reported_with_their_place(bad, needle):
     with pytest.raises(grid.GridFileError) as err:
         grid.parse(text, "scale.yaml")
     assert needle in str(err.value)
+
+
+def test_cells_per_gpu_is_part_of_the_class_and_not_of_its_slurm_settings():
+    text = GRID.split("resources:")[0] + "resources: {gpus: 1, cells_per_gpu: 4, mem: 16G}\n"
+    (cls,) = {j.resource_class for j in enqueue.new_jobs(grid.parse(text))}
+    assert cls == "gpus=1,mem=16G,cells_per_gpu=4"
+    assert resources.from_name(cls).cells() == 4 and resources.from_name("gpus=1").cells() == 1
+    assert resources.from_name(cls).sbatch() == {"gres": "gpu:1", "mem": "16G"}
+
+
+def test_cells_per_gpu_on_a_class_with_several_gpus_is_refused_for_the_cells_that_get_it():
+    text = GRID.split("resources:")[0] + ("resources:\n  cells_per_gpu: 4\n  when:\n"
+                                           "    - match: {model: tiny-gpt2-deep}\n      gpus: 2\n")
+    with pytest.raises(grid.GridFileError) as err:
+        grid.parse(text, "scale.yaml")
+    message = str(err.value)
+    assert "2 problems" in message and "'model': 'tiny-gpt2-deep'" in message and "'model': 'tiny-gpt2'," not in message
+    assert "resources: cells_per_gpu: 4 shares one GPU between cells, but gpus is 2" in message
