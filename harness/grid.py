@@ -533,9 +533,12 @@ def _check_cells(grid: Grid, show: int = 5) -> None:
     experiment = experiments.load(grid.experiment)
     check = getattr(experiment, "check_spec", None)
     params = experiment.PARAMS
+    classed = grid.resources != resources_mod.Plan()  # no resources: every cell is "default", which fits
+    if check is None and not classed:
+        return
     problems: list[str] = []
     for cell in grid.cells():
-        resource_class = grid.resources.for_cell(cell.factors, cell.spec)
+        resource_class = grid.resources.for_cell(cell.factors, cell.spec) if classed else resources_mod.DEFAULT
         given = cell.factors.get("ranks", grid.fixed.get("ranks"))
         where = "" if "ranks" in cell.factors else "fixed."
         if problem := resources_mod.from_name(resource_class).problem():
