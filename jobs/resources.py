@@ -126,6 +126,13 @@ def from_name(name: str) -> Resources:
     return Resources(**values)
 
 
+def workers_for(jobs: int, resource_class: str | None) -> int:
+    """Workers that ``jobs`` of ``resource_class`` keep busy: one per job, or one per K jobs
+    for a class whose workers run K cells at once (``cells_per_gpu``)."""
+    cells = from_name(resource_class).cells() if resource_class else 1
+    return -(-jobs // cells)
+
+
 def devices_of(resource_class: str, *, visible: int) -> int:
     """GPUs an attempt of ``resource_class`` is given: the class's, or (a class that names
     none) the ``visible`` ones of the worker that runs it."""

@@ -219,8 +219,10 @@ class Dispatcher:
         return launched
 
     def staff(self, workers: int) -> list[Launched]:
-        """Up to ``workers`` workers for each resource class with pending jobs (no more than it has)."""
-        return [self.submit(min(workers, count), cls) for cls, count in sorted(self.queue.pending_by_class().items())]
+        """Up to ``workers`` workers for each resource class with pending jobs (no more than they
+        keep busy: one per job, one per K jobs where the class's workers run K cells at once)."""
+        return [self.submit(min(workers, resources.workers_for(count, cls)), cls)
+                for cls, count in sorted(self.queue.pending_by_class().items())]
 
 
 def array_index(job_id: str) -> int | None:

@@ -95,3 +95,29 @@ def test_cells_per_gpu_on_a_class_with_several_gpus_is_refused_for_the_cells_tha
     message = str(err.value)
     assert "2 problems" in message and "'model': 'tiny-gpt2-deep'" in message and "'model': 'tiny-gpt2'," not in message
     assert "resources: cells_per_gpu: 4 shares one GPU between cells, but gpus is 2" in message
+
+
+def test_a_class_whose_workers_run_k_cells_is_staffed_with_a_worker_per_k_jobs(tmp_path):
+    from dataclasses import replace
+
+    from db import engine as db_engine
+    from db import schema
+    from jobs.queue import Queue
+    from slurm import supervise
+    from tests.support.grids import make_jobs
+
+    assert [resources.workers_for(n, "cells_per_gpu=4") for n in (1, 4, 5, 9)] == [1, 1, 2, 3]
+    assert resources.workers_for(5, "gpus=2") == 5 and resources.workers_for(5, None) == 5
+    eng = db_engine.create(f"sqlite:///{tmp_path / 'q.db'}")
+    schema.upgrade(eng)
+    queue = Queue(eng)
+    shared, alone = "gpus=1,cells_per_gpu=4", "gpus=2"
+    jobs = make_jobs(10)
+    queue.enqueue("g", [replace(j, resource_class=shared if j.spec["i"] < 6 else alone) for j in jobs])
+    assert supervise.missing_by_class(queue, supervise.Tick(), 8) == {shared: 2, alone: 4}
+    submitted = []
+    dispatcher = launch.Dispatcher(queue, None, settings.SlurmSettings())
+    dispatcher.submit = lambda n, cls: submitted.append((cls, n))
+    dispatcher.staff(8)
+    assert sorted(submitted) == sorted([(alone, 4), (shared, 2)])
+    eng.dispose()
