@@ -19,7 +19,8 @@ Two settings say how a class's GPUs are used. A cell whose experiment runs as ra
 as one ``torch.distributed`` rank per GPU of its class (``gpus: 2``: 2 ranks; the one place is
 :func:`harness.experiments.ranks_for`). ``cells_per_gpu: K`` instead shares the one GPU of a
 worker of the class between up to K cells at once (:class:`jobs.pool.SharedDevice`; on Slurm
-each worker of the class runs its cells as child processes, :mod:`slurm.worker`).
+each worker of the class runs its cells as child processes, :mod:`slurm.worker`), each started
+while the GPU's free memory fits ``cell_mem`` (default: the class's largest finished peak).
 
 Every job carries the canonical name of what it needs, its *resource class*
 (``gpus=2,cpus=4,mem=64G,time=480,partition=gpu``; ``default`` when the grid states nothing).
@@ -69,6 +70,8 @@ PARAMS: dict[str, Param] = {
     "constraint": _word("constraint"),
     "cells_per_gpu": _whole(1, 64, "cells a worker of the class runs at once on its one GPU, while its free "
                             "memory fits another"),
+    "cell_mem": Param(str, None, "with cells_per_gpu: the GPU memory one cell needs (default: the largest peak "
+                      "of the class's finished cells)", parse=_mem, expected="an amount like 6G or 512M (K, M, G or T)"),
 }
 KEYS = tuple(PARAMS)
 
@@ -82,6 +85,7 @@ class Resources:
     partition: str | None = None
     constraint: str | None = None
     cells_per_gpu: int | None = None
+    cell_mem: str | None = None
 
     def name(self) -> str:
         """The canonical resource class: the keys that are set, in a fixed order."""
@@ -106,11 +110,20 @@ class Resources:
         """How many cells a worker of this class runs at once (1: one at a time)."""
         return self.cells_per_gpu or 1
 
+    def cell_mib(self) -> float | None:
+        """``cell_mem`` in MiB (None: not stated)."""
+        if self.cell_mem is None:
+            return None
+        unit = self.cell_mem[-1] if self.cell_mem[-1] in "KMGT" else "M"
+        return int(self.cell_mem.rstrip("KMGT")) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
+
     def problem(self) -> str | None:
         """What is wrong with these settings together (a class a cell ends up with), or None."""
         if self.cells_per_gpu and self.cells_per_gpu > 1 and (self.gpus or 0) > 1:
             return (f"cells_per_gpu: {self.cells_per_gpu} shares one GPU between cells, but gpus is {self.gpus}; "
                     "give such cells gpus: 1 (or leave gpus out)")
+        if self.cell_mem is not None and self.cells() == 1:
+            return f"cell_mem: {self.cell_mem} is what one of several cells sharing a GPU needs; set cells_per_gpu too"
         return None
 
 

@@ -138,10 +138,10 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._options = options
         info = worker_info(options.resource_class)
         queue = open_queue(options)
-        cells = resources.from_name(options.resource_class or resources.DEFAULT).cells()
+        resource_class = resources.from_name(options.resource_class or resources.DEFAULT)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        if cells > 1:
-            return self._share_device(queue, options, cells, info.name)
+        if resource_class.cells() > 1:
+            return self._share_device(queue, options, resource_class, info.name)
         self._worker = options.worker(queue, info)
         log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
@@ -166,13 +166,15 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         except BaseException as exc:  # re-raised in the main thread
             self._error = exc
 
-    def _share_device(self, queue, options: WorkerOptions, cells: int, name: str) -> dict[str, Any]:
-        """Run up to ``cells`` cells at once in child processes (:func:`cell_main`) until the
-        class's queue is done, or a signal stops it (see the module)."""
+    def _share_device(self, queue, options: WorkerOptions, resource_class: resources.Resources,
+                      name: str) -> dict[str, Any]:
+        """Run up to the class's ``cells_per_gpu`` cells at once in child processes
+        (:func:`cell_main`) until the class's queue is done, or a signal stops it (see the module)."""
+        cells = resource_class.cells()
         if options.threads_per_worker is None:  # the task's CPUs, split between its cells
             options = replace(options, threads_per_worker=max(1, len(os.sched_getaffinity(0)) // cells))
         log.info("worker %s shares its device between up to %d cells (db %s)", name, cells, db_redact(queue.engine.url))
-        self._share = pool.SharedDevice(queue, options, cells, None, target=cell_main)
+        self._share = pool.SharedDevice(queue, options, cells, resource_class.cell_mib(), target=cell_main)
         self._thread = self._share
         while self._share.is_alive():
             self._share.join(0.5)  # short waits: the main thread must stay free for signals

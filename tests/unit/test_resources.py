@@ -61,7 +61,8 @@ def test_a_class_becomes_its_workers_slurm_settings():
 @pytest.mark.parametrize("bad, needle", [
     ("resources: {gpus: -1}", "resources.gpus: expected a whole number from 0 to 64, got -1"),
     ("resources: {gpu: 1}", "resources.gpu: unknown key (valid keys: gpus, cpus, mem, time, partition, constraint, "
-                            "cells_per_gpu)"),
+                            "cells_per_gpu, cell_mem)"),
+    ("resources: {cells_per_gpu: 2, cell_mem: much}", "resources.cell_mem: expected an amount like 6G or 512M"),
     ("resources: {gpus: true}", "resources.gpus: expected a whole number from 0 to 64, got True"),
     ("resources: {cells_per_gpu: 0}", "resources.cells_per_gpu: expected a whole number from 1 to 64, got 0"),
     ("resources: {cells_per_gpu: 65}", "resources.cells_per_gpu: expected a whole number from 1 to 64, got 65"),
@@ -121,3 +122,12 @@ def test_a_class_whose_workers_run_k_cells_is_staffed_with_a_worker_per_k_jobs(t
     dispatcher.staff(8)
     assert sorted(submitted) == sorted([(alone, 4), (shared, 2)])
     eng.dispose()
+
+
+def test_cell_mem_is_what_a_sharing_worker_holds_free_for_each_cell():
+    assert resources.from_name("gpus=1,cells_per_gpu=4,cell_mem=6G").cell_mib() == 6 * 1024
+    assert resources.from_name("cells_per_gpu=4,cell_mem=512M").cell_mib() == 512
+    assert resources.from_name("cells_per_gpu=4").cell_mib() is None
+    text = GRID.split("resources:")[0] + "resources: {gpus: 1, cell_mem: 6G}\n"
+    with pytest.raises(grid.GridFileError, match="cell_mem: 6G is what one of several cells sharing a GPU needs"):
+        grid.parse(text, "scale.yaml")

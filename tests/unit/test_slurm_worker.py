@@ -146,3 +146,35 @@ def test_a_sharing_worker_forwards_usr2_and_sigterm_to_every_cell_and_starts_no_
     assert sorted(got.values()) == sorted(pids) and len(got) == 2, got
     assert worker._share.report.started == 2, "no cell started after the signal"
     assert worker._share.exitcode == 0
+
+
+def test_a_sharing_worker_gives_its_device_share_the_class_s_cells_and_cell_memory(tmp_path, monkeypatch):
+    from jobs import pool
+    from slurm import worker as slurm_worker
+
+    made = {}
+
+    class Share:
+        def __init__(self, queue, options, cells, cell_mib, *, target):
+            made.update(cells=cells, cell_mib=cell_mib, target=target, threads=options.threads_per_worker)
+            self.exitcode, self.report = 0, pool.Sharing(started=3)
+
+        def is_alive(self) -> bool:
+            return False
+
+    class Queue:
+        class engine:
+            url = "sqlite://"
+
+            @staticmethod
+            def dispose() -> None:
+                pass
+
+    monkeypatch.setattr(pool, "SharedDevice", Share)
+    monkeypatch.setattr(slurm_worker.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM alone
+    monkeypatch.setattr(slurm_worker, "open_queue", lambda options: Queue())
+    monkeypatch.setattr(slurm_worker, "worker_info", lambda cls: type("Info", (), {"name": "w"})())
+    options = WorkerOptions(url="sqlite://", resource_class="gpus=1,cells_per_gpu=3,cell_mem=2G")
+    out = slurm_worker.SlurmWorker()(options)
+    assert made["cells"] == 3 and made["cell_mib"] == 2048 and made["target"] is slurm_worker.cell_main
+    assert made["threads"] >= 1 and out["started"] == 3
