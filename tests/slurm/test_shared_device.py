@@ -2,8 +2,9 @@
 task runs two cells at once, each a child process with its own lease (the device share of
 ``gridlab work --cells-per-device``); ``scontrol requeue`` (SIGTERM) or ``USR2`` reaches both
 cells, both checkpoint and hand their jobs back, and the requeued task resumes both from
-there. The cells are CPU cells (the cluster has no GPUs): the class names no GPUs, and no
-cell's peak memory is known yet, so the memory probe holds none back."""
+there. The cells are CPU cells (the cluster has no GPUs): the class names no GPUs, so the memory probe
+reads the machine's available memory (as `gridlab work --cells-per-device --cell-mem 1` does
+locally), which a 1 MiB cell always fits."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.support.grids import make_jobs
 
 pytestmark = pytest.mark.slurm
 
-SHARED = "cpus=2,cells_per_gpu=2"
+SHARED = "cpus=2,cells_per_gpu=2,cell_mem=1M"  # the probe is asked (MemAvailable here) and always fits
 
 
 def _enqueue(queue, n: int, *, steps: int, delay: float) -> None:
