@@ -94,7 +94,10 @@ def of_queue(queue, *, in_states: Iterable[str] | None = None) -> list[Need]:
     from jobs import states
 
     chosen = list(in_states) if in_states is not None else [states.PENDING]
-    return of_jobs((job.experiment, job.spec) for job in queue.jobs(in_states=chosen))
+    # One read per job (the queue's job list carries no specs): fine for the thousands of jobs a
+    # launch starts; a query of pending specs in jobs/queries.py would make it one.
+    rows = (queue.job(job.id) for job in queue.jobs(in_states=chosen))
+    return of_jobs((row.experiment, row.spec) for row in rows if row is not None)
 
 
 def _of_job(experiment: str, spec: dict[str, Any]) -> list[Need]:
