@@ -79,9 +79,12 @@ def of_grid(grid) -> list[Need]:
 
 
 def of_jobs(jobs: Iterable[tuple[str, dict[str, Any]]]) -> list[Need]:
-    """The needs of ``(experiment, stored spec)`` pairs, merged: one per piece, with how many jobs need it."""
+    """The needs of ``(experiment, stored spec)`` pairs, merged: one per piece, with how many jobs need it.
+    Experiments gridlab does not know (jobs for another ``--runner``) add none."""
     merged: dict[tuple, Need] = {}
     for experiment, stored_spec in jobs:
+        if experiment not in experiments.REGISTRY:
+            continue  # a job for another runner (launch --runner): what it loads is that runner's to say
         spec = params.resolve(experiments.load(experiment).PARAMS, stored_spec)
         for need in _of_job(experiment, spec):
             seen = merged.get(need.key)
