@@ -211,6 +211,19 @@ def test_check_tells_a_cached_model_from_a_missing_one(offline, tiny_model):
     assert not report.ready and [n.name for n, _ in report.missing] == ["EleutherAI/pythia-14m"]
 
 
+def test_what_check_calls_a_present_model_is_what_the_registry_loads_offline(offline, tiny_model, tmp_path):
+    """The stand-in cache layout is the one transformers itself reads with HF_HUB_OFFLINE=1."""
+    import subprocess
+    import sys
+
+    put_in_hub_cache(offline.hub, "distilgpt2", tiny_model)
+    assert check.status(needs.model_need("distilgpt2"), offline).ok
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(offline.hub), "PYTHONPATH": str(ROOT)}
+    code = "from harness.models import registry; print(registry.load('distilgpt2').model.config.model_type)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("gpt2"), done.stderr
+
+
 def test_a_cached_model_whose_weights_blob_is_gone_is_broken(offline, tiny_model):
     snapshot = put_in_hub_cache(offline.hub, "distilgpt2", tiny_model)
     (snapshot / "model.safetensors").resolve().unlink()  # the link stays, its blob is gone
