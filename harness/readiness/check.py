@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.readiness import needs as needs_mod
-from harness.readiness.needs import BUILT, HUB_DATASET, HUB_FILE, HUB_MODEL, LOCAL, Need
+from harness.readiness.needs import BUILT, HUB_DATASET, HUB_FILE, HUB_MODEL, Need
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")

@@ -41,7 +41,8 @@ PAIRRM_BACKBONE = "microsoft/deberta-v3-large"  # the backbone PairRM's config.j
 @dataclass(frozen=True)
 class Need:
     """One piece of what a grid needs. ``name`` is a hub id, a path or a built-here name;
-    ``config``/``split`` qualify a hub dataset, ``revision``/``filename`` a hub file."""
+    ``config``/``splits`` qualify a hub dataset, ``revision``/``filename`` a hub file; ``filename``
+    names the task of an lm-eval need and what a ranker directory is downloaded from."""
 
     kind: str  # model, data, prompts, lm-eval, ranker, backbone
     name: str
@@ -62,9 +63,10 @@ class Need:
         if self.source == HUB_FILE:
             at = f"@{self.revision}" if self.revision else ""
             return f"{self.name}{at}/{self.filename}"
-        if self.source == HUB_DATASET and self.config:
-            return f"{self.name} ({self.config})"
-        return self.name
+        name = f"{self.name} ({self.config})" if self.source == HUB_DATASET and self.config else self.name
+        if self.kind == "lm-eval" and self.filename:  # the task, and the dataset its task file names
+            return f"{self.filename}: {name}"
+        return name
 
     @property
     def on_hub(self) -> bool:

@@ -197,6 +197,27 @@ def test_a_real_ranker_directory_needs_its_config_weights_and_the_backbone_it_na
     assert _kinds(needs.ranker_needs("tiny-pairrm")) == {("ranker", "tiny-pairrm", needs.BUILT)}
 
 
+def test_an_lm_eval_tasks_data_is_the_hub_dataset_its_task_file_names(monkeypatch, offline, tmp_path):
+    class Entry:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+    index = {"arc_easy": Entry({"dataset_path": "allenai/ai2_arc", "dataset_name": "ARC-Easy",
+                                "validation_split": "validation", "test_split": "test"}),
+             "mmlu": Entry({})}  # a group: its cfg names no dataset
+    monkeypatch.setattr(needs, "_lm_eval_index", lambda: index)
+    monkeypatch.setattr(needs, "_shipped_tasks", lambda: {"gridlab_heldout_perplexity"})
+    arc = needs.lm_eval_need("arc_easy")
+    assert (arc.name, arc.source, arc.config, arc.splits) == ("allenai/ai2_arc", needs.HUB_DATASET, "ARC-Easy",
+                                                               ("test", "validation"))
+    assert arc.label == "arc_easy: allenai/ai2_arc (ARC-Easy)"
+    status = check.status(arc, offline)
+    assert status.state == "missing" and "load_dataset('allenai/ai2_arc', 'ARC-Easy')" in status.fix
+    group = check.status(needs.lm_eval_need("mmlu"), offline)
+    assert not group.ok and group.state == "unchecked" and "--skip-check" in group.fix
+    assert check.status(needs.lm_eval_need("gridlab_heldout_perplexity"), offline).ok
+
+
 # --- check: present, missing, broken -----------------------------------------------------------
 
 
