@@ -111,10 +111,12 @@ def status(need: Need, caches: Caches) -> Status:
     if need.kind == "ranker":
         return _ranker(need)
     if need.source == HUB_MODEL:
+        # what fetch downloads: config, tokenizer and safetensors weights, not every format a repository holds
+        fix = f"hf download {need.name} --include '*.json' '*.txt' '*.model' '*.safetensors'"
         folder = _cached_snapshot(need.name, caches)
         if folder is None:
-            return Status(False, "missing", "not in the Hugging Face cache", f"hf download {need.name}")
-        return _model_folder(folder, fix=f"hf download {need.name}")
+            return Status(False, "missing", "not in the Hugging Face cache", fix)
+        return _model_folder(folder, fix=fix)
     if need.source == HUB_DATASET:
         return _hub_dataset(need, caches)
     if need.source == HUB_FILE:

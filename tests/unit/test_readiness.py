@@ -228,7 +228,7 @@ def test_check_tells_a_cached_model_from_a_missing_one(offline, tiny_model):
     assert have_status.ok and have_status.state == "present", have_status
     assert "gpt2 config, tokenizer and model.safetensors" in have_status.detail
     assert not lack_status.ok and lack_status.state == "missing"
-    assert lack_status.fix == "hf download EleutherAI/pythia-14m"
+    assert lack_status.fix.startswith("hf download EleutherAI/pythia-14m --include '*.json'")
     assert not report.ready and [n.name for n, _ in report.missing] == ["EleutherAI/pythia-14m"]
 
 
@@ -436,3 +436,12 @@ def test_launch_of_a_ready_queue_goes_on_to_submit(tmp_path):
 
     assert_one_line_error(invoke(["launch", "--db", db], tmp_path, patches={(launch_mod, "require_slurm"): stop}),
                           "reached submission")
+
+
+def test_help_names_the_commands_and_launchs_flag(tmp_path):
+    for argv, needle in ((["check", "--help"], "Exit 0: all present; 1: something is missing"),
+                         (["fetch", "--help"], "where the hub is reachable"),
+                         (["launch", "--help"], "--skip-check"),
+                         (["--help"], "gridlab check grids/demo.yaml")):
+        done = invoke(argv, tmp_path)
+        assert done.code == 0 and needle in " ".join(done.stdout.split()), (argv, done.stdout)
