@@ -185,3 +185,19 @@ def test_booleans_print_as_the_grid_file_and_the_cli_write_them():
 
     assert [factors.fmt(v) for v in (True, False, np.bool_(True), 1, 1.0, 3e-3)] == ["true", "false", "true", "1",
                                                                                       "1", "0.003"]
+
+
+def test_the_cli_and_the_comparisons_page_give_the_same_interval_for_the_same_verdicts():
+    """One bootstrap (db/stats.py) behind `gridlab compare` (harness.evaluation.winrate) and the
+    Comparisons page (dashboards/comparisons.py): the same verdicts, the same figures."""
+    import pandas as pd
+
+    from dashboards import comparisons
+    from harness.evaluation import winrate
+
+    winners = ["a"] * 11 + ["b"] * 6 + ["tie"] * 3
+    cli = winrate.win_rate(winners)
+    page = comparisons.win_rates(pd.DataFrame({"judge": "pairrm", "arm_a": 1, "arm_b": 2, "winner": winners}))
+    row = page.iloc[0]
+    assert (row.win_rate_a, row.ci95_low, row.ci95_high) == (cli.rate, cli.low, cli.high)
+    assert cli.low < cli.rate < cli.high
