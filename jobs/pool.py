@@ -107,10 +107,6 @@ class DeviceShare:
         self._lock = threading.Lock()  # a start and a forwarded signal never cross
         self._stopped = False
 
-    def running(self) -> list[mp.process.BaseProcess]:
-        with self._lock:
-            return [p for p, _ in self._alive if p.is_alive()]
-
     def forward(self, signum: int, *, stop: bool = True) -> list[int]:
         """Send ``signum`` to every live cell process (and, with ``stop``, start no more);
         returns their pids."""
