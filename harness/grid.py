@@ -527,13 +527,30 @@ def name_problem(name: str) -> str | None:
 
 
 def _check_cells(grid: Grid, show: int = 5) -> None:
-    """Settings that are valid alone but not together: the experiment's ``check_spec``, per cell."""
-    check = getattr(experiments.load(grid.experiment), "check_spec", None)
-    if check is None:
+    """Settings that are valid alone but not together, per cell: its resource class (its GPUs
+    against an explicit ``ranks``, and the class's own settings), then the experiment's
+    ``check_spec`` on the spec it runs with (the ranks its class gives it included)."""
+    experiment = experiments.load(grid.experiment)
+    check = getattr(experiment, "check_spec", None)
+    params = experiment.PARAMS
+    classed = grid.resources != resources_mod.Plan()  # no resources: every cell is "default", which fits
+    if check is None and not classed:
         return
-    params = experiments.load(grid.experiment).PARAMS
-    problems = [f"cell {cell.factors}: {problem}" for cell in grid.cells()
-                if (problem := check(resolve(params, cell.spec)))]
+    problems: list[str] = []
+    for cell in grid.cells():
+        resource_class = grid.resources.for_cell(cell.factors, cell.spec) if classed else resources_mod.DEFAULT
+        given = cell.factors.get("ranks", grid.fixed.get("ranks"))
+        where = "" if "ranks" in cell.factors else "fixed."
+        if problem := resources_mod.from_name(resource_class).problem():
+            problems.append(f"cell {cell.factors}: resources: {problem}")
+        elif problem := experiments.ranks_problem(experiment, given, resource_class):
+            problems.append(f"cell {cell.factors}: {where}{problem}")
+        elif check is not None:
+            spec = resolve(params, cell.spec)
+            if "ranks" in spec:
+                spec["ranks"] = experiments.ranks_for(experiment, spec, resource_class)
+            if problem := check(spec):
+                problems.append(f"cell {cell.factors}: {problem}")
     if problems:
         more = [f"and {len(problems) - show} more such cells (use exclude to drop them)"] if len(problems) > show else []
         raise GridFileError(grid.path, problems[:show] + more)

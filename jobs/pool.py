@@ -2,7 +2,8 @@
 
 Each process builds its own engine (connections are never shared across a fork),
 runs a :class:`jobs.worker.Worker` until the queue is empty, and exits. Also here: cells
-sharing this machine's one device (``gridlab work --cells-per-device``), and the wait
+sharing this machine's one device (``gridlab work --cells-per-device``, and a Slurm worker of a
+class with ``cells_per_gpu``), and the wait
 for the local workers ``gridlab launch --executor local`` started.
 """
 
@@ -48,10 +49,12 @@ def _child(options: WorkerOptions, index: int) -> None:
     raise SystemExit(worker_main(options, index))
 
 
-def start(options: WorkerOptions, n: int, *, first_index: int = 0) -> list[mp.process.BaseProcess]:
-    """Start ``n`` worker processes (spawned, so no inherited connections or threads)."""
+def start(options: WorkerOptions, n: int, *, first_index: int = 0, target=_child) -> list[mp.process.BaseProcess]:
+    """Start ``n`` worker processes (spawned, so no inherited connections or threads), each
+    running ``target(options, index)`` (a module-level function: :func:`worker_main`'s, or a
+    Slurm worker's cell, :func:`slurm.worker.cell_main`)."""
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(options, first_index + i), name=f"gridlab-worker-{first_index + i}")
+    procs = [ctx.Process(target=target, args=(options, first_index + i), name=f"gridlab-worker-{first_index + i}")
              for i in range(n)]
     for p in procs:
         p.start()
@@ -85,58 +88,100 @@ class Sharing:
     most_at_once: int = 0
 
 
-def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float | None = None,
-                 free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, stop=None) -> Sharing:
-    """Run up to ``cells`` jobs at once on this machine's one device, each in a worker process
-    of its own (its own lease, heartbeat, output file and memory accounting), until nothing of
-    ``options.resource_class`` is left. A cell is started only while the device's free memory
-    would fit it: ``cell_mib`` if the grid states it, else the largest peak memory of finished
+class DeviceShare:
+    """Up to ``cells`` jobs at once on this machine's one device, each in a worker process of its
+    own (its own lease, heartbeat, output file and memory accounting), until nothing of
+    ``options.resource_class`` is left (:meth:`run`). A cell is started only while the device's
+    free memory would fit it: ``cell_mib`` if stated, else the largest peak memory of finished
     cells of the class (:func:`jobs.reports.peak_memory`). Cells started less than ``ramp_s`` ago may not
     have allocated yet, so their share is held back too. With no cell running, one is started
-    whatever the estimate (a cell that cannot fit the device alone fails on its own)."""
-    ctx_alive: list[tuple[mp.process.BaseProcess, float]] = []
-    report = Sharing()
-    index = 0
-    while stop is None or not stop():
-        ctx_alive = [(p, t) for p, t in ctx_alive if p.is_alive()]
-        report.most_at_once = max(report.most_at_once, len(ctx_alive))
-        left = reports.unfinished(queue.engine, resource_class=options.resource_class)
-        if left == 0 and not ctx_alive:
-            break
-        runnable = reports.pending(queue.engine, resource_class=options.resource_class)
-        if len(ctx_alive) < cells and runnable > sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s):
-            need = (cell_mib if cell_mib is not None
-                    else reports.peak_memory(queue.engine, resource_class=options.resource_class))
-            ramping = sum(1 for _, t in ctx_alive if time.monotonic() - t < ramp_s)
-            if not ctx_alive or need is None or free_mib() >= need * (1 + ramping):
-                (proc,) = start(replace(options, max_jobs=1), 1, first_index=index)
-                index += 1
-                ctx_alive.append((proc, time.monotonic()))
-                report.started += 1
-                continue
-            report.held_for_memory += 1
-        time.sleep(poll_s)
-    for p, _ in ctx_alive:
-        p.join()
-    return report
+    whatever the estimate (a cell that cannot fit the device alone fails on its own).
+
+    :meth:`forward` sends a signal to every cell running now, and no cell starts after a stop
+    (:meth:`run`'s ``stop``) has been seen: a Slurm worker relays USR2/SIGTERM this way, so each
+    cell checkpoints and hands its job back (:class:`slurm.worker.SlurmWorker`)."""
+
+    def __init__(self, queue, options: WorkerOptions, cells: int, *, cell_mib: float | None = None,
+                 free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, target=_child) -> None:
+        self.queue, self.options, self.cells, self.cell_mib = queue, options, cells, cell_mib
+        self.free_mib, self.ramp_s, self.poll_s, self.target = free_mib, ramp_s, poll_s, target
+        self._alive: list[tuple[mp.process.BaseProcess, float]] = []
+        self._lock = threading.Lock()  # a start and a forwarded signal never cross
+        self._stopped = False
+
+    def forward(self, signum: int, *, stop: bool = True) -> list[int]:
+        """Send ``signum`` to every live cell process (and, with ``stop``, start no more);
+        returns their pids."""
+        with self._lock:
+            self._stopped = self._stopped or stop
+            pids = []
+            for p, _ in self._alive:
+                if p.is_alive() and p.pid is not None:
+                    try:
+                        os.kill(p.pid, signum)
+                        pids.append(p.pid)
+                    except OSError:  # it ended meanwhile
+                        pass
+            return pids
+
+    def run(self, stop=None) -> Sharing:
+        report = Sharing()
+        index = 0
+        cls = self.options.resource_class
+        while not self._stopped and (stop is None or not stop()):
+            with self._lock:
+                self._alive = [(p, t) for p, t in self._alive if p.is_alive()]
+                alive = list(self._alive)
+            report.most_at_once = max(report.most_at_once, len(alive))
+            if reports.unfinished(self.queue.engine, resource_class=cls) == 0 and not alive:
+                break
+            runnable = reports.pending(self.queue.engine, resource_class=cls)
+            ramping = sum(1 for _, t in alive if time.monotonic() - t < self.ramp_s)
+            if len(alive) < self.cells and runnable > ramping:
+                need = (self.cell_mib if self.cell_mib is not None
+                        else reports.peak_memory(self.queue.engine, resource_class=cls))
+                if not alive or need is None or self.free_mib() >= need * (1 + ramping):
+                    with self._lock:
+                        if self._stopped:
+                            break
+                        (proc,) = start(replace(self.options, max_jobs=1), 1, first_index=index, target=self.target)
+                        self._alive.append((proc, time.monotonic()))
+                    index += 1
+                    report.started += 1
+                    continue
+                report.held_for_memory += 1
+            time.sleep(self.poll_s)
+        for p, _ in list(self._alive):
+            p.join()
+        return report
+
+
+def share_device(queue, options: WorkerOptions, cells: int, *, cell_mib: float | None = None,
+                 free_mib=device_free_mib, ramp_s: float = 30.0, poll_s: float = 0.5, stop=None) -> Sharing:
+    """Run :class:`DeviceShare` here until the class's queue is done (or ``stop()``)."""
+    return DeviceShare(queue, options, cells, cell_mib=cell_mib, free_mib=free_mib, ramp_s=ramp_s,
+                       poll_s=poll_s).run(stop)
 
 
 class SharedDevice(threading.Thread):
-    """:func:`share_device` in a thread, shaped like the worker processes ``gridlab work``
-    watches (``is_alive``, ``terminate``, ``join``, ``exitcode``)."""
+    """A :class:`DeviceShare` run in a thread, shaped like the worker processes ``gridlab work``
+    watches (``is_alive``, ``terminate``, ``join``, ``exitcode``); ``share`` is the share
+    itself (its ``forward`` relays signals to the cells)."""
 
-    def __init__(self, queue, options: WorkerOptions, cells: int, cell_mib: float | None) -> None:
+    def __init__(self, queue, options: WorkerOptions, cells: int, cell_mib: float | None, *, target=_child) -> None:
         super().__init__(daemon=True)
         self.exitcode: int | None = None
+        self.report: Sharing | None = None
         self._stop_sharing = threading.Event()
-        self._share = lambda: share_device(queue, options, cells, cell_mib=cell_mib, stop=self._stop_sharing.is_set)
+        self.share = DeviceShare(queue, options, cells, cell_mib=cell_mib, target=target)
         self.start()
 
     def run(self) -> None:
         try:
-            self._share()
+            self.report = self.share.run(stop=self._stop_sharing.is_set)
             self.exitcode = 0
         except Exception:  # noqa: BLE001 - reported as a failed worker, like a process's exit code
+            logging.getLogger(__name__).exception("sharing the device failed")
             self.exitcode = 1
 
     def terminate(self) -> None:

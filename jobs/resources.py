@@ -15,6 +15,13 @@ A grid states resources for all its cells, per axis value, and for its judge job
           time: 480
       judge: {gpus: 0, cpus: 2, mem: 8G}
 
+Two settings say how a class's GPUs are used. A cell whose experiment runs as ranks (sft) runs
+as one ``torch.distributed`` rank per GPU of its class (``gpus: 2``: 2 ranks; the one place is
+:func:`harness.experiments.ranks_for`). ``cells_per_gpu: K`` instead shares the one GPU of a
+worker of the class between up to K cells at once (:class:`jobs.pool.SharedDevice`; on Slurm
+each worker of the class runs its cells as child processes, :mod:`slurm.worker`), each started
+while the GPU's free memory fits ``cell_mem`` (default: the class's largest finished peak).
+
 Every job carries the canonical name of what it needs, its *resource class*
 (``gpus=2,cpus=4,mem=64G,time=480,partition=gpu``; ``default`` when the grid states nothing).
 A worker launched for a class claims only jobs of that class (one atomic claim still:
@@ -26,14 +33,47 @@ not what it computes.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from jobs.params import Param
+
 DEFAULT = "default"
-KEYS = ("gpus", "cpus", "mem", "time", "partition", "constraint")
 _MEM = re.compile(r"^[1-9][0-9]{0,6}[KMGT]?$")
 _WORD = re.compile(r"^[A-Za-z0-9_.\-\[\],&|]{1,60}$")
+
+
+def _whole(low: int, high: int, help: str) -> Param:
+    return Param(int, None, help, minimum=low, check=lambda v: None if v <= high else "too many",
+                 expected=f"a whole number from {low} to {high}")
+
+
+def _mem(value: Any) -> tuple[Any, str | None]:
+    text = str(value)
+    return text, None if not isinstance(value, bool) and _MEM.match(text) else "no amount"
+
+
+def _word(what: str) -> Param:
+    return Param(str, None, f"Slurm {what}", check=lambda v: None if _WORD.match(v) else "not a name",
+                 expected=f"a Slurm {what} name")
+
+
+#: What a class may set, each a :class:`jobs.params.Param` (as experiments' and Slurm's settings are).
+PARAMS: dict[str, Param] = {
+    "gpus": _whole(0, 64, "GPUs per worker (sbatch --gres=gpu:N); a cell that runs as ranks gets one rank per GPU"),
+    "cpus": _whole(1, 1024, "CPUs per worker"),
+    "mem": Param(str, None, "memory per worker", parse=_mem, expected="an amount like 16G or 512M (K, M, G or T)"),
+    "time": _whole(1, 525_600, "minutes per worker start"),
+    "partition": _word("partition"),
+    "constraint": _word("constraint"),
+    "cells_per_gpu": _whole(1, 64, "cells a worker of the class runs at once on its one GPU, while its free "
+                            "memory fits another"),
+    "cell_mem": Param(str, None, "with cells_per_gpu: the GPU memory one cell needs (default: the largest peak "
+                      "of the class's finished cells)", parse=_mem, expected="an amount like 6G or 512M (K, M, G or T)"),
+}
+KEYS = tuple(PARAMS)
 
 
 @dataclass(frozen=True)
@@ -44,6 +84,8 @@ class Resources:
     time: int | None = None  # minutes
     partition: str | None = None
     constraint: str | None = None
+    cells_per_gpu: int | None = None
+    cell_mem: str | None = None
 
     def name(self) -> str:
         """The canonical resource class: the keys that are set, in a fixed order."""
@@ -64,7 +106,28 @@ class Resources:
                 out[key] = getattr(self, key)
         return out
 
+    def cells(self) -> int:
+        """How many cells a worker of this class runs at once (1: one at a time)."""
+        return self.cells_per_gpu or 1
 
+    def cell_mib(self) -> float | None:
+        """``cell_mem`` in MiB (None: not stated)."""
+        if self.cell_mem is None:
+            return None
+        unit = self.cell_mem[-1] if self.cell_mem[-1] in "KMGT" else "M"
+        return int(self.cell_mem.rstrip("KMGT")) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings together (a class a cell ends up with), or None."""
+        if self.cells_per_gpu and self.cells_per_gpu > 1 and (self.gpus or 0) > 1:
+            return (f"cells_per_gpu: {self.cells_per_gpu} shares one GPU between cells, but gpus is {self.gpus}; "
+                    "give such cells gpus: 1 (or leave gpus out)")
+        if self.cell_mem is not None and self.cells() == 1:
+            return f"cell_mem: {self.cell_mem} is what one of several cells sharing a GPU needs; set cells_per_gpu too"
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
 def from_name(name: str) -> Resources:
     """The inverse of :meth:`Resources.name`."""
     if name == DEFAULT:
@@ -72,8 +135,15 @@ def from_name(name: str) -> Resources:
     values: dict[str, Any] = {}
     for part in name.split(","):
         key, _, value = part.partition("=")
-        values[key] = int(value) if key in ("gpus", "cpus", "time") else value
+        values[key] = int(value) if PARAMS[key].kind is int else value
     return Resources(**values)
+
+
+def workers_for(jobs: int, resource_class: str | None) -> int:
+    """Workers that ``jobs`` of ``resource_class`` keep busy: one per job, or one per K jobs
+    for a class whose workers run K cells at once (``cells_per_gpu``)."""
+    cells = from_name(resource_class).cells() if resource_class else 1
+    return -(-jobs // cells)
 
 
 def devices_of(resource_class: str, *, visible: int) -> int:
@@ -84,31 +154,21 @@ def devices_of(resource_class: str, *, visible: int) -> int:
 
 
 def check(raw: Any, where: str, problems: list[str]) -> Resources:
-    """A ``{gpus, cpus, mem, time, partition, constraint}`` mapping, checked; problems appended."""
+    """A mapping of :data:`PARAMS` keys, each checked by its Param; problems appended."""
     if not isinstance(raw, dict):
         problems.append(f"{where}: expected a mapping of {', '.join(KEYS)}, got {type(raw).__name__}")
         return Resources()
     values: dict[str, Any] = {}
     for key, value in raw.items():
         loc = f"{where}.{key}"
-        if key not in KEYS:
+        if key not in PARAMS:
             problems.append(f"{loc}: unknown key (valid keys: {', '.join(KEYS)})")
-        elif key in ("gpus", "cpus", "time"):
-            low, high = (0 if key == "gpus" else 1), {"gpus": 64, "cpus": 1024, "time": 525_600}[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                problems.append(f"{loc}: expected a whole number from {low} to {high}, got {value!r}")
-            else:
-                values[key] = value
-        elif key == "mem":
-            text = str(value)
-            if isinstance(value, bool) or not _MEM.match(text):
-                problems.append(f"{loc}: expected an amount like 16G or 512M (K, M, G or T), got {value!r}")
-            else:
-                values[key] = text
-        elif not isinstance(value, str) or not _WORD.match(value):
-            problems.append(f"{loc}: expected a Slurm {key} name, got {value!r}")
+            continue
+        clean, problem = PARAMS[key].coerce(value)
+        if problem:
+            problems.append(f"{loc}: {problem}")
         else:
-            values[key] = value
+            values[key] = clean
     return Resources(**values)
 
 

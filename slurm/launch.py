@@ -220,9 +220,10 @@ class Dispatcher:
         return launched
 
     def staff(self, workers: int) -> list[Launched]:
-        """Up to ``workers`` workers for each resource class with pending jobs (no more than it has)."""
+        """Up to ``workers`` workers for each resource class with pending jobs (no more than they
+        keep busy: one per job, one per K jobs where the class's workers run K cells at once)."""
         pending = reports.pending_by_class(self.queue.engine)
-        return [self.submit(min(workers, count), cls) for cls, count in sorted(pending.items())]
+        return [self.submit(min(workers, resources.workers_for(count, cls)), cls) for cls, count in sorted(pending.items())]
 
 
 def array_index(job_id: str) -> int | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jobs import reports
+from jobs import reports, resources
 from jobs import workers as worker_jobs
 from jobs.errors import LeaseLost
 from jobs.queue import Queue
@@ -146,8 +146,10 @@ def _run_of(attempt, all_runs: dict[str, list[accounting.Run]]) -> accounting.Ru
 
 
 def wanted_workers(queue: Queue, target: int, resource_class: str | None = None) -> int:
-    """Workers worth having (of a resource class): no more than its jobs pending or running."""
-    return min(target, reports.unfinished(queue.engine, resource_class=resource_class))
+    """Workers worth having (of a resource class): no more than its jobs pending or running
+    need, a worker of a ``cells_per_gpu: K`` class running K of them at once."""
+    left = reports.unfinished(queue.engine, resource_class=resource_class)
+    return min(target, resources.workers_for(left, resource_class))
 
 
 def missing_by_class(queue: Queue, tick: Tick, target: int) -> dict[str, int]:

@@ -17,6 +17,15 @@ Signals (see slurm/cluster/NOTES.md for what was measured):
 
 The experiment runs in a thread so that the main thread, where Python delivers
 signals, is free to wait for it.
+
+A worker of a class with ``cells_per_gpu: K`` (jobs.resources) shares its GPU: it claims
+nothing itself, and runs up to K cells at once as child processes through
+:class:`jobs.pool.DeviceShare` (the code ``gridlab work --cells-per-device`` runs), each a
+:func:`cell_main` with its own lease, heartbeat and output. On ``USR2`` or ``SIGTERM`` it starts
+no more cells and forwards the signal to the running ones; each takes it as a single worker
+does (the same outcome, asked of ``scontrol`` by the cell itself: Slurm signals every process of
+the job, so a cell may hear it twice and acts on the first), checkpoints and hands its job back,
+and the worker waits for them before it exits or is requeued.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +46,7 @@ import submitit
 
 from db.engine import redact as db_redact
 from db.errors import GridlabError
-from jobs import states
+from jobs import pool, resources, states
 from jobs.worker import WorkerOptions
 from slurm import durations
 
@@ -113,6 +123,7 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._worker = None
         self._options: WorkerOptions | None = None
         self._thread: threading.Thread | None = None
+        self._share: pool.SharedDevice | None = None
         self._error: BaseException | None = None
         self._signalled = False
 
@@ -127,9 +138,12 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         self._options = options
         info = worker_info(options.resource_class)
         queue = open_queue(options)
+        resource_class = resources.from_name(options.resource_class or resources.DEFAULT)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if resource_class.cells() > 1:
+            return self._share_device(queue, options, resource_class, info.name)
         self._worker = options.worker(queue, info)
         log.info("worker %s started (db %s)", info.name, db_redact(queue.engine.url))
-        signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread = threading.Thread(target=self._run, name="gridlab-worker", daemon=True)
         self._thread.start()
         while self._thread.is_alive():
@@ -152,7 +166,39 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         except BaseException as exc:  # re-raised in the main thread
             self._error = exc
 
-    def _stop_and_wait(self, reason: str, outcome: str, wait_s: float) -> None:
+    def _share_device(self, queue, options: WorkerOptions, resource_class: resources.Resources,
+                      name: str) -> dict[str, Any]:
+        """Run up to the class's ``cells_per_gpu`` cells at once in child processes
+        (:func:`cell_main`) until the class's queue is done, or a signal stops it (see the module)."""
+        cells = resource_class.cells()
+        if options.threads_per_worker is None:  # the task's CPUs, split between its cells
+            options = replace(options, threads_per_worker=max(1, len(os.sched_getaffinity(0)) // cells))
+        log.info("worker %s shares its device between up to %d cells (db %s)", name, cells, db_redact(queue.engine.url))
+        self._share = pool.SharedDevice(queue, options, cells, resource_class.cell_mib(), target=cell_main)
+        self._thread = self._share
+        while self._share.is_alive():
+            self._share.join(0.5)  # short waits: the main thread must stay free for signals
+        queue.engine.dispose()
+        if self._signalled:
+            log.info("worker %s stopped on signal; exiting", name)
+            sys.exit(-1)
+        if self._share.exitcode:
+            raise RuntimeError(f"worker {name}: sharing the device failed (see its log)")
+        report = self._share.report
+        log.info("worker %s done: %s", name, report)
+        return {"worker": name, **report.__dict__}
+
+    def _stop_and_wait(self, reason: str, outcome: str, wait_s: float, signum: int = signal.SIGTERM) -> None:
+        if self._share is not None:
+            pids = self._share.share.forward(signum)
+            self._share.terminate()
+            log.warning("%s: forwarded to the %d running cell(s) %s; each checkpoints and hands its job back",
+                        reason, len(pids), pids)
+            self._share.join(wait_s)
+            if self._share.is_alive():
+                log.error("cells still running after %.0f s; their leases will expire and they resume from "
+                          "their last checkpoints", wait_s)
+            return
         if self._worker is None or self._thread is None:
             return
         log.warning("%s: asking the running experiment to checkpoint and hand its job back (%s)", reason, outcome)
@@ -169,9 +215,52 @@ class SlurmWorker(submitit.helpers.Checkpointable):
 
     def checkpoint(self, options: WorkerOptions) -> submitit.helpers.DelayedSubmission:
         """submitit's USR2 hook (time limit near, or a preemption signal)."""
-        outcome = states.OUTCOME_TIMEOUT if _near_time_limit() else states.OUTCOME_PREEMPTED
-        self._stop_and_wait(f"Slurm sent USR2 ({outcome})", outcome, wait_s=max(5.0, _time_left_s() - 5.0))
+        outcome = usr2_outcome()
+        self._stop_and_wait(f"Slurm sent USR2 ({outcome})", outcome, wait_s=max(5.0, _time_left_s() - 5.0),
+                            signum=signal.SIGUSR2)
         return submitit.helpers.DelayedSubmission(SlurmWorker(), options)
+
+
+def cell_main(options: WorkerOptions, index: int) -> None:
+    """One cell of a Slurm worker that shares its device (a child process started through
+    :class:`jobs.pool.DeviceShare`): a worker for one job, named for this Slurm job, that takes
+    ``USR2`` and ``SIGTERM`` as a single Slurm worker does: it asks its experiment to checkpoint
+    and hand the job back, with the outcome Slurm's reason gives (the first signal decides; the
+    same one forwarded by the parent changes nothing)."""
+    os.environ.update(options.env)
+    if options.threads_per_worker:
+        os.environ.setdefault("OMP_NUM_THREADS", str(options.threads_per_worker))
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    worker = None
+    heard: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        if heard:
+            return
+        name = signal.Signals(signum).name
+        heard.append(name)
+        outcome = why_terminated() if signum == signal.SIGTERM else usr2_outcome()
+        log.warning("cell %d: Slurm sent %s (%s); checkpointing and handing the job back", index, name, outcome)
+        if worker is not None:
+            worker.request_stop(f"Slurm sent {name} ({outcome})", outcome)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR2, on_signal)
+    logging.basicConfig(level=options.log_level, format=f"%(asctime)s [cell {index}] %(name)s %(levelname)s %(message)s",
+                        force=True)
+    queue = open_queue(options)
+    try:
+        worker = options.worker(queue, worker_info(options.resource_class))
+        if heard:  # signalled while starting: claim nothing
+            return
+        worker.run(max_jobs=options.max_jobs)
+    finally:
+        queue.engine.dispose()
+
+
+def usr2_outcome() -> str:
+    """USR2: the time limit is near (``timeout``), else a preemption that warns first."""
+    return states.OUTCOME_TIMEOUT if _near_time_limit() else states.OUTCOME_PREEMPTED
 
 
 # --- asking Slurm why: one scontrol call for this job only ------------------------------

@@ -7,7 +7,8 @@ family of commands.
 - :mod:`~harness.cli.work`: ``work`` (local workers);
 - :mod:`~harness.cli.jobs`: ``show``, ``logs``, ``run``, ``retry``, ``cancel``;
 - :mod:`~harness.cli.results`: ``status``, ``results``, ``compare``;
-- :mod:`~harness.cli.slurm`: ``launch``, ``supervise``;
+- :mod:`~harness.cli.slurm`: ``launch`` (after ``check``'s test of the pending jobs), ``supervise``;
+- :mod:`~harness.cli.readiness`: ``check`` (offline: is everything a grid needs here?), ``fetch``;
 - :mod:`~harness.cli.dashboard`: ``dashboard``;
 - :mod:`~harness.cli.schema`: ``db upgrade``, ``db current``.
 
@@ -25,7 +26,7 @@ import click
 
 from db.errors import GridlabError
 from harness import terminal
-from harness.cli import dashboard, grids, jobs, results, schema, slurm, work
+from harness.cli import dashboard, grids, jobs, readiness, results, schema, slurm, work
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,12 +41,14 @@ def cli() -> None:
       gridlab status                      # where the grid stands
       gridlab results                     # final figures per cell
       gridlab params sft                  # what a grid file may set for an experiment
+      gridlab check grids/demo.yaml       # offline: is every model, dataset, ranker here?
+      gridlab fetch GRID.yaml             # where the hub is reachable: download them
     """
 
 
 for command in (grids.enqueue, work.work, results.status, results.results, jobs.retry, jobs.cancel, jobs.show,
                 grids.params, schema.db, slurm.launch, slurm.supervise, dashboard.dashboard, results.compare,
-                jobs.logs, jobs.run):
+                jobs.logs, jobs.run, readiness.check, readiness.fetch):
     cli.add_command(command)
 
 

@@ -20,6 +20,9 @@ from db.errors import GridlabError
 from harness import grid as grid_mod
 from harness import inputs, terminal
 from harness.cli import options
+from harness.cli import readiness as readiness_cli
+from harness.readiness import check as readiness_check
+from harness.readiness import needs as readiness_needs
 from jobs import pool, states
 from slurm import launch as launch_mod
 from slurm import secrets, settings, snapshot, sqlite_safety
@@ -28,6 +31,8 @@ from slurm import supervise as supervise_mod
 console = terminal.console
 
 EXECUTOR_HELP = "slurm: a Slurm job array via submitit; local: processes on this machine (same worker code)."
+SKIP_CHECK_HELP = ("Submit without first checking, offline, that the models, datasets and ranker the pending jobs "
+                   "need are in the caches (for clusters whose nodes reach the Hugging Face hub).")
 PIN_HELP = ("Workers import a snapshot of the source tree made now (under RUNS_DIR/code), so later edits to the "
             "checkout do not reach cells already launched (default). --no-pin: they import the live tree.")
 
@@ -73,14 +78,17 @@ def slurm_options(f):
 @click.option("--dry-run", is_flag=True, help="Print the sbatch script; submit nothing.")
 @click.option("--keep-alive", is_flag=True, help="Stay and supervise: resubmit workers while jobs remain, reconcile with Slurm.")
 @click.option("--interval", default=10.0, show_default=True, type=inputs.Seconds(1.0), help="Seconds between supervision passes.")
+@click.option("--skip-check", is_flag=True, help=SKIP_CHECK_HELP)
 @click.option("-v", "--verbose", is_flag=True)
 @options.db_option
 def launch(grid_file, executor, workers, slurm_flags, env_pairs, runner, runs_dir, heartbeat, pin, dry_run, keep_alive,
-           interval, verbose, db_url) -> None:
+           interval, skip_check, verbose, db_url) -> None:
     """Start pull-workers that run queued jobs until the queue is empty.
 
     Slurm settings come from GRID_FILE's slurm: block (if given) and the flags (which win).
-    Workers import a pinned snapshot of the source tree unless --no-pin is given.
+    Workers import a pinned snapshot of the source tree unless --no-pin is given. First, as
+    `gridlab check` does, it proves offline that every model, dataset and ranker the pending
+    jobs load is on this machine, and refuses to submit anything if not (--skip-check: don't).
     """
     _setup_logging(verbose)
     slurm_settings = _settings(grid_file, slurm_flags)
@@ -98,6 +106,8 @@ def launch(grid_file, executor, workers, slurm_flags, env_pairs, runner, runs_di
     if queue.unfinished() == 0 or not queue.pending_by_class():
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
+    if not skip_check:
+        _require_ready(queue, grid_file)
     if executor == "slurm":
         launch_mod.require_slurm()
         sqlite_safety.check(worker_options.url, slurm_settings, workers=workers)
@@ -178,6 +188,18 @@ def _supervise(queue, *, workers, submit, interval, grace=10.0, keep_alive=True)
     except KeyboardInterrupt:
         raise GridlabError("supervision interrupted; the workers keep running", "run `gridlab supervise` to resume it") from None
     console.print("Queue drained: " + _counts(queue))
+
+
+def _require_ready(queue, grid_file: Path | None) -> None:
+    """Refuse the launch, with the table of what is missing, unless every need of the pending jobs is here."""
+    report = readiness_check.run(readiness_needs.of_queue(queue))
+    if report.ready:
+        return
+    fetch = readiness_cli.fetch_command(grid_file)
+    readiness_cli.print_report(report, fetch)
+    names = ", ".join(need.label for need, _ in report.missing)
+    raise GridlabError(f"the pending jobs need {len(report.missing)} piece(s) this machine does not have ({names})",
+                       f"fetch them where the hub is reachable ({fetch}), or pass --skip-check if the nodes reach the hub")
 
 
 def _settings(grid_file: Path | None, flags: dict) -> settings.SlurmSettings:

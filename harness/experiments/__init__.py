@@ -15,6 +15,7 @@ import warnings
 from types import ModuleType
 
 from harness import params
+from jobs import resources
 
 #: experiment name -> module
 REGISTRY = {
@@ -43,13 +44,32 @@ LIBRARIES = ("transformers", "peft", "datasets", "accelerate", "lm_eval", "lm-ev
 RUNNER = "harness.experiments:run"
 
 
-def ranks_for(experiment: ModuleType, spec: dict) -> int:
+def ranks_for(experiment: ModuleType, spec: dict, resource_class: str | None = None) -> int:
     """How many ranks (processes on one node, a GPU each where there are GPUs) a job of
-    ``experiment`` with the complete ``spec`` runs as: the experiment's own ``ranks(spec)``
-    where it has one (sft: its ``ranks`` setting), else 1. The one place that says it: per-cell
-    resources (a grid's GPUs per cell) decide here."""
+    ``experiment`` with the complete ``spec`` and ``resource_class`` (the job's, jobs.resources)
+    runs as. The one place that says it: an experiment without ``ranks(spec)`` runs as 1; one
+    with it (sft: its ``ranks`` setting) runs as the GPUs of its class when the class has more
+    than one and ``ranks`` is left at 1, else as ``ranks`` (an explicit ``ranks`` that disagrees
+    with the class is refused when the grid is enqueued: :func:`ranks_problem`)."""
     count = getattr(experiment, "ranks", None)
-    return max(1, int(count(spec))) if count is not None else 1
+    if count is None:
+        return 1
+    asked = max(1, int(count(spec)))
+    gpus = resources.from_name(resource_class).gpus if resource_class else None
+    return gpus if asked == 1 and gpus is not None and gpus > 1 else asked
+
+
+def ranks_problem(experiment: ModuleType, given: int | None, resource_class: str) -> str | None:
+    """What is wrong with a cell's explicit ``ranks`` (``given``; None: left out) beside the
+    GPUs of its class: a class with GPUs runs one rank per GPU, so ranks must equal them. A
+    class with no GPUs (or none stated) leaves ranks free (ranks on the CPU, with gloo)."""
+    if given is None or getattr(experiment, "ranks", None) is None:
+        return None
+    gpus = resources.from_name(resource_class).gpus
+    if not gpus or given == gpus:
+        return None
+    return (f"ranks: {given} disagrees with its resource class ({resource_class}), whose {gpus} GPU(s) run "
+            f"{gpus} rank(s); leave ranks out (the class's gpus decide) or make the two equal")
 
 
 def run(ctx) -> None:
@@ -61,7 +81,9 @@ def run(ctx) -> None:
     # Settings the stored spec leaves out (neutral ones at their default, or ones added to the
     # experiment after the job was enqueued) get their defaults, so ctx.spec is complete.
     ctx.spec.update(params.resolve(experiment.PARAMS, ctx.spec))
-    count = ranks_for(experiment, ctx.spec)
+    count = ranks_for(experiment, ctx.spec, ctx.job.resource_class)
+    if "ranks" in ctx.spec:
+        ctx.spec["ranks"] = count  # what it runs as (its class's GPUs, where ranks was left out)
     if count > 1 and ctx.world_size == 1:
         from jobs import ranks
 

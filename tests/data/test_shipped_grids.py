@@ -76,3 +76,19 @@ def test_the_relu_gelu_arm_is_the_pretrain_experiment_norm_free_and_with_norms()
     assert g.experiment == "pretrain"
     assert {(s["block_norms"], s["activation"]) for s in specs} == {(b, a) for b in ("none", "keep") for a in ("gelu", "relu")}
     assert {s["block_norms"] for s in specs if s["fp16"]} == {"none"} and len(specs) == 18
+
+
+@pytest.mark.unit
+def test_the_scale_out_grid_gives_pythia_two_gpus_and_lets_distilgpt2_cells_share_one():
+    from harness import experiments
+    from harness.params import resolve
+    from jobs import resources
+
+    g = grid.load(ROOT / "grids" / "scale_out.yaml")
+    sft = experiments.load("sft")
+    seen = {}
+    for job in enqueue.new_jobs(g):
+        cls = resources.from_name(job.resource_class)
+        ranks = experiments.ranks_for(sft, resolve(sft.PARAMS, job.spec), job.resource_class)
+        seen.setdefault((job.spec["model"], job.spec["peft"]), set()).add((cls.gpus, cls.cells(), ranks))
+    assert seen == {("EleutherAI/pythia-410m", "full"): {(2, 1, 2)}, ("distilgpt2", "lora"): {(1, 4, 1)}}

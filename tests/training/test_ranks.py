@@ -272,3 +272,25 @@ def test_a_sigkilled_worker_takes_torchrun_and_its_ranks_with_it(sqlite_queue, t
         _wait_for(lambda: not any(ranks._is_rank(pid) for pid in pids), 15, "the orphaned ranks' end")
     finally:
         worker.kill()
+
+
+def test_a_cell_whose_class_has_two_gpus_runs_as_two_ranks_without_a_ranks_setting(sqlite_queue, tmp_path):
+    """The rank count comes from the job's resource class (``gpus: 2``), not from the spec: here
+    two CPU ranks (gloo), as the class's two GPUs would be two GPU ranks."""
+    from harness.enqueue import new_jobs
+    from harness.grid import parse
+
+    queue, _ = sqlite_queue
+    runs = tmp_path / "runs"
+    text = GRID.format(name="classed", steps=4, ranks="[0]").replace("axes: {ranks: [0]}", "axes: {seed: [7]}")
+    text = text.replace("seed: 7, ", "") + "resources: {gpus: 2}\n"
+    (job,) = new_jobs(parse(text))
+    assert "ranks" not in job.spec and job.resource_class == "gpus=2"
+    operator.enqueue(queue.engine, "classed", [job])
+    stats = _worker(queue, runs).run()
+    assert stats.succeeded == 1, [(a.outcome, a.error) for a in reports.attempts(queue.engine, 1)]
+    starts = [_start(queue, runs, 1, 1, rank) for rank in (0, 1)]
+    assert all(starts) and starts[0]["pid"] != starts[1]["pid"]
+    assert ranks.read_json(_ranks_folder(queue, runs, 1, 1) / ranks.LAUNCH)["world_size"] == 2
+    assert [p.step for p in metrics_of(queue, 1, "loss")] == [1, 2, 3, 4]
+    _no_duplicates(queue)

@@ -140,3 +140,69 @@ def test_trainer_arguments_split_the_global_batch_and_refuse_fsdp_without_gpus()
     with pytest.raises(distributed.NoGPUsForFSDP, match="parallelism fsdp needs GPUs"):
         distributed.trainer_arguments({**spec, "parallelism": "fsdp"}, 2, block_classes=("GPTNeoXLayer",))
     assert retry.classify(distributed.NoGPUsForFSDP("x")).outcome == states.OUTCOME_ERROR
+
+
+# --- a class's GPUs decide a cell's ranks ----------------------------------------------------
+
+CLASSED = """
+name: g
+experiment: sft
+fixed: {{batch_size: 8{fixed}}}
+axes: {{model: [tiny-gpt2, tiny-pythia]}}
+resources:
+  gpus: 1
+  when:
+    - match: {{model: tiny-pythia}}
+      gpus: {gpus}
+"""
+
+
+def _cells(text: str):
+    from harness.enqueue import new_jobs
+
+    return {j.factors["model"]: j for j in new_jobs(parse(text))}
+
+
+def test_a_cell_with_ranks_left_out_runs_as_one_rank_per_gpu_of_its_class():
+    sft, tiny = experiments.load("sft"), experiments.load("tiny_lm")
+    jobs = _cells(CLASSED.format(fixed="", gpus=2))
+    assert (jobs["tiny-pythia"].resource_class, jobs["tiny-gpt2"].resource_class) == ("gpus=2", "gpus=1")
+    assert "ranks" not in jobs["tiny-pythia"].spec, "resources stay out of the spec (and its hash)"
+    full = {**experiments.params.defaults(sft.PARAMS), **jobs["tiny-pythia"].spec}
+    assert experiments.ranks_for(sft, full, "gpus=2") == 2
+    assert experiments.ranks_for(sft, full, "gpus=1") == 1
+    assert experiments.ranks_for(sft, full, "gpus=0,cpus=2") == 1
+    assert experiments.ranks_for(sft, full, "default") == 1 and experiments.ranks_for(sft, full) == 1
+    assert experiments.ranks_for(sft, {**full, "ranks": 2}, "default") == 2  # no GPUs stated: ranks decide
+    assert experiments.ranks_for(tiny, {}, "gpus=4") == 1  # an experiment without ranks: one process
+    # an explicit ranks equal to the class's GPUs is the same cell as one that leaves it out
+    assert experiments.ranks_for(sft, {**full, "ranks": 2}, "gpus=2") == 2
+    both = _cells(CLASSED.format(fixed=", ranks: 2", gpus=2).replace("  gpus: 1\n", "  gpus: 2\n"))
+    assert {j.resource_class for j in both.values()} == {"gpus=2"}
+
+
+@pytest.mark.parametrize("fixed, gpus, needle", [
+    (", ranks: 1", 2, "fixed.ranks: 1 disagrees with its resource class (gpus=2), whose 2 GPU(s) run 2 rank(s)"),
+    (", ranks: 2", 4, "fixed.ranks: 2 disagrees with its resource class (gpus=4)"),
+    ("", 3, "must split evenly between 3 ranks"),  # batch_size 8 over the class's 3 GPUs
+])
+def test_an_explicit_ranks_that_disagrees_with_the_class_is_refused_at_enqueue_in_one_line(fixed, gpus, needle):
+    from harness.grid import GridFileError
+
+    with pytest.raises(GridFileError) as err:
+        parse(CLASSED.format(fixed=fixed, gpus=gpus), "g.yaml")
+    text = str(err.value)
+    assert needle in text and "\n" not in text and text.startswith("g.yaml: ")
+    assert "'model': 'tiny-" in text, "the cell is named"
+
+
+def test_an_axis_of_ranks_against_the_class_names_the_cell():
+    from harness.grid import GridFileError
+
+    text = CLASSED.format(fixed="", gpus=2).replace("axes: {model: [tiny-gpt2, tiny-pythia]}",
+                                                    "axes: {model: [tiny-gpt2, tiny-pythia], ranks: [1, 2]}")
+    with pytest.raises(GridFileError) as err:
+        parse(text, "g.yaml")
+    message = str(err.value)
+    assert "2 problems" in message, message  # tiny-gpt2 with ranks 2 on 1 GPU; tiny-pythia with ranks 1 on 2
+    assert "'model': 'tiny-gpt2', 'ranks': 2}: ranks: 2 disagrees with its resource class (gpus=1)" in message

@@ -87,3 +87,94 @@ def test_usr2_is_a_timeout_only_near_the_time_limit(fake_slurm, slurm_job, run_t
 
     fake_slurm.set_times(slurm_job, run_time=run_time, time_limit=time_limit)
     assert _near_time_limit() is near
+
+
+# --- a worker whose class shares its GPU: signals forwarded to its cells ----------------------
+
+
+class _Pending:
+    """A queue with ``n`` jobs of the class pending for ever (the cells here claim nothing)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def unfinished(self, *, resource_class=None) -> int:
+        return self.n
+
+    def pending(self, *, resource_class=None) -> int:
+        return self.n
+
+    def peak_memory(self, *, resource_class=None):
+        return None
+
+
+def _ready(folder, cells: int, timeout_s: float = 60.0) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob("cell-*.ready"))
+        if len(found) == cells:
+            return [int(p.read_text()) for p in found]
+        time.sleep(0.05)
+    raise AssertionError(f"{cells} cells were not ready within {timeout_s:.0f} s")
+
+
+@pytest.mark.parametrize("signum", ["SIGUSR2", "SIGTERM"])
+def test_a_sharing_worker_forwards_usr2_and_sigterm_to_every_cell_and_starts_no_more(
+        fake_slurm, slurm_job, tmp_path, monkeypatch, signum):
+    import signal
+    import submitit
+
+    from jobs import pool
+    from slurm import worker as slurm_worker
+    from tests.support import cells
+
+    fake_slurm.set_times(slurm_job, run_time="00:10:00", time_limit="01:00:00")
+    options = WorkerOptions(url="sqlite://", runs_dir=str(tmp_path), resource_class="cpus=2,cells_per_gpu=2")
+    worker = slurm_worker.SlurmWorker()
+    worker._share = pool.SharedDevice(_Pending(5), options, 2, None, target=cells.signal_echo)
+    worker._share.share.poll_s = 0.05
+    pids = _ready(tmp_path, 2)
+    if signum == "SIGUSR2":  # submitit's checkpoint hook: the cells stop, then the worker is resubmitted
+        delayed = worker.checkpoint(options)
+        assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    else:
+        worker._on_sigterm(signal.SIGTERM, None)
+    assert not worker._share.is_alive(), "the worker waits for its cells"
+    got = {p.name: int(p.read_text()) for p in tmp_path.glob(f"cell-*.{signum}")}
+    assert sorted(got.values()) == sorted(pids) and len(got) == 2, got
+    assert worker._share.report.started == 2, "no cell started after the signal"
+    assert worker._share.exitcode == 0
+
+
+def test_a_sharing_worker_gives_its_device_share_the_class_s_cells_and_cell_memory(tmp_path, monkeypatch):
+    from jobs import pool
+    from slurm import worker as slurm_worker
+
+    made = {}
+
+    class Share:
+        def __init__(self, queue, options, cells, cell_mib, *, target):
+            made.update(cells=cells, cell_mib=cell_mib, target=target, threads=options.threads_per_worker)
+            self.exitcode, self.report = 0, pool.Sharing(started=3)
+
+        def is_alive(self) -> bool:
+            return False
+
+    class Queue:
+        class engine:
+            url = "sqlite://"
+
+            @staticmethod
+            def dispose() -> None:
+                pass
+
+    monkeypatch.setattr(pool, "SharedDevice", Share)
+    monkeypatch.setattr(slurm_worker.signal, "signal", lambda *args: None)  # leave pytest's SIGTERM alone
+    monkeypatch.setattr(slurm_worker, "open_queue", lambda options: Queue())
+    monkeypatch.setattr(slurm_worker, "worker_info", lambda cls: type("Info", (), {"name": "w"})())
+    options = WorkerOptions(url="sqlite://", resource_class="gpus=1,cells_per_gpu=3,cell_mem=2G")
+    out = slurm_worker.SlurmWorker()(options)
+    assert made["cells"] == 3 and made["cell_mib"] == 2048 and made["target"] is slurm_worker.cell_main
+    assert made["threads"] >= 1 and out["started"] == 3
