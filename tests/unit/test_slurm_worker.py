@@ -93,19 +93,21 @@ def test_usr2_is_a_timeout_only_near_the_time_limit(fake_slurm, slurm_job, run_t
 
 
 class _Pending:
-    """A queue with ``n`` jobs of the class pending for ever (the cells here claim nothing)."""
+    """A queue with ``n`` jobs of the class pending for ever (the cells here claim nothing): its
+    ``engine`` stands in for a database, and :func:`_pending_reports` makes the queue's reports
+    (:mod:`jobs.reports`) answer from it."""
 
     def __init__(self, n: int) -> None:
+        self.engine = self
         self.n = n
 
-    def unfinished(self, *, resource_class=None) -> int:
-        return self.n
 
-    def pending(self, *, resource_class=None) -> int:
-        return self.n
+def _pending_reports(monkeypatch) -> None:
+    from jobs import reports
 
-    def peak_memory(self, *, resource_class=None):
-        return None
+    monkeypatch.setattr(reports, "unfinished", lambda engine, *, resource_class=None: engine.n)
+    monkeypatch.setattr(reports, "pending", lambda engine, *, resource_class=None: engine.n)
+    monkeypatch.setattr(reports, "peak_memory", lambda engine, *, resource_class=None: None)
 
 
 def _ready(folder, cells: int, timeout_s: float = 60.0) -> list[int]:
@@ -133,6 +135,7 @@ def test_a_sharing_worker_forwards_usr2_and_sigterm_to_every_cell_and_starts_no_
     fake_slurm.set_times(slurm_job, run_time="00:10:00", time_limit="01:00:00")
     options = WorkerOptions(url="sqlite://", runs_dir=str(tmp_path), resource_class="cpus=2,cells_per_gpu=2")
     worker = slurm_worker.SlurmWorker()
+    _pending_reports(monkeypatch)
     worker._share = pool.SharedDevice(_Pending(5), options, 2, None, target=cells.signal_echo)
     worker._share.share.poll_s = 0.05
     pids = _ready(tmp_path, 2)
