@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db.session import scope
-from jobs import dependencies, operator, queries, reports, resources, retry, states, workers
+from jobs import dependencies, operator, queries, reports, resources, retry, states
 from jobs import provenance as provenance_mod
 from jobs.errors import LeaseLost
 from jobs.records import Claimed, JobRecord, Lease
@@ -235,12 +235,8 @@ class Queue:
             queries.write_curve_rollups(conn, [lease.job_id])
 
     # --- forwarding ---------------------------------------------------------------------
-    # Each method below only calls its new home (jobs.operator, jobs.reports, jobs.workers):
-    # harness/cli.py and harness/commands_*.py still call them on the queue.
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def enqueue(self, grid: str, new_jobs, **kw: Any):
-        return operator.enqueue(self.engine, grid, new_jobs, **kw)
+    # Each method below only calls its new home (jobs.operator, jobs.reports): the command
+    # line (harness/cli/) still calls them on the queue.
 
     # forwarding: CLI call sites move after the cli-13 merge
     def cancel(self, **kw: Any) -> list[int]:
@@ -297,15 +293,3 @@ class Queue:
     # forwarding: CLI call sites move after the cli-13 merge
     def pending_by_class(self) -> dict[str, int]:
         return reports.pending_by_class(self.engine)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def record_workers(self, executor: str, workers_, **kw: Any) -> None:
-        workers.record(self.engine, executor, workers_, **kw)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def update_workers(self, executor: str, seen) -> int:
-        return workers.update(self.engine, executor, seen)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def workers(self, **kw: Any):
-        return workers.dispatched(self.engine, **kw)
