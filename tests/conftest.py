@@ -169,17 +169,44 @@ def pytest_configure(config):
         os.nice(10)
 
 
+#: Slurm test files that run in the second Slurm lane when the cluster has the CPUs for two lanes
+#: (the rest run in the first); chosen so the two lanes take about as long.
+SECOND_SLURM_LANE = ("tests/slurm/test_ranks.py", "tests/slurm/test_shared_device.py",
+                     "tests/slurm/test_accounting_contract.py")
+#: CPUs the one-node cluster needs to advertise for two lanes: each lane's largest job asks for 2
+#: (``.ci/services`` starts it with ``GRIDLAB_SLURM_CPUS=4``).
+TWO_LANE_CPUS = 4
+
+
+def _slurm_lanes() -> int:
+    """2 when the running cluster advertises the CPUs for two lanes of Slurm tests, else 1."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("sinfo"):
+        return 1
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return 1
+    return 2 if out and out[0].isdigit() and int(out[0]) >= TWO_LANE_CPUS else 1
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``): every test that needs the
-    one-node Slurm cluster runs in one worker, one after another (the cluster has two CPUs; two
-    tests' jobs at once would queue behind each other and time out), and they go first, since
-    together they are the longest chain; modules with ordered state stay in one worker each."""
+    """Under pytest-xdist (``make test`` runs ``-n 4 --dist loadgroup``): the tests that need the
+    one-node Slurm cluster run in one or two lanes (xdist groups), each lane one test after
+    another (two tests' jobs on too few CPUs would queue behind each other and time out), and they
+    go first, since they are the longest chains; modules with ordered state stay in one worker."""
     root = config.rootpath
     slurm, rest = [], []
+    lanes = None
     for item in items:
         where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
         if item.get_closest_marker("slurm") or where.startswith("tests/slurm/"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+            if lanes is None:
+                lanes = _slurm_lanes() if config.pluginmanager.hasplugin("xdist") else 1
+            lane = 2 if lanes == 2 and where in SECOND_SLURM_LANE else 1
+            item.add_marker(pytest.mark.xdist_group(f"slurm-{lane}"))
             slurm.append(item)
         else:
             if where in SERIAL_MODULES:
