@@ -359,10 +359,10 @@ class AttentionRow(Base):
     stack: Mapped[str] = mapped_column(String(16), primary_key=True)
     layer: Mapped[int] = mapped_column(primary_key=True)
     attempt: Mapped[int]
-    entropy: Mapped[list[float | None]] = mapped_column(JSON)  # per head; NULL is NaN
+    entropy: Mapped[list[float | None]] = mapped_column(JSON)  # per head; null: not finite
     entropy_norm: Mapped[list[float | None]] = mapped_column(JSON)
     nan: Mapped[list[int]] = mapped_column(JSON)
-    max_entropy: Mapped[float | None]  # NULL is NaN
+    max_entropy: Mapped[float | None]  # NULL: not finite
 
 
 job_dependencies = JobDependency.__table__
