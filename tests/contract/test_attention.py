@@ -138,3 +138,33 @@ def test_a_batch_retried_after_a_lost_commit_answer_stores_its_rows_once(engine,
         assert queries.store_metrics(conn, job_id=c.job.id, owner=c.lease.owner, attempt=1, batch=2, rows=[],
                                      attention=[{**rows[0], "step": 6}]) == queries.LEASE_GONE
     assert len(_stored(engine, c.job.id)) == 2
+
+
+def test_rows_logged_before_a_checkpoint_are_stored_when_it_is_sealed(engine, tmp_path):
+    """Through the job context: ``ctx.checkpoint`` stores the buffered rows before it seals and
+    records the checkpoint, so the attempt that resumes from it finds exactly the rows up to
+    its step."""
+    import threading
+
+    from jobs.context import JobContext
+
+    queue = Queue(engine, lease_s=30)
+    operator.enqueue(queue.engine, "g", make_jobs(1))
+    c = queue.claim(W1)
+    writer = MetricsWriter(engine, c.lease, flush_every=10_000, flush_interval_s=3600)
+    ctx = JobContext(queue, c.job, c.lease, tmp_path / "run", metrics=writer, stop=threading.Event(),
+                     lost=threading.Event())
+    for step in (5, 10):
+        ctx.log_attention(step, "train", _rows(step))
+    assert _stored(engine, c.job.id) == []
+    staging = ctx.attempt_dir / "ckpt-10"
+    staging.mkdir(parents=True)
+    (staging / "state.txt").write_text("step 10")
+    ctx.checkpoint(staging, 10)
+    assert [s for s, _, _ in _stored(engine, c.job.id)] == [5, 5, 10, 10]
+    ctx.log_attention(15, "train", _rows(15))
+    writer.flush()
+    queue.release(c.lease, reason="preempted")
+    c2 = queue.claim(W2)
+    assert c2.job.checkpoint_step == 10
+    assert [s for s, _, _ in _stored(engine, c.job.id)] == [5, 5, 10, 10]
