@@ -1,6 +1,6 @@
 """Every read the dashboard makes, in one place: its own statements, and the views it
 shares with the CLI (:mod:`db.views`: where grids stand, running jobs, stale leases, one
-job, its attempts, events, summaries and answers) wrapped in DataFrames.
+job, its attempts, events, summaries, attention probes and answers) wrapped in DataFrames.
 
 Each function takes an open connection (inside a read-only transaction from
 :func:`db.session.scope` with ``write=False``), runs one statement, and returns a
@@ -549,6 +549,41 @@ def generation_timing(conn: Connection) -> pd.DataFrame:
 def job_generations(conn: Connection, job_id: int, *, limit: int = 2000) -> pd.DataFrame:
     return _rows(views.generations_of(conn, job_id, limit=limit), [
         "prompt_set", "question_id", "turn", "category", "prompt", "output", "new_tokens", "latency_s", "decoding"])
+
+
+# --- a job's attention probes ---------------------------------------------------------
+
+#: One row per (step, layer, head) of a job's attention probes.
+ATTENTION_COLUMNS = ["step", "layer", "head", "entropy_norm", "entropy", "nan"]
+
+
+def _per_head(rows: Sequence[views.AttentionRow]) -> pd.DataFrame:
+    """Attention rows cut into one row per head: step, layer (``L0``, ``enc.L0``), head
+    (``H0``...), normalised entropy, entropy (nats) and NaN count; not finite: NaN."""
+    records = [(r.step, r.label, f"H{h}", _nan(norm), _nan(ent), n)
+               for r in rows for h, (norm, ent, n) in enumerate(zip(r.entropy_norm, r.entropy, r.nan))]
+    return pd.DataFrame.from_records(records, columns=ATTENTION_COLUMNS, nrows=None)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def attention_phases(conn: Connection, job_id: int) -> dict[str, int]:
+    """Phase -> the last step the job probed in it (train, eval, diverged; those it has)."""
+    return views.attention_phases(conn, job_id)
+
+
+def attention_last_step(conn: Connection, job_id: int, *, phase: str = "train") -> pd.DataFrame:
+    """The job's probes at its last step in ``phase``, one row per (layer, head), layers in
+    (stack, layer) order: the layer x head heatmap's cells."""
+    return _per_head(views.attention_at_last_step(conn, job_id, phase=phase))
+
+
+def attention_layer(conn: Connection, job_id: int, layer: int, *, stack: str = "",
+                    phase: str = "train") -> pd.DataFrame:
+    """One layer's probes over the steps, one row per (step, head)."""
+    return _per_head(views.attention_of_layer(conn, job_id, layer, stack=stack, phase=phase))
 
 
 # --- comparing runs and factor effects ----------------------------------------------

@@ -1,13 +1,14 @@
-"""Run detail page: one job's resolved spec, factors, summaries, every curve, attempts,
-provenance (grid file version; per attempt the code, environment and machine), events and
-generations. Opens on ``?job=ID`` when given."""
+"""Run detail page: one job's resolved spec, factors, summaries, every curve, its attention
+entropy (the layer x head heatmap, :mod:`dashboards.attention`), attempts, provenance (grid file
+version; per attempt the code, environment and machine), events and generations. Opens on
+``?job=ID`` when given."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, curves, factors, provenance, queries, ui
+from dashboards import attention, charts, curves, factors, provenance, queries, ui
 
 BUCKETS = 400
 
@@ -83,6 +84,9 @@ def render() -> None:
         with grid[i % 2]:
             st.altair_chart(charts.curve_chart(data, name), width="stretch")
             st.caption(f"{name}: {len(data):,} points from {int(data['points'].sum()):,} logged")
+
+    with ui.reading() as conn:
+        attention.render_job(conn, job_id)
 
     st.subheader("Attempts")
     ui.table(attempts, f"job_{job_id}_attempts")

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Double,
     ForeignKey,
     ForeignKeyConstraint,
@@ -331,7 +332,41 @@ class CurveBucket(Base):
     value_max: Mapped[float | None]
 
 
+#: What an attention row was probed on: a training batch, the evaluation probe, the batch
+#: on which the loss went non-finite.
+ATTENTION_PHASES = ("train", "eval", "diverged")
+
+
+class AttentionRow(Base):
+    """One attention layer's probe at one step (harness.training.diagnostics): per head, the
+    mean attention entropy (nats), the same over its maximum (log of the keys a query sees;
+    1 is uniform), and the NaN values counted in the attention matrix; ``max_entropy`` is
+    the mean log(keys) over the counted queries. ``stack`` is '' for a decoder-only model,
+    the probe's stack name ('enc', 'dec') for an encoder-decoder. Written fenced, in the
+    metrics batches' transactions, and cut back with the curve when a later attempt resumes
+    from a checkpoint (jobs.queries.rewind)."""
+
+    __tablename__ = "attention_rows"
+    __table_args__ = (
+        CheckConstraint("phase IN ('train', 'eval', 'diverged')", name="phase"),
+        # On SQLite, clustered by its key: a job's rows are read in one range scan.
+        {"sqlite_with_rowid": False},
+    )
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(primary_key=True)
+    phase: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stack: Mapped[str] = mapped_column(String(16), primary_key=True)
+    layer: Mapped[int] = mapped_column(primary_key=True)
+    attempt: Mapped[int]
+    entropy: Mapped[list[float | None]] = mapped_column(JSON)  # per head; null: not finite
+    entropy_norm: Mapped[list[float | None]] = mapped_column(JSON)
+    nan: Mapped[list[int]] = mapped_column(JSON)
+    max_entropy: Mapped[float | None]  # NULL: not finite
+
+
 job_dependencies = JobDependency.__table__
+attention_rows = AttentionRow.__table__
 curve_rollups = CurveRollup.__table__
 curve_buckets = CurveBucket.__table__
 generations = Generation.__table__

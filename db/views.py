@@ -1,5 +1,5 @@
 """Reads the CLI and the dashboard share: where jobs stand, one job, its attempts and
-events, final figures, and the answers and verdicts jobs stored.
+events, final figures, its attention probes, and the answers and verdicts jobs stored.
 
 Both the queue's reports (:mod:`jobs.reports`, behind ``gridlab status``, ``show``,
 ``results``, ``compare``) and the dashboard (:mod:`dashboards.queries`, which wraps these
@@ -20,7 +20,8 @@ from sqlalchemy import func, literal_column, select
 from sqlalchemy.engine import Connection, Row
 
 from db import clock, states
-from db.models import attempts, events, generations, grids, jobs, judgments, metrics, summaries
+from db.models import (ATTENTION_PHASES, attempts, attention_rows, events, generations, grids, jobs, judgments,
+                       metrics, summaries)
 
 # --- where jobs stand ------------------------------------------------------------------
 
@@ -153,6 +154,60 @@ def summaries_table(conn: Connection, *, grid: int | None = None) -> list[Row]:
     if grid is not None:
         stmt = stmt.where(jobs.c.grid_id == grid)
     return list(conn.execute(stmt.order_by(jobs.c.id)))
+
+
+# --- a job's attention probes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionRow:
+    """One attention layer's probe at one step of a job: per head, the mean entropy (nats),
+    the same over its maximum (1 is uniform attention) and the NaN values counted in the
+    attention matrix; a value that was not finite is None."""
+
+    job_id: int
+    attempt: int
+    step: int
+    phase: str  # "train", "eval" or "diverged" (db.models.ATTENTION_PHASES)
+    stack: str  # "" for a decoder-only model, "enc"/"dec" for an encoder-decoder
+    layer: int
+    entropy: tuple[float | None, ...]
+    entropy_norm: tuple[float | None, ...]
+    nan: tuple[int, ...]
+    max_entropy: float | None
+
+    @property
+    def label(self) -> str:
+        """The layer as its metrics name it: ``L0``, ``enc.L0``."""
+        return f"{self.stack + '.' if self.stack else ''}L{self.layer}"
+
+
+def attention_phases(conn: Connection, job_id: int) -> dict[str, int]:
+    """Phase -> the last step the job probed in it, for the phases it has rows of, in
+    ATTENTION_PHASES order (train, eval, diverged)."""
+    stmt = (select(attention_rows.c.phase, func.max(attention_rows.c.step))
+            .where(attention_rows.c.job_id == int(job_id)).group_by(attention_rows.c.phase))
+    last = dict(conn.execute(stmt).all())
+    return {phase: last[phase] for phase in ATTENTION_PHASES if phase in last}
+
+
+def attention_at_last_step(conn: Connection, job_id: int, *, phase: str = "train") -> list[AttentionRow]:
+    """The job's rows at the last step it probed in ``phase``, one per layer by (stack, layer):
+    the layer x head picture the paper draws. Empty if it has none."""
+    r = attention_rows
+    last = (select(func.max(r.c.step)).where(r.c.job_id == int(job_id), r.c.phase == phase)).scalar_subquery()
+    stmt = (select(r).where(r.c.job_id == int(job_id), r.c.phase == phase, r.c.step == last)
+            .order_by(r.c.stack, r.c.layer))
+    return [_attention(row) for row in conn.execute(stmt)]
+
+
+def attention_of_layer(conn: Connection, job_id: int, layer: int, *, stack: str = "",
+                       phase: str = "train") -> list[AttentionRow]:
+    """One layer's rows over the steps the job probed in ``phase``, first step first."""
+    r = attention_rows
+    stmt = (select(r).where(r.c.job_id == int(job_id), r.c.phase == phase, r.c.stack == stack,
+                            r.c.layer == int(layer)).order_by(r.c.step))
+    return [_attention(row) for row in conn.execute(stmt)]
 
 
 # --- generated answers and judges' verdicts ------------------------------------------------
@@ -362,6 +417,12 @@ def _generation(r) -> StoredGeneration:
         output=r.output, new_tokens=r.new_tokens, latency_s=r.latency_s, decoding=r.decoding,
         job_id=r.job_id, attempt=r.attempt,
     )
+
+
+def _attention(r) -> AttentionRow:
+    return AttentionRow(job_id=r.job_id, attempt=r.attempt, step=r.step, phase=r.phase, stack=r.stack,
+                        layer=r.layer, entropy=tuple(r.entropy), entropy_norm=tuple(r.entropy_norm),
+                        nan=tuple(r.nan), max_entropy=r.max_entropy)
 
 
 def _judgment(r) -> StoredJudgment:

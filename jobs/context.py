@@ -23,6 +23,10 @@ class JobContext:
 
     - ``ctx.spec``: the resolved spec (every setting of this grid cell);
     - ``ctx.log(step, {"loss": ...})`` / ``ctx.summary({...})``: figures to the database;
+    - ``ctx.log_attention(step, phase, rows)``: one attention probe's rows (one per layer, the
+      head values as lists) to the database's ``attention_rows``, buffered and fenced with the
+      metrics (:meth:`jobs.metrics.MetricsWriter.log_attention`): stored before any checkpoint
+      is sealed, cut back with the curve when a later attempt resumes;
     - ``ctx.run_dir``: the cell's run folder (:mod:`jobs.runs`), shared by its attempts;
     - ``ctx.attempt_dir``: this attempt's own folder: write checkpoints here (Trainer's
       ``output_dir``), never straight into the run folder;
@@ -88,6 +92,9 @@ class JobContext:
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         self.metrics.log(step, values)
+
+    def log_attention(self, step: int, phase: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.metrics.log_attention(step, phase, rows)
 
     def summary(self, values: Mapping[str, float]) -> None:
         self.metrics.flush(wait=True)

@@ -12,6 +12,11 @@ recognised by it and stored once. A retried job never mixes two runs in one curv
 an attempt starts, the queue cuts the job's curve back to the checkpoint it resumes from
 (or clears it, for a fresh start; :meth:`jobs.queue.Queue.claim`).
 
+Attention probes (one row per layer and step, the head values as lists: ``log_attention``)
+are buffered beside the points and go in the same numbered, fenced batches, so every flush
+that stores the points (before a checkpoint is sealed, before a summary, before the job's end)
+stores them too, and a claim's rewind cuts them with the curve.
+
 If the database is briefly unreachable (a restart, a network blip), points stay in
 the buffer and go with a later flush: training does not stop for an outage shorter
 than the buffer can hold. ``flush(wait=True)`` (used before a job is marked finished)
@@ -24,13 +29,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from db.errors import DatabaseUnavailable
+from db.models import ATTENTION_PHASES
 from db.session import scope
 from jobs import queries
 from jobs.errors import LeaseLost
@@ -71,15 +77,16 @@ class MetricsWriter:
         self.lost = lost if lost is not None else threading.Event()
         self.on_write = on_write  # told of every confirmed fenced write (the attempt's marker)
         self._buffer: list[tuple[int, int, str, int, float | None, float]] = []
+        self._attention: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self._batch = 0
-        self._inflight: tuple[int, list] | None = None
+        self._inflight: tuple[int, list, list] | None = None
         self.written = 0
 
     def check_lease(self) -> None:
         """Raise LeaseLost if the worker already knows the lease is gone (no database trip)."""
         if self.lost.is_set():
-            self._buffer = []
+            self._buffer, self._attention = [], []
             raise LeaseLost(f"job {self.lease.job_id} attempt {self.lease.attempt}: lease lost; nothing more is written")
 
     def fence(self) -> None:
@@ -108,6 +115,25 @@ class MetricsWriter:
         if len(self._buffer) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
+    def log_attention(self, step: int, phase: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer one probe's attention rows for ``step``: one mapping per layer with ``stack``,
+        ``layer``, ``entropy``, ``entropy_norm`` and ``nan`` (per head) and ``max_entropy``
+        (:class:`harness.training.diagnostics.LayerRow`'s fields). ``phase`` is one of
+        ``train``, ``eval``, ``diverged``. A value that is not finite is stored as null."""
+        self.check_lease()
+        if phase not in ATTENTION_PHASES:
+            raise ValueError(f"attention phase must be one of {', '.join(ATTENTION_PHASES)}, got {phase!r}")
+        job, attempt = self.lease.job_id, self.lease.attempt
+        for row in rows:
+            self._attention.append({
+                "job_id": job, "attempt": attempt, "step": int(step), "phase": phase, "stack": str(row["stack"]),
+                "layer": int(row["layer"]), "entropy": [_finite(v) for v in row["entropy"]],
+                "entropy_norm": [_finite(v) for v in row["entropy_norm"]], "nan": [int(n) for n in row["nan"]],
+                "max_entropy": _finite(row["max_entropy"]),
+            })
+        if self.buffered >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
     def log_many(self, points: list[tuple[str, int, float, float]]) -> None:
         """Bulk form: (name, step, value, wall_time) tuples."""
         job, attempt = self.lease.job_id, self.lease.attempt
@@ -119,7 +145,7 @@ class MetricsWriter:
         """Write the buffered points. On an outage: keep them for later (or, with
         ``wait``, retry until stored). Raises LeaseLost if the lease is gone."""
         self.check_lease()
-        if not self._buffer and self._inflight is None:
+        if not self._buffer and not self._attention and self._inflight is None:
             return
         try:
             if wait:
@@ -134,31 +160,33 @@ class MetricsWriter:
             self._last_flush = time.monotonic()
 
     def _write_buffer(self) -> None:
-        while self._inflight is not None or self._buffer:
+        while self._inflight is not None or self._buffer or self._attention:
             self.check_lease()
             if self._inflight is None:
                 # A batch's number and rows are fixed once tried: if its commit's answer is
                 # lost, the retry sends exactly the same batch, which store_metrics recognises.
-                self._inflight = (self._batch + 1, self._buffer)
-                self._buffer = []
-            batch, rows = self._inflight
-            outcome = self._store(batch, rows)
+                self._inflight = (self._batch + 1, self._buffer, self._attention)
+                self._buffer, self._attention = [], []
+            batch, rows, attention = self._inflight
+            outcome = self._store(batch, rows, attention)
             self._inflight = None
             if outcome == queries.LEASE_GONE:
-                self._buffer = []
+                self._buffer, self._attention = [], []
                 self.lost.set()
-                raise LeaseLost(f"job {self.lease.job_id}: lease lost, {len(rows)} metric points refused")
+                raise LeaseLost(f"job {self.lease.job_id}: lease lost, {len(rows)} metric points "
+                                f"and {len(attention)} attention rows refused")
             self._batch = batch
             self.written += len(rows)
             self._last_flush = time.monotonic()
             if self.on_write is not None:
                 self.on_write("metrics")
 
-    def _store(self, batch: int, rows: list) -> str:
+    def _store(self, batch: int, rows: list, attention: list) -> str:
         def store(keep_first: bool) -> str:
             with scope(self.engine) as conn:
                 return queries.store_metrics(conn, job_id=self.lease.job_id, owner=self.lease.owner,
-                                             attempt=self.lease.attempt, batch=batch, rows=rows, keep_first=keep_first)
+                                             attempt=self.lease.attempt, batch=batch, rows=rows, keep_first=keep_first,
+                                             attention=attention)
 
         try:
             return store(keep_first=False)
@@ -167,7 +195,8 @@ class MetricsWriter:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) + (len(self._inflight[1]) if self._inflight is not None else 0)
+        inflight = len(self._inflight[1]) + len(self._inflight[2]) if self._inflight is not None else 0
+        return len(self._buffer) + len(self._attention) + inflight
 
     def summary(self, values: Mapping[str, float]) -> None:
         """Store final figures (replacing any from an earlier attempt)."""
@@ -192,3 +221,11 @@ class MetricsWriter:
 def _storable(value: float) -> float | None:
     number = float(value)
     return None if math.isnan(number) else number
+
+
+def _finite(value: float | None) -> float | None:
+    """A number for a JSON column (which holds neither NaN nor inf): None if not finite."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -42,6 +42,7 @@ from db.models import (
     ROLLUP_FACTOR,
     ROLLUP_LEVELS,
     attempts,
+    attention_rows,
     code_versions,
     curve_buckets,
     curve_rollups,
@@ -519,16 +520,19 @@ def clear_checkpoint(conn: Connection, job_ids: Sequence[int]) -> None:
 
 
 def rewind(conn: Connection, *, job_id: int, to_step: int | None) -> int:
-    """Make the job's stored figures those of the run the new attempt continues: points past
-    ``to_step`` (all of them, when None: a fresh start) are deleted, with the summaries and
-    roll-ups; a fresh start also drops the answers the job generated (they come from the model
-    it trains again). A judge's verdicts stay: they are on its arms' final answers, and a
+    """Make the job's stored figures those of the run the new attempt continues: points and
+    attention rows past ``to_step`` (all of them, when None: a fresh start) are deleted, with
+    the summaries and roll-ups; a fresh start also drops the answers the job generated (they
+    come from the model it trains again). A judge's verdicts stay: they are on its arms' final answers, and a
     resumed judge skips them (``gridlab retry --fresh`` drops them too: :func:`drop_outputs`).
     Returns the number of points deleted."""
     cut = delete(metrics).where(metrics.c.job_id == job_id)
+    probes = delete(attention_rows).where(attention_rows.c.job_id == job_id)
     if to_step is not None:
         cut = cut.where(metrics.c.step > to_step)
+        probes = probes.where(attention_rows.c.step > to_step)
     deleted = conn.execute(cut).rowcount
+    conn.execute(probes)
     conn.execute(delete(summaries).where(summaries.c.job_id == job_id))
     drop_curve_rollups(conn, [job_id])
     if to_step is None:
@@ -670,8 +674,10 @@ _CLAIM_BATCH = _Prepared(lambda pg: (
 
 
 def store_metrics(conn: Connection, *, job_id: int, owner: str, attempt: int, batch: int,
-                  rows: Sequence[tuple[int, int, str, int, float | None, float]], keep_first: bool = False) -> str:
-    """Store batch number ``batch`` of the attempt's points, fenced and exactly once.
+                  rows: Sequence[tuple[int, int, str, int, float | None, float]], keep_first: bool = False,
+                  attention: Sequence[dict[str, Any]] = ()) -> str:
+    """Store batch number ``batch`` of the attempt's points and attention rows (rows of the
+    ``attention_rows`` columns, :func:`insert_attention`), fenced and exactly once.
 
     One statement both checks the lease and takes the batch number (``jobs.metrics_batch``,
     reset at each claim): a batch retried after its commit's acknowledgement was lost finds
@@ -686,6 +692,7 @@ def store_metrics(conn: Connection, *, job_id: int, owner: str, attempt: int, ba
     if _CLAIM_BATCH.run(conn, params).rowcount != 1:
         return ALREADY_STORED if holds_lease(conn, job_id=job_id, owner=owner, attempt=attempt) else LEASE_GONE
     insert_metrics(conn, rows, keep_first=keep_first)
+    insert_attention(conn, attention)
     return STORED
 
 
@@ -714,6 +721,19 @@ def insert_metrics(conn: Connection, rows: Sequence[tuple[int, int, str, int, fl
     with cursor.copy(f"COPY metrics ({_METRIC_COLUMNS}) FROM STDIN") as copy:
         for r in rows:
             copy.write_row(r)
+
+
+_ATTENTION_KEY = ("job_id", "step", "phase", "stack", "layer")
+
+
+def insert_attention(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Attention rows (job_id, attempt, step, phase, stack, layer, entropy, entropy_norm, nan,
+    max_entropy), in a metrics batch's transaction (:func:`store_metrics`, the fenced way in).
+    A (job, step, phase, stack, layer) already stored keeps its first row, as a metric point
+    logged twice does."""
+    if rows:
+        conn.execute(_dialect_insert(conn, attention_rows).on_conflict_do_nothing(index_elements=list(_ATTENTION_KEY)),
+                     list(rows))
 
 
 def upsert_summaries(conn: Connection, *, job_id: int, attempt: int, values: dict[str, float | None]) -> None:

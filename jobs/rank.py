@@ -8,7 +8,7 @@ builds its :class:`RankContext`, runs the job's runner and writes how it ended
 - rank 0's context is a real :class:`jobs.context.JobContext` on the worker's lease (the
   lease's owner and attempt fence every write, from any process): metrics, summaries and
   checkpoints go through it as in a one-process job;
-- the other ranks' ``log`` and ``summary`` do nothing, and they hold no database connection;
+- the other ranks' ``log``, ``log_attention`` and ``summary`` do nothing (no database connection);
 - ``checkpoint(path, step)`` is collective: every rank calls it (Trainer's ``on_save`` runs on
   each), a barrier makes sure every rank's files are in ``path`` (each writes its own RNG state
   there), rank 0 seals and records it, and a second barrier holds the others until it is
@@ -59,6 +59,10 @@ class RankContext(JobContext):
     def log(self, step, values) -> None:
         if self.is_main:
             super().log(step, values)
+
+    def log_attention(self, step, phase, rows) -> None:
+        if self.is_main:
+            super().log_attention(step, phase, rows)
 
     def summary(self, values) -> None:
         if self.is_main:

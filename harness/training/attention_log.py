@@ -1,21 +1,33 @@
-"""A job's attention log: one row per layer and step, on disk beside the run, and its heatmap.
+"""A job's attention log: one row per layer and step, in the results database and on disk
+beside the run, and its heatmap.
 
 The metrics table holds one value per (job, step, name); per-head entropies would need one
-metric name per layer and head. Until the schema has a table for per-layer rows, the head values
-live in a JSON Lines file, one row per (step, phase, stack, layer)::
+metric name per layer and head. So each probe's rows, one per (step, phase, stack, layer)
+with the head values as lists::
 
     {"step": 100, "phase": "train", "stack": "", "layer": 0, "entropy": [..per head..],
      "entropy_norm": [..], "nan": [..], "max_entropy": 4.1}
 
 (``phase``: ``train`` for the training-batch probes, ``eval`` for the sft recipe's evaluation
-probe, ``diverged`` for the batch on which the loss went non-finite). The metrics table gets the
-per-layer means (:func:`harness.training.diagnostics.row_metrics`).
+probe, ``diverged`` for the batch on which the loss went non-finite) go from
+:meth:`AttentionLog.add`, the one producer, to two sinks:
 
-Written by the attempt into its own folder, copied into every checkpoint it seals (so a resumed
-attempt continues from exactly the rows up to its checkpoint's step, verified with it), and at
-the end of the job (finished or diverged) published to ``<run dir>/attention.jsonl`` with the
-heatmap ``<run dir>/attention_entropy.png``: layer x head, normalised entropy at the last probed
-training step, as the paper draws it. The job's summary ``attention_log_rows`` says it exists.
+- the job's ``attention_rows`` in the database, through the job context
+  (``ctx.log_attention``: buffered, fenced and flushed with the metrics, so they are stored
+  before a checkpoint is sealed, and a later attempt's claim cuts them back to the step it
+  resumes from, as it cuts the curve). The dashboard's run-detail page draws them;
+- a JSON Lines file in the attempt's folder, copied into every checkpoint it seals (so a
+  resumed attempt continues from exactly the rows up to its checkpoint's step, verified with
+  it), and at the end of the job (finished or diverged) published to ``<run dir>/attention.jsonl``
+  with the heatmap ``<run dir>/attention_entropy.png``: layer x head, normalised entropy at the
+  last probed training step, as the paper draws it.
+
+Both, and not the file as an export of the database: the run folder stays a whole record on
+its own (copied off the cluster, read without the database), a build outside any job (the
+testbed built on first use) has no database to write to, and the file is written at once
+while the database's rows wait for the next flush; both are cut at the same checkpoint step.
+The per-layer means also go to the metrics table (:func:`harness.training.diagnostics.row_metrics`),
+and the job's summary ``attention_log_rows`` says the log exists.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from harness.training.diagnostics import LayerRow
@@ -32,8 +44,14 @@ FILE = "attention.jsonl"
 HEATMAP = "attention_entropy.png"
 
 
+#: Where rows go besides the file: ``ctx.log_attention(step, phase, rows)`` (one mapping per layer).
+Store = Callable[[int, str, list[dict]], None]
+
+
 class AttentionLog:
-    def __init__(self, attempt_dir: Path, *, resume_from: Path | None = None, resume_step: int | None = None) -> None:
+    def __init__(self, attempt_dir: Path, *, resume_from: Path | None = None, resume_step: int | None = None,
+                 store: Store | None = None) -> None:
+        self.store = store
         self.path = Path(attempt_dir) / FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows = 0
@@ -46,11 +64,15 @@ class AttentionLog:
         self.rows = len(kept)
 
     def add(self, step: int, phase: str, rows: Iterable[LayerRow]) -> None:
-        lines = [json.dumps({"step": int(step), "phase": phase, **row.to_dict()}) for row in rows]
-        if lines:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in lines))
-            self.rows += len(lines)
+        """One probe's rows: to the database (``store``) and to the file."""
+        values = [row.to_dict() for row in rows]
+        if not values:
+            return
+        if self.store is not None:
+            self.store(int(step), phase, values)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps({"step": int(step), "phase": phase, **v}) + "\n" for v in values))
+        self.rows += len(values)
 
     def copy_into(self, directory: Path) -> None:
         """Into a checkpoint directory before it is sealed."""

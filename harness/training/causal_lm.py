@@ -16,7 +16,8 @@ What it records, through the job context:
 - every ``entropy_every`` steps, on that step's own training batch (fixed length, no padding):
   attention entropy per layer and head, plain and normalised by its maximum, and NaN counts in
   the attention matrices per layer and head (:mod:`harness.training.diagnostics`), one row per
-  layer in the attention log, per-layer means as metrics;
+  layer in the attention log (the database's ``attention_rows`` and the run folder's file),
+  per-layer means as metrics;
 - every ``eval_every`` steps and at the end: validation loss as the pooled token NLL over fixed
   validation windows (the same for every cell), its perplexity, token accuracy;
 - when the loss goes non-finite: the failing batch is run again with hooks on every block and the
@@ -127,7 +128,8 @@ class CausalLMRun:
             self.generator.set_state(state["data_rng"])
             self.step = int(state["step"])
         self.attention = attention_log.AttentionLog(self.ctx.attempt_dir, resume_from=resume,
-                                                    resume_step=getattr(self.ctx, "resume_step", None))
+                                                    resume_step=getattr(self.ctx, "resume_step", None),
+                                                    store=self.ctx.log_attention)
         self.val_windows = self._validation_windows()
         return self
 
@@ -313,6 +315,9 @@ class _Offline:
         if "val_loss" in values or step % 250 == 0 and "loss" in values:
             log.warning("pretraining step %d: %s", step, {k: round(v, 4) for k, v in values.items()
                                                           if k in ("loss", "val_loss", "tokens_per_s")})
+
+    def log_attention(self, step: int, phase: str, rows: list[dict]) -> None:
+        pass  # no database: the attention log's file is all there is
 
     def summary(self, values: dict[str, float]) -> None:
         pass

@@ -247,7 +247,8 @@ class SFTRecipe:
             seq2seq=self.family.seq2seq,
         )
         self.attention = attention_log.AttentionLog(self.ctx.attempt_dir, resume_from=self.resume_path,
-                                                    resume_step=self.resume_step) if self.probe else None
+                                                    resume_step=self.resume_step,
+                                                    store=self.ctx.log_attention) if self.probe else None
         self.callback = callbacks.GridlabCallback(
             self.ctx, self.trainer.step_stats, self.family,
             on_checkpoint=self._write_full_model if self.save_full_model else None, probe=self.probe,

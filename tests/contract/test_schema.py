@@ -93,3 +93,27 @@ def test_upgrade_from_the_first_schema_keeps_the_data(db_url):
     with eng.connect() as conn:
         assert conn.execute(text("SELECT name FROM grids")).scalar_one() == "old"
     eng.dispose()
+
+
+def test_attention_rows_revision_downgrades_and_upgrades_again(db_url):
+    """0009 adds attention_rows and nothing else: down to 0008 drops the table and keeps the
+    rest; up again makes it as the models say."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    eng = db_engine.create(db_url)
+    schema.upgrade(eng)
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO grids (name, created_at) VALUES ('kept', 1.0)"))
+    cfg = schema.alembic_config(eng.url.render_as_string(hide_password=False))
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+    with eng.connect() as conn:
+        assert "attention_rows" not in inspect(conn).get_table_names()
+        assert conn.execute(text("SELECT name FROM grids")).scalar_one() == "kept"
+    assert schema.upgrade(eng) == ("0008", schema.HEAD)
+    with eng.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+    eng.dispose()

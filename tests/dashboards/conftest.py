@@ -10,6 +10,11 @@ Grid "probe": lr {0.001, 0.003} x seed {0, 1, 2}, one job in each state: succeed
 failed (on a Slurm node, with a traceback), diverged, running with an expired lease,
 pending, cancelled.
 
+Attention probes: the alpaca/seed-0 dyt arm probed 3 layers x 4 heads at steps 100 and 200
+(training batches); head h of layer l has normalised entropy attention_norm(step, l, h) =
+0.4 + 0.1 l + 0.05 h + step / 2000, and at step 200 layer 2's head 1 counted 2 NaN values. No
+other job has attention rows.
+
 Generations and judgments: the alpaca/seed-0 dyt and layernorm arms answer 5 prompts;
 the probe's succeeded job judges them: a wins 3, b wins 1, 1 tie (win rate 0.7). dyt
 answers take 2 s for 100 tokens (50 tokens/s), layernorm 4 s (25 tokens/s).
@@ -32,6 +37,9 @@ STEPS = 200
 WINNERS = ["a", "a", "b", "tie", "a"]
 SLURM_JOB = "4242_7"
 FAIL_HOST = "gpu-node-3"
+ATTENTION_STEPS = (100, 200)
+ATTENTION_LAYERS, ATTENTION_HEADS = 3, 4
+ATTENTION_ARM = {"dataset": "alpaca", "norm": "dyt", "seed": 0}
 FAIL_ERROR = "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: CUDA out of memory"
 
 
@@ -57,6 +65,18 @@ def _new_job(factors: dict, *, priority: int = 0, max_attempts: int = 3):
 
 def val_loss(dataset: str, norm: str, seed: int) -> float:
     return BASE[dataset] - (0.2 if norm == "dyt" else 0.0) + 0.01 * seed
+
+
+def attention_norm(step: int, layer: int, head: int) -> float:
+    return round(0.4 + 0.1 * layer + 0.05 * head + step / 2000, 4)
+
+
+def attention_rows(step: int) -> list[dict]:
+    """One probe of the attention arm, as ``ctx.log_attention`` takes it."""
+    return [{"stack": "", "layer": layer, "entropy": [2.0 * attention_norm(step, layer, h) for h in range(ATTENTION_HEADS)],
+             "entropy_norm": [attention_norm(step, layer, h) for h in range(ATTENTION_HEADS)],
+             "nan": [2 if (step, layer, h) == (200, 2, 1) else 0 for h in range(ATTENTION_HEADS)], "max_entropy": 2.0}
+            for layer in range(ATTENTION_LAYERS)]
 
 
 def fill(url: str) -> Filled:
@@ -88,6 +108,8 @@ def fill(url: str) -> Filled:
             if step % 50 == 0:
                 values["val_loss"] = val_loss(**f) + (STEPS - step) / 1000
             writer.log(step, values, wall_time=1_700_000_000.0 + step)
+            if f == ATTENTION_ARM and step in ATTENTION_STEPS:
+                writer.log_attention(step, "train", attention_rows(step))
         writer.flush()
         writer.summary({"val_loss": val_loss(**f), "train_loss": 1.0})
         queue.complete(claimed.lease)

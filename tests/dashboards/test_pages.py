@@ -228,6 +228,48 @@ def _chart_data(at, title: str):
     raise AssertionError(f"no chart titled {title!r}")
 
 
+def test_run_detail_draws_the_attention_heatmap_layer_by_head_at_the_last_probed_step(filled, app):
+    """The job's attention rows (stored through its writer, conftest's fill) as the paper's
+    heatmap: a cell per layer and head at step 200 with its normalised entropy, and the
+    chosen layer's heads over the probed steps."""
+    from dashboards import attention
+    from tests.dashboards import geometry
+    from tests.dashboards.conftest import (ATTENTION_HEADS, ATTENTION_LAYERS, ATTENTION_STEPS, attention_norm)
+
+    at = app(filled.url, "run_detail.py", query={"job": str(filled.job(dataset="alpaca", norm="dyt", seed=0))})
+    cells = _chart_data(at, attention.layer_head_title(200, "train"))
+    assert len(cells) == ATTENTION_LAYERS * ATTENTION_HEADS and set(cells["step"]) == {200}
+    got = {(r.layer, r.head): r.entropy_norm for r in cells.itertuples()}
+    assert got == pytest.approx({(f"L{layer}", f"H{h}"): attention_norm(200, layer, h)
+                                 for layer in range(ATTENTION_LAYERS) for h in range(ATTENTION_HEADS)})
+    assert cells.set_index(["layer", "head"]).loc[("L2", "H1"), "nan"] == 2
+    spec = next(c for c in _charts(at) if c.get("title") == attention.layer_head_title(200, "train"))
+    rect, text = spec["layer"]
+    assert rect["mark"]["type"] == "rect" and rect["encoding"]["color"]["field"] == "entropy_norm"
+    assert rect["encoding"]["color"]["scale"]["domain"] == [0, 1]
+    assert rect["encoding"]["y"]["sort"] == ["L0", "L1", "L2"] and rect["encoding"]["x"]["sort"] == ["H0", "H1", "H2", "H3"]
+    assert text["mark"]["type"] == "text"
+    assert "Step 200: 12 heads in 3 layers; 33% at 3/4 of their maximum entropy or more (entropic overload); " \
+           "2 NaN values in the attention matrices." in [c.value for c in at.caption]
+    over = _chart_data(at, attention.layer_steps_title("L0", "train"))
+    assert sorted(set(over["step"])) == [str(s) for s in ATTENTION_STEPS] and len(over) == 2 * ATTENTION_HEADS
+    _select(at, "Layer over the steps").set_value("L2").run()
+    over = _chart_data(at, attention.layer_steps_title("L2", "train"))
+    assert {(r.step, r.head): r.entropy_norm for r in over.itertuples()} == pytest.approx(
+        {(str(s), f"H{h}"): attention_norm(s, 2, h) for s in ATTENTION_STEPS for h in range(ATTENTION_HEADS)})
+    for element in at.get("vega_lite_chart"):
+        import pyarrow as pa
+
+        data = {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pylist() for d in element.proto.datasets}
+        assert geometry.spec_problems(json.loads(element.proto.spec), data) == []
+
+
+def test_run_detail_of_a_job_without_attention_probes_says_so(filled_sqlite, app):
+    at = app(filled_sqlite.url, "run_detail.py", query={"job": str(filled_sqlite.arms[1])})
+    assert "No attention probes stored for this job." in [c.value for c in at.caption]
+    assert not any("attention entropy" in str(c.get("title", "")) for c in _charts(at))
+
+
 def test_factor_effects_panels_per_factor_and_interaction(filled, app):
     at = app(filled.url, "effects.py")
     _select(at, "Grid").set_value("ablation").run()

@@ -66,6 +66,16 @@ def test_attention_log_is_one_row_per_layer_and_step_and_resumes_at_its_checkpoi
     assert {r["step"] for r in attention_log.read(resumed.path)} == {10, 20}
 
 
+def test_attention_log_sends_each_probe_to_its_store_as_well_as_to_its_file(tmp_path):
+    sent = []
+    log = attention_log.AttentionLog(tmp_path / "a1", store=lambda step, phase, rows: sent.append((step, phase, rows)))
+    log.add(10, "train", _rows(10))
+    log.add(10, "eval", [])  # nothing probed: nothing sent
+    assert [(step, phase, [r["layer"] for r in rows]) for step, phase, rows in sent] == [(10, "train", [0, 1])]
+    stored = {k: v for k, v in attention_log.read(log.path)[0].items() if k not in ("step", "phase")}
+    assert json.loads(json.dumps(sent[0][2][0])) == stored
+
+
 def test_heatmap_is_a_png_of_the_last_training_step(tmp_path):
     from PIL import Image
 

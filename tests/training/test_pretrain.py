@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from db import views
+from db.session import scope
 from harness.models import pretrained, registry
 from harness.training import attention_log
 from jobs import reports, states
@@ -47,6 +49,12 @@ def test_pretrain_logs_curves_probes_and_an_attention_log(run_grid, tmp_path):
     assert [(r["step"], r["layer"]) for r in rows] == [(1, 0), (1, 1), (5, 0), (5, 1), (10, 0), (10, 1)]
     assert all(len(r["entropy_norm"]) == 2 and len(r["nan"]) == 2 for r in rows)
     assert (folder / attention_log.HEATMAP).is_file()
+    # the same rows in the database, for the dashboard's heatmap
+    with scope(queue.engine, write=False) as conn:
+        stored = [row for layer in (0, 1) for row in views.attention_of_layer(conn, job.id, layer)]
+        assert [r.layer for r in views.attention_at_last_step(conn, job.id)] == [0, 1]
+    assert sorted((r.step, r.layer, list(r.entropy_norm), list(r.nan)) for r in stored) == \
+        [(r["step"], r["layer"], r["entropy_norm"], r["nan"]) for r in rows]
 
 
 def test_a_non_finite_loss_is_probed_per_layer_and_ends_the_job_diverged(run_grid):

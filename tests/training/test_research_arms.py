@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from db import views
+from db.session import scope
 from harness.training import attention_log
 from jobs import reports, states
 from tests.support.results import metrics_of, run_dir, summaries_of
@@ -51,6 +53,13 @@ def test_seed_arms(run_grid, tmp_path):
     assert not any(p.name.startswith("attn_entropy/") and ".H" in p.name for p in points)
     rows = attention_log.read(run_dir(queue, tmp_path / "runs", healed.id) / attention_log.FILE)
     assert {(r["step"], r["phase"]) for r in rows} == {(0, "eval"), (3, "eval"), (6, "eval")}
+    # The same rows in the database (the run-detail page's heatmap); T5's per stack.
+    with scope(queue.engine, write=False) as conn:
+        last = views.attention_at_last_step(conn, healed.id, phase="eval")
+        assert views.attention_phases(conn, healed.id) == {"eval": 6}
+        assert {r.stack for r in views.attention_at_last_step(conn, t5.id, phase="eval")} == {"enc", "dec"}
+    assert [(r.layer, list(r.entropy_norm)) for r in last] == [
+        (r["layer"], r["entropy_norm"]) for r in rows if r["step"] == 6]
 
     summary = summaries_of(queue, blended.id)
     assert summary["norms_swapped"] == 5 and summary["steps"] == 6
