@@ -159,41 +159,64 @@ def _header(name: str, values: list[str]) -> Text:
     return Text("\n".join(lines))
 
 
-def results_table(view: Results, provenance: dict[str, dict[int, str]] | None = None) -> Group:
+def results_table(view: Results, provenance: dict[str, dict[int, str]] | None = None,
+                  width: int | None = None) -> Group:
     """The results for a terminal: a heading with the factors every job shares, then one
     row per job with its varying factors and figures. Factor values are never cut: their
-    columns are as wide as their longest value, long headings break after underscores,
-    and columns are one space apart (the box's divider, no padding), so the demo grid's table fits 100 columns whole.
+    columns are as wide as their longest value and one space apart (the box's divider, no
+    padding), and where whole headings would make the table wider than ``width`` (the
+    terminal's), headings longer than their values break after underscores, and figures
+    that still do not fit leave the table, named in its caption; the demo grid's table
+    fits 100 columns whole.
     ``provenance``: extra columns (e.g. "code") giving each job's label, shown where
     pooled jobs ran different code or environments."""
     extra = provenance or {}
-    shared = ", ".join(f"{k}={_fmt(v)}" for k, v in view.constant.items())
+    shared = ", ".join(f"{k}={_one_line(v)}" for k, v in view.constant.items())
     heading = Text("Results", style="bold")
     if shared:
         heading.append(f"  every job: {shared}", style="")
+    factor_columns = [(f, [_one_line(view.factors[j].get(f, "")) for j in view.jobs], "left") for f in view.varying]
+    figure_columns = [(n, [_num(view.figures[j].get(n)) for j in view.jobs], "right") for n in view.metrics]
+    labels = [(c, [labels.get(j, "not recorded") for j in view.jobs]) for c, labels in extra.items()]
+    base = len("job") + sum(_width(Text(c), values) + 1 for c, values in labels)
+
+    def total(columns, heads) -> int:
+        return base + sum(_width(heads(name, values), values) + 1 for name, values, _ in columns)
+
+    columns = factor_columns + figure_columns
+    heads = lambda name, values: Text(name)  # noqa: E731
+    if width is not None and total(columns, heads) > width:
+        heads = _header
+        # Still too wide: the figures that do not fit leave the table (the caption names
+        # them); factors, which say what a row is, always stay whole.
+        while figure_columns and total(factor_columns + figure_columns, heads) > width:
+            figure_columns = figure_columns[:-1]
+        columns = factor_columns + figure_columns
+    left_out = [n for n in view.metrics if n not in {name for name, _, _ in figure_columns}]
     notes = []
+    if left_out:
+        notes.append(f"{', '.join(left_out)}: no room at this width (see a wider terminal or --format csv)")
     if view.hidden:
         notes.append(f"{view.hidden} more figures per job; name them with --metric NAME (or --format csv: all)")
     if view.judges:
         notes.append(f"{view.judges} judge job(s) left out: their verdicts are in `gridlab compare`")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
                   caption="; ".join(notes) or None, caption_justify="left")
-    cells = {f: [_fmt(view.factors[j].get(f, "")) for j in view.jobs] for f in view.varying}
-    numbers = {n: [_num(view.figures[j].get(n)) for j in view.jobs] for n in view.metrics}
-    labels = {c: [labels.get(j, "not recorded") for j in view.jobs] for c, labels in extra.items()}
     table.add_column("job", justify="right", no_wrap=True)
-    for f, values in cells.items():
-        head = _header(f, values)
-        table.add_column(head, no_wrap=True, min_width=_width(head, values))
-    for n, values in numbers.items():
-        head = _header(n, values)
-        table.add_column(head, justify="right", no_wrap=True, min_width=_width(head, values))
-    for c in labels:
+    for name, values, justify in columns:
+        head = heads(name, values)
+        table.add_column(head, justify=justify, no_wrap=True, min_width=_width(head, values))
+    for c, _ in labels:
         table.add_column(Text(c), style="yellow", no_wrap=True)
     for i, job_id in enumerate(view.jobs):
-        table.add_row(str(job_id), *(Text(cells[f][i]) for f in cells), *(numbers[n][i] for n in numbers),
-                      *(Text(labels[c][i]) for c in labels))
+        table.add_row(str(job_id), *(Text(values[i]) for _, values, _ in columns),
+                      *(Text(values[i]) for _, values in labels))
     return Group(heading, table)
+
+
+def _one_line(value: Any) -> str:
+    """A factor value as a table cell: tabs and line breaks as spaces, so it measures as it prints."""
+    return " ".join(_fmt(value).splitlines()).replace("\t", " ")
 
 
 def _width(head: Text, values: list[str]) -> int:

@@ -83,7 +83,7 @@ def results(grid: str | None, metrics: tuple[str, ...], effects: bool, fmt: str,
         click.echo(report.results_text(view, fmt, provenance=drift.columns()), nl=False)
         warn_drift(drift, err=True)
         return
-    console.print(report.results_table(view, provenance=drift.columns()))
+    console.print(report.results_table(view, provenance=drift.columns(), width=console.width))
     warn_drift(drift)
     if effects:
         for name in view.metrics:
