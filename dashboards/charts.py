@@ -10,6 +10,8 @@
 - An interval is drawn only within what the quantity can be (db.stats.quantity_range) and
   only from db.stats.MIN_N values up; below that the chart prints "n=2" by the mean.
 - A line with few points (a validation loss every N steps) shows them (see shows_points).
+- A mean line over runs carries its 95% interval as a band in its colour, under the same
+  rules as any interval (within the quantity's range, from MIN_N runs up).
 
 Every page builds its charts with these functions; the tests check the specs they make.
 """
@@ -230,23 +232,31 @@ def shows_points(data: pd.DataFrame, detail: str | None = None) -> bool:
 
 def line_chart(data: pd.DataFrame, *, y_title: str, colour: str, colour_title: str, colour_order: Sequence[str],
                detail: str = "line", title: str | None = None, log_y: bool = False, height: int = 320,
-               tooltip: list | None = None, interactive: bool = True) -> alt.Chart:
+               tooltip: list | None = None, interactive: bool = True) -> alt.Chart | alt.LayerChart:
     """Lines of ``value`` over ``step``, one per ``detail``, coloured by ``colour`` (a legend
     above; the chart grows by its height so the plot keeps ``height``). Lines with at most
-    SPARSE_POINTS points show them."""
+    SPARSE_POINTS points show them. Where ``data`` has "low" and "high" (a mean line's
+    interval, NaN where it has too few runs), a band in the line's colour is drawn under it."""
     points = shows_points(data, detail)
     y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
     labels = [str(v) for v in colour_order]
-    chart = (alt.Chart(data, title=title) if title else alt.Chart(data)).mark_line(
+    color = alt.Color(f"{colour}:N", title=colour_title, sort=labels, legend=legend(colour_title, labels),
+                      scale=alt.Scale(scheme="tableau10" if len(labels) <= 10 else "tableau20"))
+    x = alt.X("step:Q", title="step", axis=alt.Axis(tickCount=TICKS))
+    tooltip = tooltip or [f"{detail}:N", "step:Q", alt.Tooltip("value:Q", format=".4g")]
+    lines = alt.Chart(data).mark_line(
         strokeWidth=1.5, clip=True, point=alt.OverlayMarkDef(filled=True, size=28) if points else False)
-    chart = chart.encode(
-        x=alt.X("step:Q", title="step", axis=alt.Axis(tickCount=TICKS)),
-        y=alt.Y("value:Q", title=y_title, scale=y_scale),
-        color=alt.Color(f"{colour}:N", title=colour_title, sort=labels, legend=legend(colour_title, labels),
-                        scale=alt.Scale(scheme="tableau10" if len(labels) <= 10 else "tableau20")),
-        detail=f"{detail}:N",
-        tooltip=tooltip or [f"{detail}:N", "step:Q", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(height=height + legend_height(labels))
+    lines = lines.encode(x=x, y=alt.Y("value:Q", title=y_title, scale=y_scale), color=color, detail=f"{detail}:N",
+                         tooltip=tooltip)
+    banded = data[data["low"].notna() & data["high"].notna()] if {"low", "high"} <= set(data.columns) else data.iloc[:0]
+    if banded.empty:
+        chart = lines.properties(title=title) if title else lines
+    else:
+        band = alt.Chart(banded).mark_area(opacity=0.2, clip=True).encode(
+            x=x, y=alt.Y("low:Q", title=y_title, scale=y_scale), y2="high:Q", color=color, detail=f"{detail}:N",
+            tooltip=tooltip)
+        chart = alt.layer(band, lines, title=title) if title else alt.layer(band, lines)
+    chart = chart.properties(height=height + legend_height(labels))
     return chart.interactive(bind_y=False) if interactive else chart
 
 

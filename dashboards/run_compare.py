@@ -127,10 +127,12 @@ def spec_diff(specs: pd.DataFrame, members: dict[str, list[int]], shown: dict[st
     return pd.DataFrame(rows, columns=["setting", *shown.values()])
 
 
-def overlay(points: pd.DataFrame, jobs: pd.DataFrame, shown: dict[str, str], pooled: bool) -> pd.DataFrame:
-    """Curve points per unit: one line per run, or the mean over a cell's runs per step."""
+def overlay(points: pd.DataFrame, jobs: pd.DataFrame, shown: dict[str, str], pooled: bool,
+            metric: str | None = None) -> pd.DataFrame:
+    """Curve points per unit: one line per run, or the mean over a cell's runs per step
+    with its 95% interval over them (the band; see curves.shape)."""
     named = jobs.assign(compared=jobs["unit"].map(shown))
-    return curves.shape(points, named, "compared", smoothing=0.0, mean_per_colour=pooled)
+    return curves.shape(points, named, "compared", smoothing=0.0, mean_per_colour=pooled, quantity=metric)
 
 
 def render() -> None:
@@ -185,10 +187,11 @@ def render() -> None:
             if points.empty:
                 st.caption(f"{metric}: not logged by these runs.")
                 continue
-            data = overlay(points, selected, shown, pooled=bool(pooled))
+            data = overlay(points, selected, shown, pooled=bool(pooled), metric=metric)
             st.altair_chart(charts.line_chart(data, y_title=metric, colour="colour", colour_title="compared",
                                               colour_order=colour_order, title=metric), width="stretch")
-    st.caption("One line per run" + (", or the mean over a cell's runs at each step" if pooled else "") + ".")
+    st.caption("One line per run" + (", or the mean over a cell's runs at each step, with a band: its 95% t interval "
+                                      f"over them (from {stats.MIN_N} runs)" if pooled else "") + ".")
 
     st.subheader("Final figures")
     if figures.empty:

@@ -147,8 +147,10 @@ def summaries_of(conn: Connection, job_id: int) -> list[Row]:
 
 
 def summaries_table(conn: Connection, *, grid: int | None = None) -> list[Row]:
-    """Every final figure (of grid id ``grid``) with its job: id, factors, state, name, value."""
-    stmt = select(jobs.c.id, jobs.c.factors, jobs.c.state, summaries.c.name, summaries.c.value).join(
+    """Every final figure (of grid id ``grid``) with its job: id, experiment, factors, state,
+    name, value."""
+    stmt = select(jobs.c.id, jobs.c.experiment, jobs.c.factors, jobs.c.state, summaries.c.name,
+                  summaries.c.value).join(
         summaries, summaries.c.job_id == jobs.c.id
     )
     if grid is not None:

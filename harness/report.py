@@ -4,11 +4,19 @@ dashboard's Factor effects page computes it)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from db import states, stats
 
@@ -78,39 +86,186 @@ def shown_metrics(rows, metrics: list[str] | None = None) -> tuple[list[str], in
     return names, len(set(present) - set(names))
 
 
-def results_table(rows, metrics: list[str] | None = None, provenance: dict[str, dict[int, str]] | None = None) -> Table:
-    """Final figures per job: one row per job, the factors that vary, and the headline
-    figures (or the ones named in ``metrics``). ``provenance``: extra columns (e.g. "code")
-    giving each job's label, shown where pooled jobs ran different code or environments."""
-    per_job: dict[int, dict[str, Any]] = {}
+#: Judge jobs compare other jobs' answers; ``gridlab compare`` shows their verdicts, not ``results``.
+JUDGE = "judge"
+#: The formats ``gridlab results --format`` prints: a table for people, the rest for programs.
+FORMATS = ("table", "csv", "tsv", "json")
+
+
+@dataclass(frozen=True)
+class Results:
+    """What ``gridlab results`` shows: per job (judge jobs left out) its factors and final
+    figures. ``constant``: the factors every job has with one value (a heading, not
+    columns); ``varying``: the other factors, in the grid's order; ``metrics``: the figures
+    shown (the named ones, else the headline ones, else every one); ``hidden``: how many
+    other figures the jobs have; ``judges``: judge jobs left out."""
+
+    jobs: tuple[int, ...]
+    states: dict[int, str]
+    factors: dict[int, dict[str, Any]]
+    figures: dict[int, dict[str, float | None]]
+    constant: dict[str, Any]
+    varying: tuple[str, ...]
+    metrics: tuple[str, ...]
+    hidden: int
+    judges: int
+
+
+def results(rows, metrics: list[str] | None = None, *, every_figure: bool = False) -> Results:
+    """:class:`Results` from ``jobs.reports.summaries`` rows. ``every_figure``: without
+    ``metrics``, show every figure the jobs have rather than the headline ones."""
+    judges = {row.id for row in rows if getattr(row, "experiment", None) == JUDGE}
+    rows = [row for row in rows if row.id not in judges]
+    figures: dict[int, dict[str, float | None]] = {}
     factors: dict[int, dict[str, Any]] = {}
+    states_by_job: dict[int, str] = {}
     for row in rows:
-        per_job.setdefault(row.id, {})[row.name] = row.value
+        figures.setdefault(row.id, {})[row.name] = row.value
         factors[row.id] = row.factors
-    names, hidden = shown_metrics(rows, metrics)
-    factor_names: list[str] = []
+        states_by_job[row.id] = row.state
+    if every_figure and not metrics:
+        names = list(dict.fromkeys(row.name for row in rows))
+        hidden = 0
+    else:
+        names, hidden = shown_metrics(rows, metrics)
+    order: list[str] = []
     for f in factors.values():
-        factor_names.extend(k for k in f if k not in factor_names)
-    # A factor with one value across these rows says nothing: leave it out.
-    factor_names = [f for f in factor_names if len({_fmt(v.get(f, "")) for v in factors.values()}) > 1] or factor_names
-    caption = f"{hidden} more figures per job; name them with --metric NAME" if hidden else None
-    table = Table(title="Results", title_justify="left", caption=caption)
-    table.add_column("job", justify="right")
-    for f in factor_names:
-        table.add_column(escape(f))
-    for n in names:
-        table.add_column(escape(n), justify="right")
+        order.extend(k for k in f if k not in order)
+    # A factor with one value in every job says nothing per row: it goes to the heading
+    # (with several jobs; one job's factors are its row).
+    constant = {f: next(iter(factors.values()))[f] for f in order
+                if len(factors) > 1 and all(f in v for v in factors.values())
+                and len({_fmt(v[f]) for v in factors.values()}) == 1}
+    return Results(jobs=tuple(figures), states=states_by_job, factors=factors, figures=figures,
+                   constant=constant, varying=tuple(f for f in order if f not in constant),
+                   metrics=tuple(names), hidden=hidden, judges=len(judges))
+
+
+def _header(name: str, values: list[str]) -> Text:
+    """A column heading no wider than it must be: a name longer than the column's values is
+    broken after its underscores (``val_`` / ``perplexity``), so values set the width."""
+    widest = max((len(v) for v in values), default=0)
+    if len(name) <= widest or "_" not in name:
+        return Text(name)
+    *heads, last = name.split("_")
+    parts = [p + "_" for p in heads] + [last]
+    width = max(widest, *map(len, parts))
+    lines = [""]
+    for part in parts:
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append(part)
+        else:
+            lines[-1] += part
+    return Text("\n".join(lines))
+
+
+def results_table(view: Results, provenance: dict[str, dict[int, str]] | None = None,
+                  width: int | None = None) -> Group:
+    """The results for a terminal: a heading with the factors every job shares, then one
+    row per job with its varying factors and figures. Factor values are never cut: their
+    columns are as wide as their longest value and one space apart (the box's divider, no
+    padding), and where whole headings would make the table wider than ``width`` (the
+    terminal's), headings longer than their values break after underscores, and figures
+    that still do not fit leave the table, named in its caption; the demo grid's table
+    fits 100 columns whole.
+    ``provenance``: extra columns (e.g. "code") giving each job's label, shown where
+    pooled jobs ran different code or environments."""
     extra = provenance or {}
-    for column in extra:
-        table.add_column(column, style="yellow")
-    for job_id, values in per_job.items():
-        table.add_row(
-            str(job_id),
-            *(escape(_fmt(factors[job_id].get(f, ""))) for f in factor_names),
-            *(_num(values.get(n)) for n in names),
-            *(escape(labels.get(job_id, "not recorded")) for labels in extra.values()),
-        )
-    return table
+    shared = ", ".join(f"{k}={_one_line(v)}" for k, v in view.constant.items())
+    heading = Text("Results", style="bold")
+    if shared:
+        heading.append(f"  every job: {shared}", style="")
+    factor_columns = [(f, [_one_line(view.factors[j].get(f, "")) for j in view.jobs], "left") for f in view.varying]
+    figure_columns = [(n, [_num(view.figures[j].get(n)) for j in view.jobs], "right") for n in view.metrics]
+    labels = [(c, [labels.get(j, "not recorded") for j in view.jobs]) for c, labels in extra.items()]
+    base = len("job") + sum(_width(Text(c), values) + 1 for c, values in labels)
+
+    def total(columns, heads) -> int:
+        return base + sum(_width(heads(name, values), values) + 1 for name, values, _ in columns)
+
+    columns = factor_columns + figure_columns
+    heads = lambda name, values: Text(name)  # noqa: E731
+    if width is not None and total(columns, heads) > width:
+        heads = _header
+        # Still too wide: the figures that do not fit leave the table (the caption names
+        # them); factors, which say what a row is, always stay whole.
+        while figure_columns and total(factor_columns + figure_columns, heads) > width:
+            figure_columns = figure_columns[:-1]
+        columns = factor_columns + figure_columns
+    left_out = [n for n in view.metrics if n not in {name for name, _, _ in figure_columns}]
+    notes = []
+    if left_out:
+        notes.append(f"{', '.join(left_out)}: no room at this width (see a wider terminal or --format csv)")
+    if view.hidden:
+        notes.append(f"{view.hidden} more figures per job; name them with --metric NAME (or --format csv: all)")
+    if view.judges:
+        notes.append(f"{view.judges} judge job(s) left out: their verdicts are in `gridlab compare`")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=0,
+                  caption="; ".join(notes) or None, caption_justify="left")
+    table.add_column("job", justify="right", no_wrap=True)
+    for name, values, justify in columns:
+        head = heads(name, values)
+        table.add_column(head, justify=justify, no_wrap=True, min_width=_width(head, values))
+    for c, _ in labels:
+        table.add_column(Text(c), style="yellow", no_wrap=True)
+    for i, job_id in enumerate(view.jobs):
+        table.add_row(str(job_id), *(Text(values[i]) for _, values, _ in columns),
+                      *(Text(values[i]) for _, values in labels))
+    return Group(heading, table)
+
+
+def _one_line(value: Any) -> str:
+    """A factor value as a table cell: tabs and line breaks as spaces, so it measures as it prints."""
+    return " ".join(_fmt(value).splitlines()).replace("\t", " ")
+
+
+def _width(head: Text, values: list[str]) -> int:
+    return max(max(map(len, values), default=1), *(len(line) for line in head.plain.splitlines()))
+
+
+def results_records(view: Results, provenance: dict[str, dict[int, str]] | None = None) -> list[dict[str, Any]]:
+    """The results for programs: one dict per job with every column, constant factors
+    included: job, state, each factor (as the grid file wrote it), each figure (None where a
+    job lacks it or it is not finite), each provenance label."""
+    extra = provenance or {}
+    factors = [*view.constant, *view.varying]
+    out = []
+    for j in view.jobs:
+        record: dict[str, Any] = {"job": j, "state": view.states[j]}
+        record.update({f: view.factors[j].get(f) for f in factors})
+        for n in view.metrics:
+            v = view.figures[j].get(n)
+            record[n] = v if v is None or math.isfinite(v) else None
+        record.update({c: labels.get(j, "not recorded") for c, labels in extra.items()})
+        out.append(record)
+    return out
+
+
+def results_text(view: Results, fmt: str, provenance: dict[str, dict[int, str]] | None = None) -> str:
+    """The results as ``fmt``: "csv" or "tsv" (a header row, then a row per job; written
+    with the csv module, so values holding commas, tabs or quotes read back whole; a
+    factor as the grid file writes it, a figure at full precision, empty where missing) or
+    "json" (a list of objects, as :func:`results_records`)."""
+    records = results_records(view, provenance)
+    if fmt == "json":
+        return json.dumps(records, indent=1, default=str)
+    if fmt not in ("csv", "tsv"):
+        raise ValueError(f"format is one of {', '.join(FORMATS)}, got {fmt!r}")
+    columns = list(records[0]) if records else ["job", "state"]
+    out = io.StringIO()
+    writer = csv.writer(out, dialect="excel-tab" if fmt == "tsv" else "excel", lineterminator="\n")
+    writer.writerow(columns)
+    for r in records:
+        writer.writerow(["" if r.get(c) is None else _cell(r.get(c)) for c in columns])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return _fmt(value)
 
 
 def effects_table(rows, metric: str) -> Table | str:

@@ -37,7 +37,7 @@ def factor_states(engine: Engine, grid: str | None = None) -> list[tuple[dict[st
 
 
 def summaries(engine: Engine, grid: str | None = None) -> list[Row]:
-    """Every final figure (of ``grid``) with its job: id, factors, state, name, value."""
+    """Every final figure (of ``grid``) with its job: id, experiment, factors, state, name, value."""
     with scope(engine, write=False) as conn:
         return views.summaries_table(conn, grid=grid_id(conn, grid))
 

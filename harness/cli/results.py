@@ -59,23 +59,35 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
 @click.option("--metric", "metrics", multiple=True, type=inputs.TEXT, help="Only these summary figures (repeatable).")
 @click.option("--effects", is_flag=True, help="Then each factor's effect on each figure shown (mean and 95% interval "
               "per level over the rest of the grid, as the dashboard's Factor effects page shows it).")
+@click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="table", show_default=True,
+              help="table: for a terminal (factors every job shares in a heading). csv, tsv, json: for programs "
+                   "(every column, constant factors included, and every figure unless --metric names some; "
+                   "nothing cut, no heading; json is a list of objects).")
 @options.db_option
-def results(grid: str | None, metrics: tuple[str, ...], effects: bool, db_url: str | None) -> None:
-    """Final figures (summaries) of finished jobs, one row per grid cell.
+def results(grid: str | None, metrics: tuple[str, ...], effects: bool, fmt: str, db_url: str | None) -> None:
+    """Final figures (summaries) of finished jobs, one row per grid cell; judge jobs are
+    left out (their verdicts: `gridlab compare`).
 
     Where the jobs ran under different code or environments, a warning says which, and
     a column gives each job's."""
     queue = options.open_queue(db_url)
+    machine = fmt != "table"
     rows = queue.summaries(grid)
-    if not rows:
-        console.print("No results yet: no job has finished.")
+    view = report.results(rows, list(metrics) or None, every_figure=machine)
+    if not view.jobs and not machine:
+        console.print("No results yet: no job has finished." + (
+            " (Only judge jobs have: `gridlab compare` shows them.)" if view.judges else ""))
         return
-    drift = pooled_drift(queue.engine, {r.id for r in rows})
-    console.print(report.results_table(rows, list(metrics) or None, provenance=drift.columns()))
+    drift = pooled_drift(queue.engine, set(view.jobs))
+    if machine:
+        click.echo(report.results_text(view, fmt, provenance=drift.columns()), nl=False)
+        warn_drift(drift, err=True)
+        return
+    console.print(report.results_table(view, provenance=drift.columns(), width=console.width))
     warn_drift(drift)
     if effects:
-        for name in report.shown_metrics(rows, list(metrics) or None)[0]:
-            console.print(report.effects_table(rows, name))
+        for name in view.metrics:
+            console.print(report.effects_table([r for r in rows if r.id in view.figures], name))
 
 
 @click.command("compare")
@@ -129,7 +141,9 @@ def pooled_drift(engine, job_ids) -> provenance.Drift:
         return provenance.drift(conn, job_ids)
 
 
-def warn_drift(drift: provenance.Drift) -> None:
+def warn_drift(drift: provenance.Drift, *, err: bool = False) -> None:
+    """The drift warning, on stdout (``err``: stderr, so that machine output stays clean)."""
     line = drift.warning()
     if line:
-        console.print(f"warning: {line}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+        (terminal.err_console if err else console).print(f"warning: {line}", style="yellow", markup=False,
+                                                         highlight=False, soft_wrap=True)

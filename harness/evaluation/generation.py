@@ -6,6 +6,10 @@ batches in file order; then turn 2, whose prompt holds the question's first turn
 first answer (closed by its end-of-sequence token) and the second user message.
 
 Decoding is greedy with a fixed ``max_new_tokens``: the settings are recorded with every answer.
+``min_new_tokens`` keeps the end-of-sequence token from being chosen until that many tokens are
+out (transformers' ``min_new_tokens``; the padding token is held back with it): a small or briefly trained model that learned to stop at
+once then still says something, and with ``min_new_tokens == max_new_tokens`` every answer is
+exactly ``max_new_tokens`` long, so every arm does the same work and its timing compares.
 Timing covers ``model.generate`` only (tokenising and decoding text are excluded), in
 ``torch.inference_mode``, after an untimed warm-up pass over the first batch (without it the
 first timed batch of a process runs several times slower, whichever arm it belongs to). Each
@@ -37,6 +41,17 @@ class Decoding:
     max_new_tokens: int = 64
     batch_size: int = 8
     max_prompt_tokens: int = 512
+    min_new_tokens: int = 0  # end-of-sequence is held back until this many tokens are out
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens={self.min_new_tokens} must be between 0 and "
+                             f"max_new_tokens={self.max_new_tokens}")
+
+    @property
+    def fixed_length(self) -> bool:
+        """Whether every answer is exactly ``max_new_tokens`` long (end-of-sequence never chosen)."""
+        return self.min_new_tokens == self.max_new_tokens
 
     def record(self) -> dict[str, Any]:
         """What is stored with every answer."""
@@ -179,6 +194,12 @@ class _Runner:
             raise ValueError(f"max_new_tokens={decoding.max_new_tokens} leaves no room for a prompt in {positions} positions")
         self.prompt_limit = limit
         settings = {"do_sample": False, "num_beams": 1, "eos_token_id": self.eos_id, "pad_token_id": self.pad_id}
+        if decoding.min_new_tokens:
+            settings["min_new_tokens"] = decoding.min_new_tokens
+            if self.pad_id != self.eos_id:
+                # Padding is never a training target, but with end-of-sequence held back an
+                # undertrained model falls to it next: its answer would decode to nothing.
+                settings["suppress_tokens"] = [self.pad_id]
         if self.seq2seq:
             settings["decoder_start_token_id"] = config.decoder_start_token_id
         self.config = transformers.GenerationConfig(max_new_tokens=decoding.max_new_tokens, **settings)

@@ -20,6 +20,7 @@ answers are kept, not duplicated; greedy decoding gives the same text).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,10 @@ PARAMS = {
                           "gridlab; '' answers none)", check=_check_prompts),
     "eval_prompt_limit": Param(int, 0, "answer only the first N questions (0: all)", minimum=0),
     "eval_max_new_tokens": Param(int, 64, "tokens generated per answer at most (greedy decoding)", minimum=1),
+    "eval_min_new_tokens": Param(int, 0, "tokens generated per answer at least: end-of-sequence is held back until "
+                                 "then (0: none). Equal to eval_max_new_tokens, every answer is exactly that long: the "
+                                 "same work for every arm (timing compares) and no empty answers from a model that "
+                                 "learned to stop at once", minimum=0, neutral=True),
     "eval_batch_size": Param(int, 8, "prompts per generate call", minimum=1),
     "eval_lm_tasks": Param(str, "gridlab_heldout_perplexity", "comma-separated lm-eval tasks ('' for none)"),
     "eval_references": Param(int, 32, "validation examples scored with ROUGE/BLEU (0: none)", minimum=0),
@@ -51,6 +56,7 @@ class Settings:
     prompts: str = "demo"
     prompt_limit: int = 0
     max_new_tokens: int = 64
+    min_new_tokens: int = 0
     batch_size: int = 8
     lm_tasks: tuple[str, ...] = ("gridlab_heldout_perplexity",)
     references: int = 32
@@ -60,8 +66,19 @@ class Settings:
         get = lambda key: spec.get(key, PARAMS[key].default)  # noqa: E731
         tasks = tuple(t.strip() for t in str(get("eval_lm_tasks")).split(",") if t.strip())
         return cls(prompts=get("eval_prompts"), prompt_limit=get("eval_prompt_limit"),
-                   max_new_tokens=get("eval_max_new_tokens"), batch_size=get("eval_batch_size"),
+                   max_new_tokens=get("eval_max_new_tokens"), min_new_tokens=get("eval_min_new_tokens"),
+                   batch_size=get("eval_batch_size"),
                    lm_tasks=tasks, references=get("eval_references"))
+
+
+def check_spec(spec: dict[str, Any]) -> str | None:
+    """A problem with a cell's evaluation settings together (experiments that merge
+    :data:`PARAMS` call it from their own ``check_spec``)."""
+    settings = Settings.from_spec(spec)
+    if settings.min_new_tokens > settings.max_new_tokens:
+        return (f"eval_min_new_tokens ({settings.min_new_tokens}) is more than eval_max_new_tokens "
+                f"({settings.max_new_tokens}); make it at most that (equal: every answer exactly that long)")
+    return None
 
 
 def evaluate_after_training(ctx, model, tokenizer, *, validation: Sequence | None = None) -> dict[str, float]:
@@ -76,7 +93,10 @@ def evaluate_after_training(ctx, model, tokenizer, *, validation: Sequence | Non
     figures: dict[str, float] = {}
     if settings.prompts:
         prompt_set = prompts.load(settings.prompts, limit=settings.prompt_limit or None)
-        result = generation.generate(model, tokenizer, prompt_set, decoding)
+        # Only the prompt set's answers are held to eval_min_new_tokens: ROUGE/BLEU score the
+        # completions below against references, where stopping when done is part of the answer.
+        answering = dataclasses.replace(decoding, min_new_tokens=settings.min_new_tokens)
+        result = generation.generate(model, tokenizer, prompt_set, answering)
         ctx.store_generations(result.answers)
         figures.update(result.timing.figures())
         _checkpoint(ctx, figures)

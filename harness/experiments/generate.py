@@ -22,11 +22,21 @@ PARAMS = {
 }
 
 
+def check_spec(spec: dict) -> str | None:
+    """A problem with a whole cell's settings together (checked when the grid is loaded)."""
+    return hook.check_spec(spec)
+
+
 def run(ctx) -> None:
     from harness.data import formats, loaders, split, synthetic
     from harness.models import registry
 
     spec = ctx.spec
+    problem = check_spec(spec)
+    if problem:
+        from harness.params import InvalidSpec
+
+        raise InvalidSpec(problem, "fix the grid file")
     loaded = registry.load(spec["model"])
     if spec["data"] == "synthetic":
         conversations = [formats.alpaca(r) for r in synthetic.records(spec["synthetic_records"], spec["seed"])]

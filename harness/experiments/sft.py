@@ -153,6 +153,9 @@ def check_spec(spec: dict) -> str | None:
         return f"heal replaces norms with DyT or none; norm is {spec['norm']!r}, so set heal: instant"
     if spec["heal_steps"] > spec["steps"]:
         return f"heal_steps ({spec['heal_steps']}) is past the last step ({spec['steps']}); the model would end half-healed"
+    problem = hook.check_spec(spec)
+    if problem:
+        return problem
     if spec["dataset"] == "synthetic" and spec["data_path"]:
         return "data_path is set but dataset is synthetic; set dataset to the file's format"
     path = Path(spec["data_path"]).expanduser()

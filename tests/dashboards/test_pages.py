@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -90,6 +91,52 @@ def test_curves_overlay_coloured_by_a_factor_and_filtered(filled, app):
     # a bucket of 4 steps: its mean is the mean of 3 - s/100 over those steps
     last = loss[(loss["line"] == "dyt")].sort_values("step").iloc[-1]
     assert last["step"] == STEPS and last["value"] == pytest.approx(3.0 - (197 + 198 + 199 + 200) / 4 / 100)
+
+
+def test_curves_mean_per_colour_draws_a_band_over_the_seeds(filled, app):
+    from db import stats
+    from tests.dashboards.conftest import val_loss
+
+    at = app(filled.url, "curves.py")
+    _select(at, "Grid").set_value("ablation").run()
+    next(m for m in at.multiselect if m.label == "Metrics").set_value(["val_loss", "loss"]).run()
+    _select(at, "Colour by").set_value("norm").run()
+    next(m for m in at.multiselect if m.label == "dataset").set_value(["alpaca"]).run()
+    next(r for r in at.radio if r.label == "Lines").set_value("mean per colour").run()
+    assert not at.exception
+    val, loss = (df for df in _frames(at) if {"line", "low", "high", "runs"} <= set(df.columns))
+    # val_loss at step 50 of the alpaca dyt runs: base 0.8 + 0.01 * seed + (200 - 50) / 1000 over seeds 0, 1, 2:
+    # mean 0.96, sd 0.01, half-width t(2) * 0.01 / sqrt(3)
+    at_50 = val[(val["line"] == "dyt") & (val["step"] == 50)].iloc[0]
+    seeds = [val_loss("alpaca", "dyt", s) + (STEPS - 50) / 1000 for s in (0, 1, 2)]
+    half = stats.t975(2) * 0.01 / 3 ** 0.5
+    assert at_50["runs"] == 3 and at_50["value"] == pytest.approx(0.96)
+    assert (at_50["low"], at_50["high"]) == pytest.approx((0.96 - half, 0.96 + half))
+    assert at_50["low"] == pytest.approx(stats.mean_interval(seeds).low)  # db.stats' interval, the one implementation
+    assert set(val["line"]) == {"dyt", "layernorm"} and val["low"].notna().all()
+    # loss is the same for every seed: a band of no width, on the line
+    assert loss["low"].tolist() == pytest.approx(loss["value"].tolist())
+    assert loss["high"].tolist() == pytest.approx(loss["value"].tolist())
+    spec = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart") if "val_loss" in c.proto.spec)
+    marks = [layer["mark"]["type"] for layer in spec["layer"]]
+    assert marks == ["area", "line"]  # the band under the mean lines
+    assert spec["layer"][0]["encoding"]["y2"]["field"] == "high"
+    assert any("the band, its 95% t interval" in c.value for c in at.caption)
+
+
+def test_a_band_is_clipped_to_what_the_quantity_can_be_and_needs_three_runs():
+    import pandas as pd
+
+    from dashboards import curves
+
+    jobs = pd.DataFrame({"id": [1, 2, 3, 4, 5], "norm": ["dyt", "dyt", "dyt", "ln", "ln"]})
+    points = pd.DataFrame({"job_id": [1, 2, 3, 4, 5], "step": [10] * 5, "value": [0.01, 0.02, 0.9, 1.0, 1.1],
+                           "min": 0.0, "max": 2.0, "points": 1, "stride": 1})
+    data = curves.shape(points, jobs, "norm", smoothing=0.0, mean_per_colour=True, quantity="loss").set_index("line")
+    assert data.loc["dyt", "low"] == 0.0 and data.loc["dyt", "high"] > data.loc["dyt", "value"]  # no negative loss
+    assert math.isnan(data.loc["ln", "low"]) and data.loc["ln", "runs"] == 2  # two runs: no band (charts.py's rule)
+    free = curves.shape(points, jobs, "norm", smoothing=0.0, mean_per_colour=True, quantity="custom").set_index("line")
+    assert free.loc["dyt", "low"] < 0  # a quantity of unknown range is not clipped
 
 
 def test_curves_log_scale_and_smoothing_render(filled_sqlite, app):

@@ -166,3 +166,70 @@ axes: {{lr: [1.0e-3]}}
         assert [s for s, _ in curve] == list(range(1, 7)), f"grid {name}'s job trained its own 6 steps"
     folders = sorted(p.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").glob("*/job-*"))
     assert len(folders) == 2 and all(f.split("-")[0] == n for f, n in zip(folders, sorted(grids))), folders
+
+
+def _finish_demo_with_figures(db_url: str, tmp_path) -> dict[int, dict]:
+    """The demo grid enqueued by the CLI, then each job finished through the queue as a
+    worker would, with headline figures (no training): job id -> its figures."""
+    from jobs.metrics import MetricsWriter
+    from jobs.queue import Queue, WorkerInfo
+    from tests.conftest import migrated_engine
+
+    r = cli.run(["enqueue", str(cli.REPO / "grids" / "demo.yaml")], cwd=tmp_path, db=db_url)
+    assert r.returncode == 0, r.stderr
+    engine = migrated_engine(db_url)
+    queue = Queue(engine)
+    figures = {}
+    while (claimed := queue.claim(WorkerInfo.here("w"))) is not None:
+        job_id = claimed.job.id
+        figures[job_id] = ({"win_rate_a": 0.55} if claimed.job.experiment == "judge" else
+                           {"val_loss": 4.0 + job_id / 7, "val_perplexity": 50.0 + job_id, "trainable_params": 1536.0 * job_id,
+                            "params": 123456.0, "gen_total_s": 0.25})
+        MetricsWriter(engine, claimed.lease).summary(figures[job_id])
+        queue.complete(claimed.lease)
+    engine.dispose()
+    return figures
+
+
+def test_results_of_the_demo_fit_100_columns_and_parse_back_as_csv_tsv_json(db_url, tmp_path):
+    import csv
+    import io
+    import json
+
+    figures = _finish_demo_with_figures(db_url, tmp_path)
+    judge = next(j for j, f in figures.items() if "win_rate_a" in f)
+    cells = {j: f for j, f in figures.items() if j != judge}
+
+    r = cli.run(["results"], cwd=tmp_path, db=db_url, env={"COLUMNS": "100"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(map(len, lines)) <= 100 and "…" not in r.stdout  # nothing cut: factor values, headings, figures
+    rows = {int(line.split()[0]): line.split() for line in lines if " tiny-" in line}
+    assert set(rows) == set(cells)  # the judge job is not a row ...
+    assert "dyt vs layernorm" not in r.stdout and "1 judge job(s) left out" in " ".join(r.stdout.split())  # ... but said
+    assert {row[1] for row in rows.values()} == {"tiny-gpt2", "tiny-pythia", "tiny-t5"}  # whole model names
+    assert all(row[-1] == f"{int(cells[j]['trainable_params']):,}" for j, row in rows.items())
+    assert "params: no room at this width" in " ".join(r.stdout.split())  # the fourth figure: named, not cut
+
+    for fmt, dialect in (("csv", "excel"), ("tsv", "excel-tab")):
+        r = cli.run(["results", "--format", fmt], cwd=tmp_path, db=db_url, env={"COLUMNS": "100"})
+        assert r.returncode == 0, r.stderr
+        parsed = list(csv.DictReader(io.StringIO(r.stdout), dialect=dialect))
+        assert {int(p["job"]) for p in parsed} == set(cells)
+        for p in parsed:
+            job = int(p["job"])
+            assert p["state"] == "succeeded" and p["model"].startswith("tiny-") and p["dyt_calibrate"] in ("true", "false")
+            assert float(p["val_loss"]) == cells[job]["val_loss"]  # full precision, not 4 digits
+            assert float(p["gen_total_s"]) == 0.25  # every figure, not only the headline ones
+            assert "win_rate_a" not in p
+    by_job = {p["job"]: p for p in parsed}
+    first = min(cells)
+    assert by_job[str(first)]["norm"] == "layernorm" and by_job[str(first)]["lr"] == "0.003"
+
+    r = cli.run(["results", "--format", "json", "--metric", "val_loss"], cwd=tmp_path, db=db_url)
+    assert r.returncode == 0, r.stderr
+    records = json.loads(r.stdout)
+    assert [rec["job"] for rec in records] == sorted(cells)
+    assert records[0] == {"job": first, "state": "succeeded", "model": "tiny-gpt2", "norm": "layernorm",
+                          "dyt_calibrate": False, "activation": "keep", "peft": "lora", "strategy": "frozen",
+                          "lr": 0.003, "val_loss": cells[first]["val_loss"]}

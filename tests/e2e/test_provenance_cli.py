@@ -73,12 +73,19 @@ def test_results_warn_about_drift_and_mark_each_job(ran, tmp_path):
                        f"11111111+dirty:dddddd: jobs {ids[2]}-{ids[3]}) and 2 environments (torch 2.4.0, torch_cuda "
                        f"12.1: jobs {ids[0]}-{ids[1]}; torch 2.5.1, torch_cuda 12.4: jobs {ids[2]}-{ids[3]}); compare "
                        "with care, and see `gridlab show JOB` for what each ran"]
-    rows = {int(line.split("│")[1]): [c.strip() for c in line.split("│")[1:-1]]
-            for line in r.stdout.splitlines() if line.count("│") > 4 and line.split("│")[1].strip().isdigit()}
+    rows = {int(line.split()[0]): line.rstrip() for line in r.stdout.splitlines()
+            if line.split() and line.split()[0] in {str(i) for i in ids}}
     header = next(line for line in r.stdout.splitlines() if "val_loss" in line)
-    assert "code" in header and "env" in header
-    assert rows[ids[0]][-2:] == ["11111111", "torch 2.4.0, torch_cuda 12.1"]
-    assert rows[ids[3]][-2:] == ["11111111+dirty:dddddd", "torch 2.5.1, torch_cuda 12.4"]
+    assert header.split()[-2:] == ["code", "env"]
+    assert rows[ids[0]].endswith(" 11111111              torch 2.4.0, torch_cuda 12.1")
+    assert rows[ids[3]].endswith(" 11111111+dirty:dddddd torch 2.5.1, torch_cuda 12.4")
+    # For programs: the same labels per job, and the warning on stderr, out of the way.
+    import json
+
+    r = cli.invoke(["results", "--format", "json", "--db", url], tmp_path)
+    records = {rec["job"]: rec for rec in json.loads(r.stdout)}
+    assert (records[ids[0]]["code"], records[ids[3]]["env"]) == ("11111111", "torch 2.5.1, torch_cuda 12.4")
+    assert "warning: these 4 jobs ran under 2 code versions" in r.stderr
 
 
 def test_results_of_jobs_that_ran_alike_have_no_warning_and_no_column(db_url, tmp_path):

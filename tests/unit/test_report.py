@@ -61,3 +61,48 @@ def test_effects_table_prints_each_factors_levels_most_important_first():
     assert f"[{dyt.low:.4g}, {dyt.high:.4g}]" in lines[0] and " 1.01 " in lines[0] and " 3 " in lines[0]
     assert any(" seed " in line for line in lines)
     assert report.effects_table(rows[:1], "val_loss").startswith("Effects on val_loss: no factor varies")
+
+
+def _summary_rows():
+    from collections import namedtuple
+
+    Row = namedtuple("Row", "id experiment factors state name value")
+    rows = []
+    for i, (data, lr) in enumerate([('a,"b"\tc', 1e-3), ('a,"b"\tc', 3e-3), ("plain", 1e-3)], start=1):
+        factors = {"seed": 0, "data": data, "lr": lr, "packing": False}
+        rows += [Row(i, "sft", factors, "succeeded", "val_loss", 1.0 / 3 + i),
+                 Row(i, "sft", factors, "succeeded", "gen_total_s", float("nan") if i == 3 else 0.5)]
+    rows.append(Row(4, "judge", {"seed": 0, "compare": "lr: 0.001 vs 0.003"}, "succeeded", "win_rate_a", 0.6))
+    return rows
+
+
+def test_results_put_shared_factors_in_the_heading_and_leave_judges_out():
+    view = report.results(_summary_rows(), ["val_loss", "gen_total_s"])
+    assert view.constant == {"seed": 0, "packing": False} and view.varying == ("data", "lr")
+    assert view.jobs == (1, 2, 3) and view.judges == 1 and view.metrics == ("val_loss", "gen_total_s")
+    text = _text(report.results_table(view, width=100))
+    heading, header = text.splitlines()[:2]
+    assert heading.startswith("Results  every job: seed=0, packing=false")
+    assert header.split() == ["job", "data", "lr", "val_loss", "gen_total_s"]  # whole headings: they fit
+    assert "0.001 vs" not in text and "win_rate_a" not in text and "1 judge job(s) left out" in text
+    assert ' a,"b" c 0.001 ' in text  # the value as it is (a tab as a space), not markup or a repr
+
+
+def test_results_as_csv_tsv_and_json_read_back_whole():
+    import csv
+    import io
+    import json
+
+    view = report.results(_summary_rows(), every_figure=True)
+    expected_columns = ["job", "state", "seed", "packing", "data", "lr", "val_loss", "gen_total_s"]
+    for fmt, dialect in (("csv", "excel"), ("tsv", "excel-tab")):
+        rows = list(csv.reader(io.StringIO(report.results_text(view, fmt)), dialect=dialect))
+        assert rows[0] == expected_columns
+        assert rows[1] == ["1", "succeeded", "0", "false", 'a,"b"\tc', "0.001", repr(1.0 / 3 + 1), "0.5"]
+        assert rows[3][-1] == ""  # not finite: empty, not "nan"
+    records = json.loads(report.results_text(view, "json"))
+    assert [list(r) for r in records] == [expected_columns] * 3
+    assert records[0] == {"job": 1, "state": "succeeded", "seed": 0, "packing": False, "data": 'a,"b"\tc', "lr": 0.001,
+                          "val_loss": 1.0 / 3 + 1, "gen_total_s": 0.5}
+    assert records[2]["gen_total_s"] is None
+    assert json.loads(report.results_text(report.results([]), "json")) == []
