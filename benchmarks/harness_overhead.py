@@ -44,15 +44,15 @@ def bare(spec: dict, out_dir: str) -> float:
         attempt = 1
         resume_from = None
         resume_step = None
+        world_size = 1
+        is_main = True
+
+        @staticmethod
+        def log_attention(step, phase, rows):  # the bare script keeps no attention log
+            pass
 
     r = recipe.SFTRecipe({**defaults(sft.PARAMS), **spec}, NoJob())
-    transformers.set_seed(r.spec["seed"])
-    r.resume_path = None
-    r._setup_model()
-    r._setup_data()
-    r._setup_surgery()
-    r._setup_adapters()
-    r._setup_trainer()  # builds the TrainingArguments; the plain Trainer below reuses them
+    r.setup()  # the recipe's own set-up; its TrainingArguments are what the plain Trainer below reuses
     trainer = transformers.Trainer(model=r.model, args=r.trainer.args, train_dataset=r.train_dataset,
                                    eval_dataset=r.eval_dataset, data_collator=r.collator, processing_class=r.tokenizer)
     trainer.remove_callback(transformers.PrinterCallback)
