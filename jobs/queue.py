@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from db.session import scope
-from jobs import dependencies, operator, queries, reports, resources, retry, states
+from jobs import dependencies, queries, resources, retry, states
 from jobs import provenance as provenance_mod
 from jobs.errors import LeaseLost
 from jobs.records import Claimed, JobRecord, Lease
@@ -233,63 +233,3 @@ class Queue:
                                                    reason)])
         if state in states.FINAL:  # its curves are final: roll them up for the dashboard
             queries.write_curve_rollups(conn, [lease.job_id])
-
-    # --- forwarding ---------------------------------------------------------------------
-    # Each method below only calls its new home (jobs.operator, jobs.reports): the command
-    # line (harness/cli/) still calls them on the queue.
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def cancel(self, **kw: Any) -> list[int]:
-        return operator.cancel(self.engine, **kw)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def retry(self, **kw: Any) -> list[int]:
-        return operator.retry(self.engine, **kw)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def counts(self, grid: str | None = None) -> dict[str, int]:
-        return reports.counts(self.engine, grid)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def factor_states(self, grid: str | None = None):
-        return reports.factor_states(self.engine, grid)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def summaries(self, grid: str | None = None):
-        return reports.summaries(self.engine, grid)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def running(self, grid: str | None = None):
-        return reports.running(self.engine, grid)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def grids(self) -> list[str]:
-        return reports.grids(self.engine)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def stale(self) -> int:
-        return reports.stale(self.engine)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def job(self, job_id: int):
-        return reports.job(self.engine, job_id)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def events(self, job_id: int):
-        return reports.events(self.engine, job_id)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def attempts(self, job_id: int):
-        return reports.attempts(self.engine, job_id)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def device_seconds(self, grid: str | None = None):
-        return reports.device_seconds(self.engine, grid)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def unfinished(self, *, resource_class: str | None = None) -> int:
-        return reports.unfinished(self.engine, resource_class=resource_class)
-
-    # forwarding: CLI call sites move after the cli-13 merge
-    def pending_by_class(self) -> dict[str, int]:
-        return reports.pending_by_class(self.engine)

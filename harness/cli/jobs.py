@@ -25,7 +25,7 @@ from db.errors import GridlabError
 from db.session import scope
 from harness import experiments, inputs, report, terminal
 from harness.cli import options
-from jobs import runs, states
+from jobs import operator, reports, runs, states
 from jobs.worker import Worker
 
 console = terminal.console
@@ -34,7 +34,7 @@ GRID_DATABASE = "point --db at the grid's database"
 
 
 def _job(queue, job_id: int):
-    job = queue.job(job_id)
+    job = reports.job(queue.engine, job_id)
     if job is None:
         raise GridlabError(f"no job with id {job_id}", "see `gridlab status` for what is queued")
     return job
@@ -74,11 +74,11 @@ def show(job_id: int, what: str | None, attempt: int | None, db_url: str | None)
     with scope(queue.engine, write=False) as conn:
         for line in report.provenance_lines(provenance.job_provenance(conn, job_id)):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-    events = queue.events(job_id)
+    events = reports.events(queue.engine, job_id)
     attempts = Table(title="Attempts (curve: continued from the step shown, or fresh)", title_justify="left")
     for col in ("#", "worker", "slurm job", "curve", "outcome", "error"):
         attempts.add_column(col)
-    for a in queue.attempts(job_id):
+    for a in reports.attempts(queue.engine, job_id):
         curve = "fresh" if a.resumed_from_step is None else f"from {a.resumed_from_step}"
         error = (a.error or "").strip().splitlines()[-1][:70] if a.error else ""
         if a.error_type:
@@ -119,7 +119,7 @@ def logs(job_id: int, number: int | None, follow: bool, runs_dir: str, db_url: s
                            "pass the --runs-dir its workers used (gridlab work/launch --runs-dir)")
 
     def running() -> bool:
-        now = queue.job(job_id)
+        now = reports.job(queue.engine, job_id)
         return now.state == states.RUNNING and now.attempts == number
 
     for chunk in runs.follow(path, running if follow else None):
@@ -145,7 +145,7 @@ def run(job_id: int, runs_dir: str, heartbeat: float, db_url: str | None) -> Non
     if worker.run_job(job_id) is None:
         raise GridlabError(f"job {job_id} is pending but not runnable now (its dependencies or its retry backoff)",
                            "see `gridlab show JOB`")
-    after = queue.job(job_id)
+    after = reports.job(queue.engine, job_id)
     console.print(f"job {job_id}: {after.state} (attempt {after.attempts})", markup=False, highlight=False)
 
 
@@ -164,8 +164,8 @@ def retry(job_ids, grid, where, in_states, attempts, fresh, db_url) -> None:
     fixing a bug, say) it starts over and its old points are replaced."""
     selected = options.selection(job_ids, grid, where)
     queue = options.open_queue(db_url)
-    done = queue.retry(**selected, in_states=in_states or states.RETRYABLE, extra_attempts=attempts, fresh=fresh,
-                       actor=_actor())
+    done = operator.retry(queue.engine, **selected, in_states=in_states or states.RETRYABLE, extra_attempts=attempts,
+                          fresh=fresh, actor=_actor())
     console.print(f"Requeued {len(done)} job(s)" + (", to start fresh." if fresh and done else ".")
                   + ("" if done else " (none matched in a retryable state, or their upstream jobs cannot succeed)"))
 
@@ -177,5 +177,5 @@ def cancel(job_ids, grid, where, db_url) -> None:
     """Cancel pending and running jobs (running ones stop at their next heartbeat)."""
     selected = options.selection(job_ids, grid, where)
     queue = options.open_queue(db_url)
-    done = queue.cancel(**selected, actor=_actor())
+    done = operator.cancel(queue.engine, **selected, actor=_actor())
     console.print(f"Cancelled {len(done)} job(s)." + ("" if done else " (none matched in a pending or running state)"))

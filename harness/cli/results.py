@@ -18,7 +18,7 @@ from db.session import scope
 from harness import inputs, report, terminal
 from harness.cli import options
 from harness.evaluation import tables
-from jobs import outputs
+from jobs import outputs, reports
 from slurm import supervise
 
 console = terminal.console
@@ -31,25 +31,25 @@ console = terminal.console
 def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     """Counts of jobs by state, per grid and per grid factor."""
     queue = options.open_queue(db_url)
-    grids = [grid] if grid else queue.grids()
+    grids = [grid] if grid else reports.grids(queue.engine)
     if not grids:
         console.print("No grids yet. Run `gridlab enqueue GRID.yaml`.")
         return
-    console.print(report.counts_table({g: queue.counts(g) for g in grids}))
-    for table in report.factor_tables(queue.factor_states(grid), only=list(by) or None):
+    console.print(report.counts_table({g: reports.counts(queue.engine, g) for g in grids}))
+    for table in report.factor_tables(reports.factor_states(queue.engine, grid), only=list(by) or None):
         console.print(table)
-    hours = report.gpu_hours(queue.device_seconds(grid))
+    hours = report.gpu_hours(reports.device_seconds(queue.engine, grid))
     if any(hours["spent"].values()):  # machines with GPUs (or cells that asked for them) only
         console.print(report.gpu_hours_table(hours))
         for table in report.gpu_hours_by_factor(hours, only=list(by) or None):
             console.print(table)
-    running = queue.running(grid)
+    running = reports.running(queue.engine, grid)
     if running:
         console.print(report.running_table(running))
     workers = supervise.worker_counts(queue)
     if workers:
         console.print(report.workers_table(workers))
-    stale = queue.stale()
+    stale = reports.stale(queue.engine)
     if stale:
         console.print(f"[red]{stale} running job(s) have expired leases[/] (their workers died or hung); any worker will reclaim them.")
 
@@ -72,7 +72,7 @@ def results(grid: str | None, metrics: tuple[str, ...], effects: bool, fmt: str,
     a column gives each job's."""
     queue = options.open_queue(db_url)
     machine = fmt != "table"
-    rows = queue.summaries(grid)
+    rows = reports.summaries(queue.engine, grid)
     view = report.results(rows, list(metrics) or None, every_figure=machine)
     if not view.jobs and not machine:
         console.print("No results yet: no job has finished." + (

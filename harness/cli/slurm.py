@@ -23,7 +23,7 @@ from harness.cli import options
 from harness.cli import readiness as readiness_cli
 from harness.readiness import check as readiness_check
 from harness.readiness import needs as readiness_needs
-from jobs import pool, states
+from jobs import pool, reports, states
 from slurm import launch as launch_mod
 from slurm import secrets, settings, snapshot, sqlite_safety
 from slurm import supervise as supervise_mod
@@ -103,7 +103,7 @@ def launch(grid_file, executor, workers, slurm_flags, env_pairs, runner, runs_di
                                             snapshot=snapshot.planned(runs_dir) if pin else None), nl=False)
         return
     queue = options.open_queue(db_url)
-    if queue.unfinished() == 0 or not queue.pending_by_class():
+    if reports.unfinished(queue.engine) == 0 or not reports.pending_by_class(queue.engine):
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
     if not skip_check:
@@ -265,7 +265,7 @@ def _pin(runs_dir, runner) -> Path:
 
 
 def _counts(queue) -> str:
-    counts = queue.counts()
+    counts = reports.counts(queue.engine)
     return "  ".join(f"{s} {counts[s]}" for s in states.ALL if counts[s])
 
 

@@ -15,7 +15,7 @@ from rich.progress import Progress
 from db.errors import GridlabError
 from harness import inputs, report, terminal
 from harness.cli import options
-from jobs import pool, states
+from jobs import pool, reports, states
 from jobs.worker import WorkerOptions
 
 console = terminal.console
@@ -45,7 +45,7 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
         log_level=logging.INFO if verbose else logging.WARNING,
         max_jobs=max_jobs,
     )
-    start_counts = queue.counts()
+    start_counts = reports.counts(queue.engine)
     todo = start_counts[states.PENDING] + start_counts[states.RUNNING]
     if todo == 0:
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
@@ -63,7 +63,7 @@ def work(workers: int, runs_dir: str, heartbeat: float, max_jobs: int | None, ve
         pool.stop(procs)
         raise GridlabError("interrupted: workers handed their jobs back to the queue", "run `gridlab work` again to continue")
     failed_workers = [p for p in procs if p.exitcode not in (0, None)]
-    console.print(f"Workers finished: {_counts_line(queue.counts())}")
+    console.print(f"Workers finished: {_counts_line(reports.counts(queue.engine))}")
     if failed_workers:
         raise GridlabError(f"{len(failed_workers)} worker process(es) exited with an error", "run with -v to see why")
 
@@ -74,13 +74,13 @@ def _watch(queue, procs: list, todo: int, done_before: int) -> None:
         task = progress.add_task("running", total=todo)
         job_bars: dict[int, int] = {}  # one bar per running job: its training steps
         while any(p.is_alive() for p in procs):
-            counts = queue.counts()
+            counts = reports.counts(queue.engine)
             done = sum(counts[s] for s in states.FINAL) - done_before
             progress.update(task, completed=min(done, todo), description=_counts_line(counts))
-            _update_job_bars(progress, job_bars, queue.running())
+            _update_job_bars(progress, job_bars, reports.running(queue.engine))
             time.sleep(0.5)
         _update_job_bars(progress, job_bars, [])
-        counts = queue.counts()
+        counts = reports.counts(queue.engine)
         progress.update(task, completed=min(sum(counts[s] for s in states.FINAL) - done_before, todo),
                         description=_counts_line(counts))
 
