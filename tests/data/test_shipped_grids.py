@@ -92,3 +92,15 @@ def test_the_scale_out_grid_gives_pythia_two_gpus_and_lets_distilgpt2_cells_shar
         ranks = experiments.ranks_for(sft, resolve(sft.PARAMS, job.spec), job.resource_class)
         seen.setdefault((job.spec["model"], job.spec["peft"]), set()).add((cls.gpus, cls.cells(), ranks))
     assert seen == {("EleutherAI/pythia-410m", "full"): {(2, 1, 2)}, ("distilgpt2", "lora"): {(1, 4, 1)}}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name, jobs", [("seed_replication.yaml", 324 + 108), ("seed_replication_peft.yaml", 18),
+                                        ("seed_replication_relu_gelu.yaml", 18)])
+def test_the_seed_grids_validate_offline(name, jobs, monkeypatch):
+    """Validating and expanding a seed grid reads no weights and no data: with the hub switched off,
+    every job (cells and judges) still comes out."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    g, _ = _cells(name)
+    assert len(enqueue.new_jobs(g)) == jobs
