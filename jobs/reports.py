@@ -135,11 +135,13 @@ class GridResults:
 
 def grid_results(engine: Engine, grid: str, *, curves: Sequence[str] | None = None) -> GridResults:
     """Everything ``gridlab report`` and ``gridlab export`` show of ``grid`` (an unknown grid is
-    an error listing the known ones); ``curves``: only these curves' points (None: all)."""
+    an error listing the known ones); ``curves``: only these curves' points (None: all; a name
+    ending in ``/`` stands for every curve it begins, ``attn_entropy_norm/`` say)."""
     with scope(engine, write=False) as conn:
         gid = grid_id(conn, grid)
         names = views.grid_metric_names(conn, gid)
-        wanted = None if curves is None else [n for n in curves if n in names]
+        wanted = None if curves is None else [
+            n for n in names if n in curves or any(c.endswith("/") and n.startswith(c) for c in curves)]
         return GridResults(
             grid=grid, jobs=views.grid_jobs(conn, gid), summaries=views.summaries_table(conn, grid=gid),
             curves=views.grid_curves(conn, gid, wanted) if wanted is None or wanted else [], curve_names=names,
