@@ -1,9 +1,12 @@
 """The statistics gridlab prints, in one place: means with 95% t intervals over jobs, the
-Welch interval of a difference, win rates with percentile-bootstrap intervals over prompts,
+Welch interval of a difference, the paired t test over seeds, the exact binomial test of wins
+against losses, win rates with percentile-bootstrap intervals over prompts or over questions
+(a cluster bootstrap: a question's turns are resampled together), the change of one arm's
+rate over another's (tokens per second) resampling the prompts both answered,
 the range a quantity can take (intervals are clipped to it), each grid factor's effect on a
 metric and the interaction of two factors, and curve smoothing.
 
-The dashboard, the terminal reports (``harness.report``, ``gridlab compare``) and the judge
+The dashboard, the terminal reports (``harness.report``, ``gridlab compare``, ``gridlab report``) and the judge
 experiment all call these functions, so a figure and its interval read the same wherever
 they are printed. The module lives in ``db/`` because that is the one layer every other layer
 may import (dashboards may import only ``db``); it holds no SQL and imports no torch: it is
