@@ -161,6 +161,15 @@ def head_to_head(judgments: Sequence, cells: Sequence[Cell], lay: Layout) -> Tex
         every = [v for vs in judged for v in vs]
         rows.append(_verdict_row(f"{group}, {len(judged)} judge jobs pooled", f"{a} vs {b}", every,
                                  [_question(v) for v in every]))
+    overall: dict[tuple[str, str], list] = defaultdict(list)
+    for (group, a, b), judged in pooled.items():
+        overall[(a, b)].append(judged)
+    for (a, b), groups in sorted(overall.items()):
+        if len(groups) < 2:
+            continue
+        every = [v for judged in groups for vs in judged for v in vs]
+        rows.append(_verdict_row(f"all {len(groups)} groups, {sum(len(j) for j in groups)} judge jobs pooled",
+                                 f"{a} vs {b}", every, [_question(v) for v in every]))
     return TextTable(
         title="PairRM head-to-head: arm a vs arm b",
         columns=("cell", "a vs b", "judged", "a-b-tie", "a wins", "win rate a [95%]", "binomial p"),

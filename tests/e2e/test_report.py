@@ -196,3 +196,32 @@ def test_export_round_trips_through_pandas(filled, tmp_path, fmt):
     gens = frames["generations"]
     assert len(gens) == 10 and gens.groupby("job_id")["latency_s"].sum().to_dict() == {
         filled.arms[0]: 10.0, filled.arms[1]: 20.0}
+
+
+def test_head_to_head_pools_seeds_and_groups_resampling_questions():
+    """Two datasets x two seeds, a judge per (dataset, seed) on 3 questions of 2 turns: one row per
+    judge, one per dataset over its seeds, one over everything; each interval resamples questions."""
+    from db import stats, views
+    from harness.reporting import arms, tables
+
+    cells, verdicts, job = [], [], 100
+    plan = {"a": ["a", "a", "b", "tie", "a", "a"], "b": ["b", "b", "a", "a", "tie", "b"]}
+    for d in ("alpaca", "dolly"):
+        for seed in (0, 1):
+            dyt = arms.Cell(job, {"dataset": d, "norm": "dyt", "seed": seed}, "succeeded", {"val_loss": 1.0})
+            ln = arms.Cell(job + 1, {"dataset": d, "norm": "layernorm", "seed": seed}, "succeeded", {"val_loss": 1.1})
+            cells += [dyt, ln]
+            winners = plan["a" if d == "alpaca" else "b"]
+            verdicts += [views.StoredJudgment(arm_a=dyt.id, arm_b=ln.id, judge="pairrm", prompt_set="mt", question_id=f"q{i // 2}",
+                                              turn=1 + i % 2, winner=w, logit=0.0, job_id=job + 2)
+                         for i, w in enumerate(winners)]
+            job += 3
+    rows = tables.head_to_head(verdicts, cells, arms.layout(cells)).rows
+    assert [r[2] for r in rows] == ["6"] * 4 + ["12", "12", "24"]
+    assert rows[4][0] == "dataset=alpaca, 2 judge jobs pooled" and rows[4][3] == "8-2-2"
+    assert rows[6][0].startswith("all 2 groups") and rows[6][3] == "12-8-4"
+    every = [v for v in verdicts]
+    rate, low, high = stats.bootstrap_win_rate_by_question([v.winner for v in every],
+                                                           [(v.prompt_set, v.question_id) for v in every])
+    close(rows[6][5], [rate, low, high], rel=5e-3)
+    assert float(rows[6][6]) == pytest.approx(scipy_stats.binomtest(12, 20).pvalue, abs=1e-4)
