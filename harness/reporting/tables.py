@@ -276,7 +276,8 @@ def timing(timings: Sequence[ArmTiming], lay: Layout) -> TextTable | str:
                      f"{base}'s {worst[3]:,.0f}), so the change compares different work. Generation here stops at "
                      "end-of-sequence; a fixed number of new tokens per answer is needed for an equal-work timing.")
     elif base is not None and any(r[1].endswith(f"over {base}") for r in rows):
-        notes.append("Equal work: every prompt got the same number of new tokens in both arms.")
+        notes.append("Equal work: every prompt got the same number of new tokens in both arms"
+                     + (" (but see above: answers that stop early time little work)." if short else "."))
     return TextTable(title="Inference timing per arm", columns=("cell", "arm", "answers", "new tokens",
                                                                "tokens/s [95%]", "change [95%]"),
                      rows=tuple(rows), notes=tuple(notes))
