@@ -36,7 +36,11 @@ def report(grid: str, out: Path | None, db_url: str | None) -> None:
                                  on_step=lambda name: bar.update(task, advance=1, description=name))
     for heading, items in written.sections[1:5]:
         for item in items:
-            console.print(document.terminal_table(item) if isinstance(item, TextTable) else f"{heading}: {escape(item)}")
+            if isinstance(item, TextTable):
+                for table in document.terminal_tables(item):
+                    console.print(table)
+            else:
+                console.print(f"{heading}: {escape(item)}")
     console.print(f"Wrote {escape(str(written.path))} and {len(written.figures)} figure(s) in "
                   f"{escape(str(written.path.parent / 'figures'))}")
 

@@ -3,7 +3,7 @@
 :func:`write` reads the grid once (:func:`jobs.reports.grid_results`), computes the tables
 (:mod:`harness.reporting.tables`), draws the figures (:mod:`harness.reporting.figures`) and writes
 ``DIR/report.md`` and ``DIR/figures/*.png``; it hands back the tables so the command prints them
-too (:func:`terminal_table`). Nothing is read from run folders.
+too (:func:`terminal_tables`). Nothing is read from run folders.
 """
 
 from __future__ import annotations
@@ -168,12 +168,21 @@ def markdown(title: str, sections) -> str:
     return "\n".join(out)
 
 
-def terminal_table(t: TextTable) -> Table:
-    """A TextTable for the console: first two columns left, numbers right, notes as the caption."""
-    table = Table(title=escape(t.title), title_justify="left", caption=escape(" ".join(t.notes)) or None,
-                  caption_justify="left")
-    for i, column in enumerate(t.columns):
-        table.add_column(escape(column), justify="left" if i < 2 else "right", overflow="fold")
+def terminal_tables(t: TextTable) -> list[Table]:
+    """A TextTable for the console, one table per value of its first column (the group, long
+    text) with that value in the title, so the numbers keep the width of a 100-column terminal;
+    the notes are the last table's caption."""
+    groups: dict[str, list[tuple[str, ...]]] = {}
     for row in t.rows:
-        table.add_row(*(escape(c) for c in row))
-    return table
+        groups.setdefault(row[0], []).append(row[1:])
+    out = []
+    for i, (group, rows) in enumerate(groups.items()):
+        last = i == len(groups) - 1
+        table = Table(title=escape(f"{t.title}\n{t.columns[0]}: {group}"), title_justify="left",
+                      caption=escape(" ".join(t.notes)) if last and t.notes else None, caption_justify="left")
+        for j, column in enumerate(t.columns[1:]):
+            table.add_column(escape(column), justify="left" if j == 0 else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        out.append(table)
+    return out

@@ -152,14 +152,14 @@ def head_to_head(judgments: Sequence, cells: Sequence[Cell], lay: Layout) -> Tex
         first = verdicts[0]
         (group, a), (_, b) = name(first.arm_a), name(first.arm_b)
         seed = by_id[first.arm_a].seed if first.arm_a in by_id else None
-        label = f"{group}" + (f" seed={arms.text(seed)}" if seed is not None else "") + f" (judge job {judge_job})"
-        rows.append(_verdict_row(label, f"{a} vs {b}", verdicts, [_question(v) for v in verdicts]))
+        label = f"{a} vs {b}" + (f", seed={arms.text(seed)}" if seed is not None else "") + f" (judge job {judge_job})"
+        rows.append(_verdict_row(group, label, verdicts, [_question(v) for v in verdicts]))
         pooled[(group, a, b)].append(verdicts)
     for (group, a, b), judged in sorted(pooled.items()):
         if len(judged) < 2:
             continue
         every = [v for vs in judged for v in vs]
-        rows.append(_verdict_row(f"{group}, {len(judged)} judge jobs pooled", f"{a} vs {b}", every,
+        rows.append(_verdict_row(group, f"{a} vs {b}, {len(judged)} judge jobs pooled", every,
                                  [_question(v) for v in every]))
     overall: dict[tuple[str, str], list] = defaultdict(list)
     for (group, a, b), judged in pooled.items():
@@ -168,12 +168,12 @@ def head_to_head(judgments: Sequence, cells: Sequence[Cell], lay: Layout) -> Tex
         if len(groups) < 2:
             continue
         every = [v for judged in groups for vs in judged for v in vs]
-        rows.append(_verdict_row(f"all {len(groups)} groups, {sum(len(j) for j in groups)} judge jobs pooled",
-                                 f"{a} vs {b}", every, [_question(v) for v in every]))
+        rows.append(_verdict_row(f"all {len(groups)} groups", f"{a} vs {b}, {sum(len(j) for j in groups)} judge jobs pooled",
+                                 every, [_question(v) for v in every]))
     return TextTable(
         title="PairRM head-to-head: arm a vs arm b",
-        columns=("cell", "a vs b", "judged", "a-b-tie", "a wins", "win rate a [95%]", "binomial p"),
-        rows=tuple(rows),
+        columns=("group", "a vs b", "judged", "a-b-tie", "a wins", "win rate a [95%]", "binomial p"),
+        rows=tuple(sorted(rows, key=lambda r: (r[0].startswith("all "), r[0]))),
         notes=("win rate: a's share, a tie counting half, with a percentile bootstrap interval "
                f"({stats.RESAMPLES:,} resamples) that resamples questions, every turn of a question (under every "
                "seed pooled) drawn together: turn 2 is asked after turn 1's answer.",
@@ -231,10 +231,9 @@ def timing(timings: Sequence[ArmTiming], lay: Layout) -> TextTable | str:
     rows = []
     for t in timings:
         rate, low, high = stats.cluster_bootstrap(t.tokens, t.questions, weights=t.seconds)
-        seed = t.cell.seed
-        rows.append((lay.group(t.cell) + (f" seed={arms.text(seed)}" if seed is not None else ""),
-                     lay.arm(t.cell) if lay.has_norm else "", str(len(t.tokens)), f"{sum(t.tokens):,.0f}",
-                     interval(rate, low, high), ""))
+        seed = "" if t.cell.seed is None else f"seed={arms.text(t.cell.seed)}"
+        arm = " ".join(filter(None, (lay.arm(t.cell) if lay.has_norm else "", seed)))
+        rows.append((lay.group(t.cell), arm, str(len(t.tokens)), f"{sum(t.tokens):,.0f}", interval(rate, low, high), ""))
     notes = ["tokens/s: new tokens over generation seconds (each answer's batch time over the batch size), "
              "its 95% bootstrap interval resampling questions (both turns together)."]
     base = lay.baseline_label
@@ -258,7 +257,7 @@ def timing(timings: Sequence[ArmTiming], lay: Layout) -> TextTable | str:
                  [(stats.level_key(b.cell.seed), *q) for b, _ in pairs for q in b.questions]),
                 ([x for _, t in pairs for x in t.tokens], [x for _, t in pairs for x in t.seconds],
                  [(stats.level_key(t.cell.seed), *q) for _, t in pairs for q in t.questions]))
-            rows.append((f"{group}, {len(pairs)} seed(s)", f"{arm} over {base}", "", "", "",
+            rows.append((group, f"{arm} over {base}, {len(pairs)} seed(s)", "", "", "",
                          interval(100 * change, 100 * low, 100 * high, digits=3, suffix=" %")))
         if pooled:
             notes.append(f"change: tokens/s of the arm over {base}'s on the questions both answered, "
@@ -275,9 +274,10 @@ def timing(timings: Sequence[ArmTiming], lay: Layout) -> TextTable | str:
                      f"different numbers of new tokens (e.g. {worst[0]}, {worst[1]}: {worst[4]:,.0f} tokens against "
                      f"{base}'s {worst[3]:,.0f}), so the change compares different work. Generation here stops at "
                      "end-of-sequence; a fixed number of new tokens per answer is needed for an equal-work timing.")
-    elif base is not None and any(r[1].endswith(f"over {base}") for r in rows):
+    elif base is not None and any(f" over {base}, " in r[1] for r in rows):
         notes.append("Equal work: every prompt got the same number of new tokens in both arms"
                      + (" (but see above: answers that stop early time little work)." if short else "."))
+    rows.sort(key=lambda r: r[0])  # stable: a group's cells, then its changes
     return TextTable(title="Inference timing per arm", columns=("cell", "arm", "answers", "new tokens",
                                                                "tokens/s [95%]", "change [95%]"),
                      rows=tuple(rows), notes=tuple(notes))

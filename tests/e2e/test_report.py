@@ -99,8 +99,8 @@ def test_report_tables_match_the_database(filled, tmp_path):
     from db import stats
 
     (h2h,) = table(md, "PairRM head-to-head")
-    assert h2h["a vs b"] == "dyt vs layernorm" and h2h["judged"] == "5" and h2h["a-b-tie"] == "3-1-1"
-    assert h2h["cell"].startswith("dataset=alpaca seed=0")
+    assert h2h["a vs b"].startswith("dyt vs layernorm, seed=0 (judge job ")
+    assert h2h["group"] == "dataset=alpaca" and h2h["judged"] == "5" and h2h["a-b-tie"] == "3-1-1"
     rate, low, high = stats.bootstrap_win_rate(filled_db.WINNERS)
     close(h2h["win rate a [95%]"], [0.7, low, high])
     assert low < 0.7 < high
@@ -109,9 +109,11 @@ def test_report_tables_match_the_database(filled, tmp_path):
     # Timing: dyt 100 tokens in 2 s per answer, layernorm in 4 s: +100 %, equal work.
     timing = table(md, "Inference timing per arm")
     per_arm = {row["arm"]: row for row in timing if row["answers"]}
-    close(per_arm["dyt"]["tokens/s [95%]"], [50, 50, 50])
-    close(per_arm["layernorm"]["tokens/s [95%]"], [25, 25, 25])
-    (change,) = [row for row in timing if row["arm"] == "dyt over layernorm"]
+    assert set(per_arm) == {"dyt seed=0", "layernorm seed=0"}
+    close(per_arm["dyt seed=0"]["tokens/s [95%]"], [50, 50, 50])
+    close(per_arm["layernorm seed=0"]["tokens/s [95%]"], [25, 25, 25])
+    (change,) = [row for row in timing if row["arm"] == "dyt over layernorm, 1 seed(s)"]
+    assert change["cell"] == "dataset=alpaca"
     close(change["change [95%]"], [100, 100, 100])
     assert "Equal work: every prompt got the same number of new tokens" in md
 
@@ -217,9 +219,10 @@ def test_head_to_head_pools_seeds_and_groups_resampling_questions():
                          for i, w in enumerate(winners)]
             job += 3
     rows = tables.head_to_head(verdicts, cells, arms.layout(cells)).rows
-    assert [r[2] for r in rows] == ["6"] * 4 + ["12", "12", "24"]
-    assert rows[4][0] == "dataset=alpaca, 2 judge jobs pooled" and rows[4][3] == "8-2-2"
-    assert rows[6][0].startswith("all 2 groups") and rows[6][3] == "12-8-4"
+    assert [(r[0], r[2]) for r in rows] == [("dataset=alpaca", "6")] * 2 + [("dataset=alpaca", "12")] + [
+        ("dataset=dolly", "6")] * 2 + [("dataset=dolly", "12"), ("all 2 groups", "24")]
+    assert rows[2][1] == "dyt vs layernorm, 2 judge jobs pooled" and rows[2][3] == "8-2-2"
+    assert rows[6][1] == "dyt vs layernorm, 4 judge jobs pooled" and rows[6][3] == "12-8-4"
     every = [v for v in verdicts]
     rate, low, high = stats.bootstrap_win_rate_by_question([v.winner for v in every],
                                                            [(v.prompt_set, v.question_id) for v in every])
