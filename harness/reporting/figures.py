@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,9 +26,11 @@ MAX_POINTS = 300
 Curve = tuple[Sequence[int], Sequence[float | None]]
 
 
-def band(curves: Sequence[Curve]) -> tuple[list[int], list[float], list[float], list[float]]:
+def band(curves: Sequence[Curve], bounds: tuple[float | None, float | None] | None = None,
+         ) -> tuple[list[int], list[float], list[float], list[float]]:
     """Steps, mean, low and high over the curves at each step logged (low/high NaN where fewer
-    than two curves have a finite value there); at most MAX_POINTS steps, evenly picked."""
+    than two curves have a finite value there; within ``bounds``, the quantity's range); at most
+    MAX_POINTS steps, evenly picked."""
     at: dict[int, list[float]] = {}
     for steps, values in curves:
         for s, v in zip(steps, values):
@@ -39,7 +42,7 @@ def band(curves: Sequence[Curve]) -> tuple[list[int], list[float], list[float], 
         steps = sorted({steps[int(i * stride)] for i in range(MAX_POINTS)} | {steps[-1]})
     means, lows, highs = [], [], []
     for s in steps:
-        i = stats.mean_interval(at[s])
+        i = stats.mean_interval(at[s], bounds)
         means.append(i.mean)
         lows.append(i.low)
         highs.append(i.high)
@@ -86,7 +89,8 @@ def curves_figure(panels: Mapping[str, Mapping[str, Sequence[Curve]]], path: Pat
     draw.text((8, 8), f"{metric}: mean over seeds, band = 95% t interval (2+ seeds)", fill="black", font=font)
     for p, (title, series) in enumerate(panels.items()):
         x0, y0 = (p % columns) * PANEL_W, 30 + (p // columns) * PANEL_H
-        _panel(draw, font, (x0, y0), title, {s: band(c) for s, c in series.items()}, colour, metric)
+        _panel(draw, font, (x0, y0), title, {s: band(c, stats.quantity_range(metric)) for s, c in series.items()},
+               colour, metric)
     ly = 30 + rows * PANEL_H + 4
     for i, s in enumerate(labels):
         x, y = 10 + (i % 3) * (width // 3), ly + 16 * (i // 3)
@@ -97,10 +101,12 @@ def curves_figure(panels: Mapping[str, Mapping[str, Sequence[Curve]]], path: Pat
 
 def _panel(draw, font, origin, title, bands, colour, metric) -> None:
     x0, y0 = origin
-    left, top, right, bottom = x0 + MARGIN + 14, y0 + 18, x0 + PANEL_W - 12, y0 + PANEL_H - 30
+    lines = textwrap.wrap(title, 68)[:2] or [""]
+    left, top, right, bottom = x0 + MARGIN + 14, y0 + 6 + 12 * len(lines), x0 + PANEL_W - 12, y0 + PANEL_H - 30
     finite = [v for _, (st, m, lo, hi) in bands.items() for v in (*m, *lo, *hi) if math.isfinite(v)]
     steps = [s for _, (st, *_r) in bands.items() for s in st]
-    draw.text((x0 + 8, y0 + 2), title[:70], fill="black", font=font)
+    for i, line in enumerate(lines):
+        draw.text((x0 + 8, y0 + 2 + 12 * i), line, fill="black", font=font)
     draw.rectangle([left, top, right, bottom], outline=(160, 160, 160))
     if not finite or not steps:
         draw.text((left + 10, top + 10), f"no {metric} logged", fill="gray", font=font)
