@@ -318,4 +318,7 @@ def quality(cells: Sequence[Cell], lay: Layout) -> TextTable | str:
         rows.append((group, arm, str(len(found)), *cols))
     return TextTable(title="Loss and reference metrics per PEFT method, model and arm (mean [95% t] over seeds)",
                      columns=("cell", "arm", "seeds", *(label for _, label in shown)), rows=tuple(rows),
-                     notes=("ROUGE (mean F1) and BLEU (corpus) on a 0-100 scale, against the held-out references.",))
+                     notes=("ROUGE (mean F1) and BLEU (corpus) on a 0-100 scale, against the held-out references."
+                            if any(n in ("rouge1", "rouge2", "rougeL", "bleu") for n, _ in shown) else
+                            "No ROUGE or BLEU figure in this database (its cells stored no reference metrics: "
+                            "eval_references: 0, or an experiment without them).",))
