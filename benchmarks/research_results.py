@@ -6,8 +6,9 @@
 prints Markdown. Intervals are Student-t intervals over the seeds of a cell group (n - 1 degrees
 of freedom; "n/a" for a single seed); a gap between two arms is computed per seed (the arms share
 their seed: the same data split, order and adapter initialisation) and its interval is over
-those paired gaps. The statistics live here until the dashboard's ``db/stats.py`` lands; they
-should move there so the dashboard and this report share one implementation.
+those paired gaps. The intervals are :func:`db.stats.mean_interval`'s, the one implementation
+``gridlab report`` (which prints the Key Results of any grid with a norm factor, with paired t tests),
+``gridlab compare`` and the dashboard use.
 
 It reads through the queue's API (``Queue.summaries``) and writes nothing.
 """
@@ -17,10 +18,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 from collections import defaultdict
 
-from scipy import stats
+from db import stats
 
 SEED_ARMS = {  # (norm, dyt_calibrate, heal) -> arm name, in table order
     ("keep", False, "instant"): "LayerNorm (kept)",
@@ -32,16 +32,10 @@ SEED_ARMS = {  # (norm, dyt_calibrate, heal) -> arm name, in table order
 STRATEGIES = {("lora", "frozen"): "LoRA frozen", ("lora", "selective"): "LoRA + norms", ("full", "full"): "full SFT"}
 
 
-def interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high); low and high are NaN with fewer than two values."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return math.nan, math.nan, math.nan
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high) of the 95% t interval (db.stats); low and high are NaN with fewer than two values."""
+    found = stats.mean_interval(v for v in values if v is not None)
+    return found.mean, found.low, found.high
 
 
 def fmt(values: list[float], digits: int = 3, suffix: str = "") -> str:

@@ -25,10 +25,11 @@ def oriented(verdicts: pd.DataFrame) -> pd.DataFrame:
 
 def win_rates(verdicts: pd.DataFrame, *, resamples: int = stats.RESAMPLES) -> pd.DataFrame:
     """Per (judge, arm a, arm b): prompts, a wins, b wins, ties, win rate of a (ties count
-    half) and its 95% bootstrap interval over prompts."""
+    half) and its 95% bootstrap interval over questions (a question's turns resampled together)."""
     rows = []
     for (judge, a, b), part in oriented(verdicts).groupby(["judge", "arm_a", "arm_b"], sort=True):
-        rate, lo, hi = stats.bootstrap_win_rate(part["winner"], resamples=resamples)
+        questions = list(zip(part.get("prompt_set", part.index), part.get("question_id", part.index)))  # turns go together
+        rate, lo, hi = stats.bootstrap_win_rate_by_question(part["winner"], questions, resamples=resamples)
         rows.append({"judge": judge, "arm_a": int(a), "arm_b": int(b), "prompts": len(part),
                      "a_wins": int((part["winner"] == "a").sum()), "b_wins": int((part["winner"] == "b").sum()),
                      "ties": int((part["winner"] == "tie").sum()), "win_rate_a": rate, "ci95_low": lo, "ci95_high": hi})

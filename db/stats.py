@@ -1,9 +1,12 @@
 """The statistics gridlab prints, in one place: means with 95% t intervals over jobs, the
-Welch interval of a difference, win rates with percentile-bootstrap intervals over prompts,
+Welch interval of a difference, the paired t test over seeds, the exact binomial test of wins
+against losses, win rates with percentile-bootstrap intervals over prompts or over questions
+(a cluster bootstrap: a question's turns are resampled together), the change of one arm's
+rate over another's (tokens per second) resampling the prompts both answered,
 the range a quantity can take (intervals are clipped to it), each grid factor's effect on a
 metric and the interaction of two factors, and curve smoothing.
 
-The dashboard, the terminal reports (``harness.report``, ``gridlab compare``) and the judge
+The dashboard, the terminal reports (``harness.report``, ``gridlab compare``, ``gridlab report``) and the judge
 experiment all call these functions, so a figure and its interval read the same wherever
 they are printed. The module lives in ``db/`` because that is the one layer every other layer
 may import (dashboards may import only ``db``); it holds no SQL and imports no torch: it is
@@ -365,3 +368,201 @@ def ema(values: Iterable[Any], weight: float) -> np.ndarray:
         norm = weight * norm + (1 - weight)
         out[i] = acc / norm
     return out
+
+
+# --- tests and resampling by cluster (gridlab report, gridlab compare, the dashboard) -----
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom (NaN for df < 1)."""
+    if not df >= 1 or math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0
+    return incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The mean of paired differences b - a over ``n`` pairs, its 95% t interval, and the
+    paired t test of "no difference": t and its two-sided p. low, high, t and p are NaN for
+    fewer than two pairs (the report prints "n/a")."""
+
+    mean: float
+    low: float
+    high: float
+    t: float
+    p: float
+    n: int
+
+
+def paired_t(a: Mapping[Hashable, Any], b: Mapping[Hashable, Any]) -> PairedTest:
+    """The paired t test of ``b - a`` over the keys both have finite values for (a seed, say:
+    arms that share their seed share their data order and initialisation). Differences that are
+    all equal give a zero-width interval and p = 0 (1 if they are all zero)."""
+    keys = [k for k in a if k in b and a[k] is not None and b[k] is not None
+            and math.isfinite(float(a[k])) and math.isfinite(float(b[k]))]
+    d = np.asarray([float(b[k]) - float(a[k]) for k in keys], dtype=float)
+    n = len(d)
+    if n == 0:
+        return PairedTest(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    mean = float(d.mean())
+    if n < 2:
+        return PairedTest(mean, math.nan, math.nan, math.nan, math.nan, n)
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se == 0.0:
+        t = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+        return PairedTest(mean, mean, mean, t, 1.0 if mean == 0.0 else 0.0, n)
+    half = t975(n - 1) * se
+    t = mean / se
+    return PairedTest(mean, mean - half, mean + half, t, t_two_sided_p(t, n - 1), n)
+
+
+def binomial_p(wins: int, losses: int) -> float:
+    """The exact two-sided binomial test of "each side is as likely to win" over the decided
+    verdicts (ties left out): the probability under Binomial(wins + losses, 1/2) of an outcome
+    no likelier than the one seen. 1.0 when nothing was decided."""
+    n = int(wins) + int(losses)
+    if n == 0:
+        return 1.0
+    pmf = [math.comb(n, k) / 2.0**n for k in range(n + 1)]
+    seen = pmf[int(wins)]
+    return float(min(1.0, sum(p for p in pmf if p <= seen * (1 + 1e-9))))
+
+
+def _cluster_sums(columns: Sequence[Sequence[Any]], clusters: Sequence[Hashable]) -> np.ndarray:
+    """Per cluster (in the clusters' sorted order), the sum of each column: (clusters, columns)."""
+    keys = [level_key(c) for c in clusters]
+    order = sorted(set(keys), key=lambda k: (str(type(k)), str(k)))
+    index = {k: i for i, k in enumerate(order)}
+    sums = np.zeros((len(order), len(columns)), dtype=float)
+    for j, column in enumerate(columns):
+        values = np.asarray(column, dtype=float)
+        np.add.at(sums[:, j], [index[k] for k in keys], values)
+    return sums
+
+
+def cluster_resamples(sums: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0,
+                      chunk: int = 1000) -> np.ndarray:
+    """``resamples`` bootstrap resamples of the clusters (rows of ``sums``), drawn with
+    replacement: each resample's column totals, (resamples, columns). Seeded, so the same
+    clusters give the same totals."""
+    rng = np.random.default_rng(seed)
+    n = len(sums)
+    out = np.empty((resamples, sums.shape[1]))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=size)
+        out[start:start + size] = counts @ sums
+    return out
+
+
+def cluster_bootstrap(values: Sequence[Any], clusters: Sequence[Hashable], *, weights: Sequence[Any] | None = None,
+                      resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """(estimate, low, high): sum(values) / sum(weights) (weights default to 1: the mean) and
+    its percentile-bootstrap interval resampling whole clusters, not values: a question's turns
+    (turn 2 is asked after turn 1's answer) are drawn together. Where every cluster holds one
+    value and there are no weights, this is :func:`bootstrap` (the same interval, drawn the same
+    way). Values that are not finite are left out with their weights."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    v = np.asarray(list(values), dtype=float)
+    w = np.ones(len(v)) if weights is None else np.asarray(list(weights), dtype=float)
+    keys = list(clusters)
+    if not len(v) == len(w) == len(keys):
+        raise ValueError(f"values, weights and clusters differ in length: {len(v)}, {len(w)}, {len(keys)}")
+    keep = np.isfinite(v) & np.isfinite(w)
+    v, w = v[keep], w[keep]
+    keys = [k for k, kept in zip(keys, keep) if kept]
+    if len(v) == 0 or w.sum() == 0:
+        return math.nan, math.nan, math.nan
+    if weights is None and len({level_key(k) for k in keys}) == len(keys):
+        return bootstrap(v, resamples=resamples, confidence=confidence, seed=seed)
+    totals = cluster_resamples(_cluster_sums([v, w], keys), resamples=resamples, seed=seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimates = totals[:, 0] / totals[:, 1]
+    alpha = (1.0 - confidence) / 2
+    low, high = np.nanquantile(estimates, [alpha, 1.0 - alpha])
+    return float(v.sum() / w.sum()), float(low), float(high)
+
+
+def bootstrap_win_rate_by_question(winners: Sequence[Any], questions: Sequence[Hashable], *,
+                                   resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+                                   seed: int = 0) -> tuple[float, float, float]:
+    """(win rate of a, low, high): the verdicts' mean score with an interval that resamples
+    questions (all the turns of a question, under every seed that judged it, together).
+    Verdicts other than 'a', 'b', 'tie' are left out."""
+    pairs = [(SCORES[w], q) for w, q in zip(winners, questions) if w in SCORES]
+    return cluster_bootstrap([s for s, _ in pairs], [q for _, q in pairs], resamples=resamples,
+                             confidence=confidence, seed=seed)
+
+
+def cluster_ratio_change(a: tuple[Sequence[Any], Sequence[Any], Sequence[Hashable]],
+                         b: tuple[Sequence[Any], Sequence[Any], Sequence[Hashable]], *,
+                         resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """(change, low, high) of rate b over rate a, rate = sum(numerators) / sum(denominators)
+    (tokens per second: tokens over seconds), as ``rate_b / rate_a - 1``, with a bootstrap that
+    resamples the clusters (prompts) both arms answered, each prompt's answers of both arms
+    drawn together. ``a`` and ``b``: (numerators, denominators, clusters)."""
+    shared = {level_key(k) for k in a[2]} & {level_key(k) for k in b[2]}
+    if not shared:
+        return math.nan, math.nan, math.nan
+    columns: list[list[float]] = [[], [], [], []]
+    keys: list[Hashable] = []
+    for offset, (num, den, clusters) in ((0, a), (2, b)):
+        for x, y, k in zip(num, den, clusters):
+            if level_key(k) in shared and math.isfinite(float(x)) and math.isfinite(float(y)):
+                keys.append(k)
+                columns[offset].append(float(x))
+                columns[offset + 1].append(float(y))
+                columns[2 - offset].append(0.0)
+                columns[3 - offset].append(0.0)
+    sums = _cluster_sums(columns, keys)
+    point = sums.sum(axis=0)
+    totals = cluster_resamples(sums, resamples=resamples, seed=seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (totals[:, 2] / totals[:, 3]) / (totals[:, 0] / totals[:, 1]) - 1.0
+    alpha = (1.0 - confidence) / 2
+    low, high = np.nanquantile(change, [alpha, 1.0 - alpha])
+    return float((point[2] / point[3]) / (point[0] / point[1]) - 1.0), float(low), float(high)

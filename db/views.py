@@ -408,6 +408,53 @@ def grid_names_with_outputs(conn: Connection) -> list[str]:
     return list(conn.execute(stmt).scalars())
 
 
+# --- a whole grid, for reports and exports (gridlab report, gridlab export) ---------------
+
+
+def grid_jobs(conn: Connection, grid_id: int) -> list[Row]:
+    """Every job of grid ``grid_id``: id, experiment, state, spec_hash, factors, spec, attempts,
+    started_at, finished_at; by id."""
+    stmt = (select(jobs.c.id, jobs.c.experiment, jobs.c.state, jobs.c.spec_hash, jobs.c.factors, jobs.c.spec,
+                   jobs.c.attempts, jobs.c.started_at, jobs.c.finished_at)
+            .where(jobs.c.grid_id == grid_id).order_by(jobs.c.id))
+    return list(conn.execute(stmt))
+
+
+def grid_metric_names(conn: Connection, grid_id: int) -> list[str]:
+    """The names of the curves the jobs of grid ``grid_id`` logged, sorted."""
+    stmt = (select(metrics.c.name).distinct()
+            .where(metrics.c.job_id.in_(select(jobs.c.id).where(jobs.c.grid_id == grid_id)))
+            .order_by(metrics.c.name))
+    return list(conn.execute(stmt).scalars())
+
+
+def grid_curves(conn: Connection, grid_id: int, names: Iterable[str] | None = None) -> list[Row]:
+    """Every point of the curves (named ``names``, else all) of grid ``grid_id``'s jobs:
+    job_id, name, step, value (None is NaN), by job, name and step."""
+    stmt = (select(metrics.c.job_id, metrics.c.name, metrics.c.step, metrics.c.value)
+            .join(jobs, jobs.c.id == metrics.c.job_id)
+            .where(jobs.c.grid_id == grid_id)
+            .order_by(metrics.c.job_id, metrics.c.name, metrics.c.step))
+    if names is not None:
+        stmt = stmt.where(metrics.c.name.in_(list(names)))
+    return list(conn.execute(stmt))
+
+
+def grid_generations(conn: Connection, grid_id: int) -> list[StoredGeneration]:
+    """Every answer the jobs of grid ``grid_id`` stored, by job, prompt set, question and turn."""
+    stmt = (select(generations).join(jobs, jobs.c.id == generations.c.job_id).where(jobs.c.grid_id == grid_id)
+            .order_by(generations.c.job_id, generations.c.prompt_set, generations.c.question_id, generations.c.turn))
+    return [_generation(r) for r in conn.execute(stmt)]
+
+
+def arm_judgments(conn: Connection, grid_id: int) -> list[StoredJudgment]:
+    """Every verdict on answers of grid ``grid_id``'s jobs (whichever grid the judge job is in),
+    by judge job, prompt set, question and turn."""
+    stmt = (select(judgments).join(jobs, jobs.c.id == judgments.c.arm_a).where(jobs.c.grid_id == grid_id)
+            .order_by(judgments.c.job_id, judgments.c.prompt_set, judgments.c.question_id, judgments.c.turn))
+    return [_judgment(r) for r in conn.execute(stmt)]
+
+
 def _steps(spec: Any) -> int | None:
     value = spec.get("steps") if isinstance(spec, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

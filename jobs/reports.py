@@ -11,6 +11,7 @@ error that lists the known ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine, Row
@@ -114,6 +115,37 @@ def peak_memory(engine: Engine, *, resource_class: str | None = None) -> float |
     succeeded job (of ``resource_class``) recorded; None before any did."""
     with scope(engine, write=False) as conn:
         return queries.peak_memory(conn, resource_class=resource_class)
+
+
+@dataclass(frozen=True)
+class GridResults:
+    """What a grid's report and export read, in one read-only transaction: its jobs (id,
+    experiment, state, spec_hash, factors, spec, ...), final figures (id, factors, state, name,
+    value), the points of the curves asked for (job_id, name, step, value), every curve's name,
+    the stored answers and the verdicts on them."""
+
+    grid: str
+    jobs: list[Row]
+    summaries: list[Row]
+    curves: list[Row]
+    curve_names: list[str]
+    generations: list[views.StoredGeneration]
+    judgments: list[views.StoredJudgment]
+
+
+def grid_results(engine: Engine, grid: str, *, curves: Sequence[str] | None = None) -> GridResults:
+    """Everything ``gridlab report`` and ``gridlab export`` show of ``grid`` (an unknown grid is
+    an error listing the known ones); ``curves``: only these curves' points (None: all; a name
+    ending in ``/`` stands for every curve it begins, ``attn_entropy_norm/`` say)."""
+    with scope(engine, write=False) as conn:
+        gid = grid_id(conn, grid)
+        names = views.grid_metric_names(conn, gid)
+        wanted = None if curves is None else [
+            n for n in names if n in curves or any(c.endswith("/") and n.startswith(c) for c in curves)]
+        return GridResults(
+            grid=grid, jobs=views.grid_jobs(conn, gid), summaries=views.summaries_table(conn, grid=gid),
+            curves=views.grid_curves(conn, gid, wanted) if wanted is None or wanted else [], curve_names=names,
+            generations=views.grid_generations(conn, gid), judgments=views.arm_judgments(conn, gid))
 
 
 def grid_id(conn, grid: str | None) -> int | None:

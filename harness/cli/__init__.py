@@ -7,6 +7,7 @@ family of commands.
 - :mod:`~harness.cli.work`: ``work`` (local workers);
 - :mod:`~harness.cli.jobs`: ``show``, ``logs``, ``run``, ``retry``, ``cancel``;
 - :mod:`~harness.cli.results`: ``status``, ``results``, ``compare``;
+- :mod:`~harness.cli.report`: ``report`` (Markdown and PNG figures), ``export`` (CSV/Parquet);
 - :mod:`~harness.cli.slurm`: ``launch`` (after ``check``'s test of the pending jobs), ``supervise``;
 - :mod:`~harness.cli.readiness`: ``check`` (offline: is everything a grid needs here?), ``fetch``;
 - :mod:`~harness.cli.dashboard`: ``dashboard``;
@@ -26,7 +27,7 @@ import click
 
 from db.errors import GridlabError
 from harness import terminal
-from harness.cli import dashboard, grids, jobs, readiness, results, schema, slurm, work
+from harness.cli import dashboard, grids, jobs, readiness, report, results, schema, slurm, work
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +41,7 @@ def cli() -> None:
       gridlab work --workers 2            # local workers drain the queue
       gridlab status                      # where the grid stands
       gridlab results                     # final figures per cell
+      gridlab report demo                 # Markdown report with figures, in reports/demo
       gridlab params sft                  # what a grid file may set for an experiment
       gridlab check grids/demo.yaml       # offline: is every model, dataset, ranker here?
       gridlab fetch GRID.yaml             # where the hub is reachable: download them
@@ -48,7 +50,7 @@ def cli() -> None:
 
 for command in (grids.enqueue, work.work, results.status, results.results, jobs.retry, jobs.cancel, jobs.show,
                 grids.params, schema.db, slurm.launch, slurm.supervise, dashboard.dashboard, results.compare,
-                jobs.logs, jobs.run, readiness.check, readiness.fetch):
+                jobs.logs, jobs.run, readiness.check, readiness.fetch, report.report, report.export):
     cli.add_command(command)
 
 

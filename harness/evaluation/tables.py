@@ -21,7 +21,8 @@ TIMING = (("gen_total_s", "total s"), ("gen_tokens_per_s", "tokens/s"), ("gen_me
 def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] | None = None) -> Table:
     """``labels``: extra columns (code, env) naming what each judge's arms ran under."""
     labels = labels or {}
-    table = Table(title=f"PairRM win rates, arm a over arm b ({confidence:.0%} bootstrap intervals)", title_justify="left")
+    table = Table(title=f"PairRM win rates, arm a over arm b ({confidence:.0%} bootstrap intervals over questions)",
+                  title_justify="left")
     for col, justify in (("comparison", "left"), ("cell", "left"), ("judged", "right"), ("a-b-tie", "right"),
                          ("win rate a", "right"), ("interval", "right"), ("judge job", "right")):
         table.add_column(col, justify=justify)
@@ -36,7 +37,8 @@ def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] 
         if not job.judgments:
             table.add_row(label, _cell(cell), "0", "", "", f"({job.state})", str(job.job_id), *arms_ran)
             continue
-        rate = winrate.win_rate([j.winner for j in job.judgments], confidence=confidence)
+        rate = winrate.win_rate([j.winner for j in job.judgments], questions=[question(j) for j in job.judgments],
+                                confidence=confidence)
         table.add_row(label, _cell(cell), str(rate.n), f"{rate.wins}-{rate.losses}-{rate.ties}", f"{rate.rate:.1%}",
                       f"[{rate.low:.1%}, {rate.high:.1%}]", str(job.job_id), *arms_ran)
         rest = {k: v for k, v in cell.items() if k != SEED}
@@ -46,12 +48,17 @@ def win_rate_table(judges, confidence: float, labels: dict[str, dict[int, str]] 
     for (label, rest), by_seed in groups.items():
         if len(by_seed) < 2:
             continue
-        view = winrate.paired(by_seed, confidence=confidence)
+        view = winrate.paired(by_seed, confidence=confidence, cluster=lambda key: key[:2])
         r = view.pooled
         table.add_row(f"[bold]{label}[/]", f"{rest or 'all'}; {len(by_seed)} seeds paired", str(r.n),
                       f"{r.wins}-{r.losses}-{r.ties}", f"[bold]{r.rate:.1%}[/]", f"[{r.low:.1%}, {r.high:.1%}]",
                       f"a ahead in {view.seeds_favouring_a}/{len(by_seed)}")
     return table
+
+
+def question(verdict) -> tuple[str, str]:
+    """The unit a win rate's interval resamples: a verdict's question (its turns go together)."""
+    return (verdict.prompt_set, verdict.question_id)
 
 
 def timing_table(arms, labels: dict[str, dict[int, str]] | None = None) -> Table:

@@ -65,6 +65,7 @@ def run(ctx) -> None:
                                           batch_size=spec["judge_batch_size"])
             ctx.store_judgments(verdicts)
     stored = ctx.judgments_of()
-    rate = winrate.win_rate([j.winner for j in stored])
+    # the interval resamples questions (a question's turns together), as gridlab compare and report do
+    rate = winrate.win_rate([j.winner for j in stored], questions=[(j.prompt_set, j.question_id) for j in stored])
     ctx.summary({"win_rate": rate.rate, "win_rate_low": rate.low, "win_rate_high": rate.high,
                  "wins_a": rate.wins, "wins_b": rate.losses, "ties": rate.ties, "judged": rate.n})
