@@ -203,6 +203,18 @@ def attention_at_last_step(conn: Connection, job_id: int, *, phase: str = "train
     return [_attention(row) for row in conn.execute(stmt)]
 
 
+def grid_attention_at_last_step(conn: Connection, grid_id: int) -> list[AttentionRow]:
+    """For every job of the grid and each phase it probed in, its rows at the last step of that
+    phase (one per (stack, layer)), by job, phase, stack and layer: the grid's heatmaps in one read."""
+    r = attention_rows
+    last = (select(r.c.job_id, r.c.phase, func.max(r.c.step).label("step"))
+            .join(jobs, jobs.c.id == r.c.job_id).where(jobs.c.grid_id == int(grid_id))
+            .group_by(r.c.job_id, r.c.phase).subquery())
+    stmt = (select(r).join(last, (r.c.job_id == last.c.job_id) & (r.c.phase == last.c.phase) & (r.c.step == last.c.step))
+            .order_by(r.c.job_id, r.c.phase, r.c.stack, r.c.layer))
+    return [_attention(row) for row in conn.execute(stmt)]
+
+
 def attention_of_layer(conn: Connection, job_id: int, layer: int, *, stack: str = "",
                        phase: str = "train") -> list[AttentionRow]:
     """One layer's rows over the steps the job probed in ``phase``, first step first."""

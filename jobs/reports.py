@@ -131,6 +131,7 @@ class GridResults:
     curve_names: list[str]
     generations: list[views.StoredGeneration]
     judgments: list[views.StoredJudgment]
+    attention: list[views.AttentionRow] = ()  # each job's probes at its last step per phase
 
 
 def grid_results(engine: Engine, grid: str, *, curves: Sequence[str] | None = None) -> GridResults:
@@ -145,7 +146,8 @@ def grid_results(engine: Engine, grid: str, *, curves: Sequence[str] | None = No
         return GridResults(
             grid=grid, jobs=views.grid_jobs(conn, gid), summaries=views.summaries_table(conn, grid=gid),
             curves=views.grid_curves(conn, gid, wanted) if wanted is None or wanted else [], curve_names=names,
-            generations=views.grid_generations(conn, gid), judgments=views.arm_judgments(conn, gid))
+            generations=views.grid_generations(conn, gid), judgments=views.arm_judgments(conn, gid),
+            attention=views.grid_attention_at_last_step(conn, gid))
 
 
 def grid_id(conn, grid: str | None) -> int | None:

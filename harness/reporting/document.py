@@ -48,29 +48,62 @@ class Entropy:
     step: str
 
 
+def entropy_from_rows(rows: Sequence, cells: Sequence[arms.Cell], lay: arms.Layout) -> Entropy | None:
+    """Each arm's normalised attention entropy per layer at each job's last probed step, from the
+    database's attention rows (mean over heads, then over seeds); training probes where a job has
+    them, else its evaluation probes (fine-tuning jobs probe at evaluation). None without rows."""
+    by_job: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_job[r.job_id][r.phase].append(r)
+    last: dict[tuple[int, str], float] = {}
+    phases: set[str] = set()
+    for job_id, per_phase in by_job.items():
+        phase = "train" if "train" in per_phase else "eval" if "eval" in per_phase else None
+        if phase is None:
+            continue
+        phases.add(phase)
+        for r in per_phase[phase]:
+            heads = [v for v in r.entropy_norm if v is not None and math.isfinite(v)]
+            if heads:
+                last[(job_id, f"{r.stack}.L{r.layer}" if r.stack else f"L{r.layer}")] = sum(heads) / len(heads)
+    entropy = _per_arm(last, cells, lay)
+    if entropy is None:
+        return None
+    return Entropy(entropy.rows, entropy.layers, entropy.values,
+                   "last probed " + " or ".join(sorted(phases, reverse=True)) + " step")
+
+
+def _per_arm(last: dict[tuple[int, str], float], cells: Sequence[arms.Cell], lay: arms.Layout) -> Entropy | None:
+    """(job, layer) -> value into one row per arm (mean over its seeds), one column per layer."""
+    if not last:
+        return None
+    by_id = {c.id: c for c in cells}
+    layers = sorted({layer for _, layer in last})
+    per_series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (job_id, layer), value in last.items():
+        if job_id in by_id:
+            c = by_id[job_id]
+            label = f"{lay.group(c)} | {lay.arm(c)}" if lay.has_norm else lay.group(c)
+            per_series[label][layer].append(value)
+    if not per_series:
+        return None
+    names = sorted(per_series)
+    values = tuple(tuple(stats.mean_interval(per_series[n].get(layer, [])).mean for layer in layers) for n in names)
+    return Entropy(tuple(names), tuple(layers), values, "")
+
+
 def entropy_from_metrics(curves: Sequence, cells: Sequence[arms.Cell], lay: arms.Layout) -> Entropy | None:
     """Each arm's normalised attention entropy per layer at its last logged step (mean over
     heads, as the metrics table holds it; mean over seeds), or None where no job logged any.
-    (The one place to switch once attention is a table of its own.)"""
+    (Databases from before the attention table, migration 0009, have only these.)"""
     last: dict[tuple[int, str], tuple[int, float]] = {}
     for r in curves:
         if r.name.startswith(ENTROPY) and r.value is not None and math.isfinite(r.value):
             key = (r.job_id, r.name[len(ENTROPY):])
             if key not in last or r.step >= last[key][0]:
                 last[key] = (r.step, r.value)
-    if not last:
-        return None
-    by_id = {c.id: c for c in cells}
-    layers = sorted({layer for _, layer in last})
-    per_series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for (job_id, layer), (_, value) in last.items():
-        if job_id in by_id:
-            c = by_id[job_id]
-            label = f"{lay.group(c)} | {lay.arm(c)}" if lay.has_norm else lay.group(c)
-            per_series[label][layer].append(value)
-    names = sorted(per_series)
-    values = tuple(tuple(stats.mean_interval(per_series[n].get(layer, [])).mean for layer in layers) for n in names)
-    return Entropy(tuple(names), tuple(layers), values, "last logged step")
+    entropy = _per_arm({k: v for k, (_, v) in last.items()}, cells, lay)
+    return None if entropy is None else Entropy(entropy.rows, entropy.layers, entropy.values, "last logged step")
 
 
 def _curve_panels(results, cells: Sequence[arms.Cell], lay: arms.Layout, metric: str):
@@ -115,7 +148,8 @@ def write(engine, grid: str, out: Path, *, source: str = "", on_step: Callable[[
         else:
             figure_lines.append(f"No {metric} curve in this database.")
         step(f"figure: {metric}")
-    entropy = entropy_from_metrics(results.curves, cells, lay)
+    from_rows = entropy_from_rows(results.attention, cells, lay)
+    entropy = from_rows or entropy_from_metrics(results.curves, cells, lay)
     if entropy is None:
         entropy_lines = ["no attention data in this database"]
     else:
@@ -124,7 +158,9 @@ def write(engine, grid: str, out: Path, *, source: str = "", on_step: Callable[[
                                             f"{entropy.step}")
         drawn.append(path)
         entropy_lines = [f"![attention entropy](figures/{path.name})",
-                         "From the per-layer means over heads in the metrics table (0: one key, 1: uniform)."]
+                         ("From the attention rows: each layer's heads averaged" if from_rows else
+                          "From the per-layer means over heads in the metrics table")
+                         + " (0: all attention on one key, 1: uniform)."]
     step(STEPS[-2])
     counts: dict[str, int] = defaultdict(int)
     for j in results.jobs:

@@ -16,7 +16,7 @@ from tests.dashboards import conftest as filled_db
 from tests.support import cli
 
 pytestmark = pytest.mark.e2e
-scipy_stats = pytest.importorskip("scipy.stats")
+import scipy.stats as scipy_stats  # noqa: E402  (a dev dependency)
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 
 
@@ -123,7 +123,7 @@ def test_report_tables_match_the_database(filled, tmp_path):
           t_interval([filled_db.val_loss("dolly", "layernorm", s) for s in (0, 1, 2)]))
     assert quality[("dataset=dolly", "layernorm")]["train loss"].startswith("1 ")
 
-    # Figures: the curves the fill logged, valid PNGs; no attention data, said so.
+    # Figures: the curves the fill logged, valid PNGs, and the attention heatmap from the attention rows.
     for name in ("loss", "val_loss", "grad_norm"):
         path = out / "figures" / f"{name}.png"
         assert f"](figures/{name}.png)" in md
@@ -133,7 +133,30 @@ def test_report_tables_match_the_database(filled, tmp_path):
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width > 300 and image.height > 200
     assert "No token_accuracy curve in this database." in md
-    assert "no attention data in this database" in md
+    assert "](figures/attention_entropy.png)" in md and "From the attention rows" in md
+    assert (out / "figures" / "attention_entropy.png").stat().st_size > 1000
+
+
+def test_the_report_heatmap_averages_each_layers_heads_at_the_last_probed_step(filled):
+    """The one job with attention rows (alpaca, dyt, seed 0): its row of the heatmap is each layer's
+    heads averaged at step 200, the last it probed; no other arm has a row."""
+    from db import engine as db_engine
+    from harness.reporting import arms, document
+    from jobs import reports
+
+    engine = db_engine.create(filled.url)
+    try:
+        results = reports.grid_results(engine, "ablation")
+    finally:
+        engine.dispose()
+    cells = arms.cells(results.jobs, results.summaries)
+    entropy = document.entropy_from_rows(results.attention, cells, arms.layout(cells))
+    assert entropy.layers == ("L0", "L1", "L2") and entropy.step == "last probed train step"
+    (row,) = entropy.values
+    heads = range(filled_db.ATTENTION_HEADS)
+    for layer, value in enumerate(row):
+        assert math.isclose(value, sum(filled_db.attention_norm(200, layer, h) for h in heads) / len(heads))
+    assert entropy.rows == (next(r for r in entropy.rows if "dyt" in r),)
 
 
 def test_report_without_a_norm_factor_or_with_one_seed_says_so(filled, tmp_path):
