@@ -192,24 +192,37 @@ def _slurm_lanes() -> int:
     return 2 if out and out[0].isdigit() and int(out[0]) >= TWO_LANE_CPUS else 1
 
 
+def _lane(nodeid: str, lanes: int) -> str:
+    """The scope a test is scheduled in: a Slurm lane, its module (ordered modules), or itself."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/slurm/"):
+        return "slurm-2" if lanes == 2 and path in SECOND_SLURM_LANE else "slurm-1"
+    return path if path in SERIAL_MODULES else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (``make test``), scheduled by :func:`_lane`: each Slurm lane and each
+    ordered module goes to one worker whole, every other test on its own. (xdist's own loadgroup
+    reads ``xdist_group`` marks by rewriting node ids, which pytest 9 no longer lets it do.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    lanes = _slurm_lanes()
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _lane(nodeid, lanes)
+
+    return Lanes(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n 4 --dist loadgroup``): the tests that need the
-    one-node Slurm cluster run in one or two lanes (xdist groups), each lane one test after
-    another (two tests' jobs on too few CPUs would queue behind each other and time out), and they
-    go first, since they are the longest chains; modules with ordered state stay in one worker."""
+    """The tests that need the one-node Slurm cluster go first: their lanes are the suite's
+    longest chains (see :func:`pytest_xdist_make_scheduler`)."""
     root = config.rootpath
     slurm, rest = [], []
-    lanes = None
     for item in items:
         where = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else str(item.path)
-        if item.get_closest_marker("slurm") or where.startswith("tests/slurm/"):
-            if lanes is None:
-                lanes = _slurm_lanes() if config.pluginmanager.hasplugin("xdist") else 1
-            lane = 2 if lanes == 2 and where in SECOND_SLURM_LANE else 1
-            item.add_marker(pytest.mark.xdist_group(f"slurm-{lane}"))
-            slurm.append(item)
-        else:
-            if where in SERIAL_MODULES:
-                item.add_marker(pytest.mark.xdist_group(where))
-            rest.append(item)
+        (slurm if where.startswith("tests/slurm/") else rest).append(item)
     items[:] = slurm + rest

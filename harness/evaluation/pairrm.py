@@ -35,9 +35,27 @@ from jobs.outputs import Judgment, StoredGeneration
 JUDGE = "pairrm"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 DOWNLOAD_HINT = (
-    "download it where the hub is reachable (hf download llm-blender/PairRM --local-dir DIR, and "
-    "hf download microsoft/deberta-v3-large for its backbone) and pass DIR, or use tiny-pairrm"
+    "run `gridlab fetch GRID` where the hub is reachable, or download it yourself (hf download "
+    "llm-blender/PairRM --local-dir DIR, and hf download microsoft/deberta-v3-large for its backbone) "
+    "and pass DIR, or use tiny-pairrm"
 )
+#: The real ranker by its hub name: ``judge.ranker: llm-blender/PairRM`` reads it from gridlab's
+#: own folder for it (:func:`managed_dir`), which ``gridlab fetch`` fills; nothing downloads it
+#: during a job.
+HUB_NAME = "llm-blender/PairRM"
+
+
+def managed_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where ``llm-blender/PairRM`` lives on this machine: ``<gridlab cache>/pairrm/llm-blender--PairRM``."""
+    from harness.models import tiny
+
+    root = Path(cache_dir) if cache_dir is not None else tiny.default_cache_dir()
+    return root / "pairrm" / HUB_NAME.replace("/", "--")
+
+
+def resolve(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The directory a ``judge.ranker`` setting names (not ``tiny-pairrm``, which is built)."""
+    return managed_dir(cache_dir) if str(name_or_path) == HUB_NAME else Path(name_or_path).expanduser()
 
 
 @dataclass
@@ -66,7 +84,10 @@ def load(name_or_path: str | Path, *, device: str = "cpu", cache_dir: str | Path
 
         path = tiny_ranker.ensure(cache_dir)
     else:
-        path = Path(name_or_path).expanduser()
+        path = resolve(name_or_path, cache_dir)
+        if str(name_or_path) == HUB_NAME and not (path / "config.json").is_file():
+            raise RankerUnavailable(f"{HUB_NAME} is not on this machine (looked in {path})",
+                                    "run `gridlab fetch GRID` where the hub is reachable, then retry the judge job")
     config = _ranker_config(path)
     backbone = _backbone(path, config)
     from harness.evaluation import blender_compat

@@ -16,8 +16,9 @@ PARAMS = {
     "factor": Param(str, help="the factor the arms differ in"),
     "value_a": Param(str, "", "arm a's value of the factor"),
     "value_b": Param(str, "", "arm b's value of the factor"),
-    "ranker": Param(str, "tiny-pairrm", "a local PairRM directory (e.g. a download of llm-blender/PairRM), "
-                    "or tiny-pairrm (random, offline: for demos and tests)", check=lambda v: _check_ranker(v)),
+    "ranker": Param(str, "tiny-pairrm", "llm-blender/PairRM (the real ranker, from gridlab's folder for it, which "
+                    "`gridlab fetch` fills), a local PairRM directory, or tiny-pairrm (random, offline: for demos "
+                    "and tests)", check=lambda v: _check_ranker(v)),
     "judge_batch_size": Param(int, 4, "comparisons per ranker call", minimum=1),
     "device": Param(str, "cpu", "where the ranker runs (cpu, cuda, mps)"),
 }
@@ -27,8 +28,10 @@ def _check_ranker(value: str) -> str | None:
     trained for hours that its ranker is not there."""
     from pathlib import Path
 
-    if value == "tiny-pairrm" or Path(value).expanduser().is_dir():
-        return None
+    from harness.evaluation import pairrm
+
+    if value in ("tiny-pairrm", pairrm.HUB_NAME) or Path(value).expanduser().is_dir():
+        return None  # the hub name's folder is `gridlab check`'s to prove (launch runs it)
     return (f"no PairRM ranker directory at {value}; download llm-blender/PairRM to a local folder and give "
             "its path, or use tiny-pairrm for a demo")
 

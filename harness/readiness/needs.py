@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import experiments, params
+from harness.evaluation import pairrm
 
 # Where a need comes from (Need.source).
 HUB_MODEL = "hub model"
@@ -34,7 +35,7 @@ LOCAL = "local"
 BUILT = "built here"
 #: The kinds of need, in the order a table lists them.
 KINDS = ("model", "data", "prompts", "lm-eval", "ranker", "backbone")
-PAIRRM = "llm-blender/PairRM"  # what `gridlab fetch` downloads into an empty judge.ranker directory
+PAIRRM = pairrm.HUB_NAME  # what `gridlab fetch` downloads into an empty judge.ranker directory
 PAIRRM_BACKBONE = "microsoft/deberta-v3-large"  # the backbone PairRM's config.json names
 
 
@@ -180,7 +181,7 @@ def ranker_needs(ranker: str) -> list[Need]:
     directory is still empty: ``gridlab fetch`` downloads llm-blender/PairRM into it)."""
     if ranker == "tiny-pairrm":
         return [Need("ranker", ranker, BUILT)]
-    path = Path(ranker).expanduser()
+    path = pairrm.resolve(ranker)
     out = [Need("ranker", str(path), LOCAL, filename=PAIRRM)]
     backbone = PAIRRM_BACKBONE
     if (path / "backbone" / "config.json").is_file():

@@ -69,7 +69,7 @@ def test_paths_that_are_not_rankers(tmp_path, ranker_dir, tiny):
     (no_backbone / "config.json").write_text(json.dumps({**config, "model_name": "nobody/no-such-backbone"}))
     cases = {
         str(tmp_path / "missing"): "not found",
-        "llm-blender/PairRM": "is not a local directory (gridlab never downloads it)",
+        "someone/OtherRanker": "is not a local directory (gridlab never downloads it)",
         str(tmp_path / "lm"): "is a gpt2 model, not a PairRM ranker",
         str(tmp_path): "holds no config.json",
         str(no_weights): "no weights",
@@ -80,3 +80,22 @@ def test_paths_that_are_not_rankers(tmp_path, ranker_dir, tiny):
         with pytest.raises(RankerError) as info:
             pairrm.load(path)
         assert expected in str(info.value) and "\n" not in str(info.value), path
+
+
+def test_the_hub_name_reads_gridlabs_own_folder_and_says_how_to_fill_it(tmp_path, ranker_dir):
+    """``judge.ranker: llm-blender/PairRM``: a grid loads with it anywhere (gridlab check proves the
+    folder), a judge on a machine without it fails as a network-class error naming `gridlab fetch`,
+    and once the folder holds a ranker it loads from there."""
+    from harness.evaluation.errors import RankerUnavailable
+    from harness.experiments import judge
+    from jobs import retry
+
+    assert judge._check_ranker(pairrm.HUB_NAME) is None
+    cache = tmp_path / "gridlab"
+    assert pairrm.managed_dir(cache) == cache / "pairrm" / "llm-blender--PairRM"
+    with pytest.raises(RankerUnavailable, match="gridlab fetch") as caught:
+        pairrm.load(pairrm.HUB_NAME, cache_dir=cache)
+    assert retry.classify(caught.value).outcome == "network"
+    shutil.copytree(ranker_dir, pairrm.managed_dir(cache))
+    loaded = pairrm.load(pairrm.HUB_NAME, cache_dir=cache)
+    assert loaded.path == str(pairrm.managed_dir(cache))
