@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,3 +64,44 @@ def wait_gone(job_ids: list[str], timeout_s: float = 120) -> None:
         time.sleep(1)
     subprocess.run(["scancel", *bases.split(",")], capture_output=True)
     raise AssertionError(f"Slurm jobs {bases} still queued after {timeout_s:.0f} s (cancelled now)")
+
+
+#: Held shared by every Slurm test and alone by a test that changes the node itself (the node-down
+#: test), across the xdist workers of one run: the Slurm lanes run side by side, and a node set
+#: DOWN would fail the other lane's jobs with NODE_FAIL.
+NODE_LOCK = Path(tempfile.gettempdir()) / "gridlab-tests-slurm-node.lock"
+
+
+def _hold(mode: int):
+    import fcntl
+
+    handle = open(NODE_LOCK, "a+")  # noqa: SIM115  (held for the test's duration)
+    fcntl.flock(handle, mode)
+    return handle
+
+
+@pytest.fixture(autouse=True)
+def _node_shared(request):
+    if "whole_node" in request.fixturenames:
+        yield
+        return
+    import fcntl
+
+    handle = _hold(fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def whole_node(slurm_cluster):
+    """The node to this test alone: waits for the other lane's running test and keeps its next one
+    out until this test has put the node back."""
+    import fcntl
+
+    handle = _hold(fcntl.LOCK_EX)
+    try:
+        yield slurm_cluster
+    finally:
+        handle.close()

@@ -178,11 +178,11 @@ def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
     assert_metrics_once(queue, 1, 30)
 
 
-def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, slurm_cluster):
+def test_node_down_then_resumed_completes_with_progress_kept(queue, tmp_path, whole_node):
     enqueue(queue, 1, steps=40, delay=0.25)
     (jid,) = launch(tmp_path, queue)
     wait_for_step(queue, 1, 12)
-    node = slurm_cluster
+    node = whole_node
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=gridlab-test"], check=True)
     try:
         deadline = time.monotonic() + 30
