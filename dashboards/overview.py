@@ -72,7 +72,7 @@ def gpu_hours_section(hours: dict) -> None:
     ui.table(queries.gpu_hours_by_grid(hours), "gpu_hours", column_config={"spent": hour, "estimate left": hour},
              caption="Spent: the attempts' wall time x their GPUs. Estimate left: each pending or running cell at "
                      "the mean of the succeeded cells of its grid and shape (model, PEFT method, sequence length, "
-                     "steps, experiment); \"no estimate\" counts cells of a shape none of which has succeeded.")
+                     "steps, experiment, kind); \"no estimate\" counts cells of a shape none of which has succeeded.")
     ui.table(queries.gpu_hours_by_factor(hours), "gpu_hours_by_factor", column_config={"GPU-hours": hour})
 
 
