@@ -1,6 +1,6 @@
 """Overview page: where each grid stands, jobs by state, how far each running job's training
-has got, a heatmap of cells by two factors coloured by state, and running jobs whose lease
-has gone stale."""
+has got, the GPU-hours spent and left (per grid and per factor level), a heatmap of cells by
+two factors coloured by state, and running jobs whose lease has gone stale."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, factors, queries, ui
-from db import states
+from db import costs, states
 
 def progress_table(progress: pd.DataFrame) -> pd.DataFrame:
     """grid x state counts, with total, finished and % finished."""
@@ -61,6 +61,21 @@ def running_table(running: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def gpu_hours_section(hours: dict) -> None:
+    """GPU-hours spent and estimated left per grid, and spent per factor level of the selection:
+    the figures ``gridlab status`` prints (db.costs)."""
+    st.subheader("GPU-hours")
+    if not costs.any_spent(hours):
+        st.caption("No device seconds recorded yet: no attempt has run on a GPU (or asked for one).")
+        return
+    hour = st.column_config.NumberColumn(format="%.2f")
+    ui.table(queries.gpu_hours_by_grid(hours), "gpu_hours", column_config={"spent": hour, "estimate left": hour},
+             caption="Spent: the attempts' wall time x their GPUs. Estimate left: each pending or running cell at "
+                     "the mean of the succeeded cells of its grid and shape (model, PEFT method, sequence length, "
+                     "steps, experiment, kind); \"no estimate\" counts cells of a shape none of which has succeeded.")
+    ui.table(queries.gpu_hours_by_factor(hours), "gpu_hours_by_factor", column_config={"GPU-hours": hour})
+
+
 def render() -> None:
     st.title("Overview")
     with ui.reading() as conn:
@@ -69,6 +84,7 @@ def render() -> None:
         stale = queries.stale_leases(conn)
         running = queries.running_jobs(conn)
         now = queries.db_now(conn)
+        hours = queries.gpu_hours(conn, grid=ui.grid())
     if progress.empty:
         st.info("No jobs yet. Enqueue a grid: `gridlab enqueue GRID.yaml`.")
         return
@@ -97,6 +113,8 @@ def render() -> None:
         st.subheader("Running now")
         ui.table(running_table(running), "running", column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
+
+    gpu_hours_section(hours)
 
     st.subheader("Cells by factor")
     varying = factors.varying(jobs, names)

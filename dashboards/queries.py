@@ -1,6 +1,7 @@
 """Every read the dashboard makes, in one place: its own statements, and the views it
 shares with the CLI (:mod:`db.views`: where grids stand, running jobs, stale leases, one
-job, its attempts, events, summaries, attention probes and answers) wrapped in DataFrames.
+job, its attempts, events, summaries, attention probes and answers; :mod:`db.costs`: the
+GPU-hours spent and left) wrapped in DataFrames.
 
 Each function takes an open connection (inside a read-only transaction from
 :func:`db.session.scope` with ``write=False``), runs one statement, and returns a
@@ -27,7 +28,7 @@ from sqlalchemy import Integer, and_, bindparam, case, func, literal, or_, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from db import states, views
+from db import costs, states, views
 from db.models import (
     attempts,
     curve_buckets,
@@ -149,6 +150,33 @@ def job_attempts(conn: Connection, job_id: int) -> pd.DataFrame:
 
 def job_events(conn: Connection, job_id: int) -> pd.DataFrame:
     return _rows(views.events_of(conn, job_id), ["at", "from_state", "to_state", "attempt", "actor", "reason"])
+
+
+# --- GPU-hours ----------------------------------------------------------------------
+
+
+def gpu_hours(conn: Connection, *, grid: str | None = None) -> dict:
+    """GPU-hours of the jobs (of one grid, or all) by :func:`db.costs.gpu_hours` over
+    :func:`db.views.job_device_seconds`: what ``gridlab status [--grid GRID]`` prints."""
+    grid_id = None
+    if grid is not None:
+        grid_id = conn.execute(select(grids.c.id).where(grids.c.name == bindparam("grid")), {"grid": grid}).scalar()
+        if grid_id is None:
+            return costs.gpu_hours([])
+    return costs.gpu_hours(views.job_device_seconds(conn, grid=grid_id))
+
+
+def gpu_hours_by_grid(hours: dict) -> pd.DataFrame:
+    """:func:`db.costs.grid_rows` as a frame: grid, spent, cells left, estimate left, no estimate."""
+    return pd.DataFrame.from_records(costs.grid_rows(hours), columns=list(costs.GRID_COLUMNS), nrows=None)
+
+
+def gpu_hours_by_factor(hours: dict) -> pd.DataFrame:
+    """:func:`db.costs.factor_rows` as one long frame: factor, value, GPU-hours (factors that
+    spent anything, each's values most spent first)."""
+    records = [(factor, value, spent) for factor, values in costs.factor_rows(hours).items()
+               for value, spent in values]
+    return pd.DataFrame.from_records(records, columns=list(costs.FACTOR_COLUMNS), nrows=None)
 
 
 # --- failures -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Reads the CLI and the dashboard share: where jobs stand, one job, its attempts and
-events, final figures, its attention probes, and the answers and verdicts jobs stored.
+events, final figures, each job's device-seconds, its attention probes, and the answers
+and verdicts jobs stored.
 
 Both the queue's reports (:mod:`jobs.reports`, behind ``gridlab status``, ``show``,
 ``results``, ``compare``) and the dashboard (:mod:`dashboards.queries`, which wraps these
@@ -117,6 +118,21 @@ def stale_count(conn: Connection) -> int:
     """How many running jobs have an expired lease (see :func:`stale_leases`)."""
     stmt = select(func.count()).where(lease_held(), jobs.c.lease_expires_at < clock.now())
     return conn.execute(stmt).scalar_one()
+
+
+def job_device_seconds(conn: Connection, *, grid: int | None = None) -> list[Row]:
+    """Per job (of grid id ``grid``), by id: id, grid (its name), factors, spec, state,
+    resource_class and seconds, the device-seconds of its attempts (wall time x devices,
+    written as each ends; 0.0 for a job with none): what :mod:`db.costs` turns into GPU-hours."""
+    spent = (select(attempts.c.job_id, func.sum(attempts.c.device_seconds).label("seconds"))
+             .group_by(attempts.c.job_id).subquery())
+    stmt = (select(jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.state,
+                   jobs.c.resource_class, func.coalesce(spent.c.seconds, 0.0).label("seconds"))
+            .join(grids, grids.c.id == jobs.c.grid_id).outerjoin(spent, spent.c.job_id == jobs.c.id)
+            .order_by(jobs.c.id))
+    if grid is not None:
+        stmt = stmt.where(jobs.c.grid_id == grid)
+    return list(conn.execute(stmt))
 
 
 # --- one job -----------------------------------------------------------------------------

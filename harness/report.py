@@ -1,6 +1,7 @@
 """Tables for the terminal: queue status by state and by grid factor, dispatched workers,
-final results, and each factor's effect on a final figure (computed by db.stats, as the
-dashboard's Factor effects page computes it)."""
+final results, each factor's effect on a final figure (computed by db.stats, as the
+dashboard's Factor effects page computes it), and GPU-hours spent and left (computed by
+db.costs, as the dashboard's Overview page computes them)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from db import states, stats
+from db import costs, states, stats
 
 # Every text that comes from a grid file or the database (names, values, errors, workers)
 # is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
@@ -361,11 +362,6 @@ def running_table(running: list) -> Table:
     return table
 
 
-#: The settings that make two cells cost the same (model, PEFT method, sequence length, steps):
-#: a pending cell's GPU-hours are estimated from finished cells of its shape.
-SHAPE = ("model", "peft", "max_length", "seq_len", "steps", "experiment", "kind")
-
-
 #: Worker states in the order a worker passes through them (others sort after, by name).
 WORKER_ORDER = ["PENDING", "SUBMITTED", "RUNNING", "REQUEUED", "COMPLETING"]
 
@@ -381,58 +377,31 @@ def workers_table(counts: dict[tuple[str, str], int]) -> Table:
     return table
 
 
-def shape_of(spec: dict[str, Any]) -> tuple:
-    return tuple((k, str(spec.get(k))) for k in SHAPE if k in spec)
-
-
-def gpu_hours(rows) -> dict[str, Any]:
-    """From :func:`jobs.reports.device_seconds` rows: GPU-hours spent per grid and per factor value, and
-    an estimate of what the pending cells will cost: each pending cell at the mean of the
-    succeeded cells of its shape (:data:`SHAPE`); cells of a shape never run have none."""
-    spent_by_grid: dict[str, float] = defaultdict(float)
-    spent_by_factor: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    by_shape: dict[tuple, list[float]] = defaultdict(list)
-    for r in rows:
-        hours = (r.seconds or 0.0) / 3600
-        spent_by_grid[r.grid] += hours
-        for k, v in r.factors.items():
-            spent_by_factor[k][str(v)] += hours
-        if r.state == states.SUCCEEDED:
-            by_shape[(r.grid, shape_of(r.spec))].append(hours)
-    pending = [r for r in rows if r.state in (states.PENDING, states.RUNNING)]
-    estimate, unknown = defaultdict(float), defaultdict(int)
-    for r in pending:
-        known = by_shape.get((r.grid, shape_of(r.spec)))
-        if known:
-            estimate[r.grid] += sum(known) / len(known)
-        else:
-            unknown[r.grid] += 1
-    return {"spent": dict(spent_by_grid), "by_factor": {k: dict(v) for k, v in spent_by_factor.items()},
-            "estimate": dict(estimate), "unestimated": dict(unknown),
-            "pending": {g: sum(1 for r in pending if r.grid == g) for g in spent_by_grid}}
+#: GPU-hours are computed in db.costs (the dashboard's Overview page shows the same figures);
+#: these names stay here for the callers that know them from this module.
+SHAPE, shape_of, gpu_hours = costs.SHAPE, costs.shape_of, costs.gpu_hours
 
 
 def gpu_hours_table(hours: dict[str, Any]) -> Table:
+    """:func:`db.costs.grid_rows` as a terminal table."""
     table = Table(title="GPU-hours (attempts' wall time x their GPUs)", title_justify="left")
-    for col, justify in (("grid", "left"), ("spent", "right"), ("cells left", "right"), ("estimate left", "right"),
-                         ("no estimate", "right")):
+    for col, justify in zip(costs.GRID_COLUMNS, ("left", "right", "right", "right", "right")):
         table.add_column(col, justify=justify)
-    for grid, spent in hours["spent"].items():
-        table.add_row(grid, f"{spent:.2f}", str(hours["pending"].get(grid, 0)), f"{hours['estimate'].get(grid, 0.0):.2f}",
-                      str(hours["unestimated"].get(grid, 0)))
+    for grid, spent, left, estimate, unestimated in costs.grid_rows(hours):
+        table.add_row(escape(grid), f"{spent:.2f}", str(left), f"{estimate:.2f}", str(unestimated))
     return table
 
 
 def gpu_hours_by_factor(hours: dict[str, Any], only: list[str] | None = None) -> list[Table]:
+    """:func:`db.costs.factor_rows` as terminal tables, one per factor (of ``only``, if given;
+    a factor of more than MAX_FACTOR_ROWS values is left out)."""
     tables = []
-    for factor, values in hours["by_factor"].items():
-        if (only and factor not in only) or len(values) > MAX_FACTOR_ROWS or not any(values.values()):
-            continue
-        table = Table(title=f"GPU-hours by {factor}", title_justify="left")
-        table.add_column(factor)
+    for factor, values in costs.factor_rows(hours, only=only, max_values=MAX_FACTOR_ROWS).items():
+        table = Table(title=f"GPU-hours by {escape(factor)}", title_justify="left")
+        table.add_column(escape(factor))
         table.add_column("GPU-hours", justify="right")
-        for value, spent in sorted(values.items(), key=lambda kv: -kv[1]):
-            table.add_row(value, f"{spent:.2f}")
+        for value, spent in values:
+            table.add_row(escape(value), f"{spent:.2f}")
         tables.append(table)
     return tables
 

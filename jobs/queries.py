@@ -853,19 +853,6 @@ def factor_states(conn: Connection, *, grid: int | None = None) -> list[Row]:
     return list(conn.execute(stmt))
 
 
-def device_seconds(conn: Connection, *, grid: int | None = None) -> list[Row]:
-    """Per job: its grid, factors, spec, state and the device-seconds of its attempts."""
-    spent = (select(attempts.c.job_id, func.sum(attempts.c.device_seconds).label("seconds"))
-             .group_by(attempts.c.job_id).subquery())
-    stmt = (select(jobs.c.id, grids.c.name.label("grid"), jobs.c.factors, jobs.c.spec, jobs.c.state,
-                   jobs.c.resource_class, func.coalesce(spent.c.seconds, 0.0).label("seconds"))
-            .join(grids, grids.c.id == jobs.c.grid_id).outerjoin(spent, spent.c.job_id == jobs.c.id)
-            .order_by(jobs.c.id))
-    if grid is not None:
-        stmt = stmt.where(jobs.c.grid_id == grid)
-    return list(conn.execute(stmt))
-
-
 def pending_by_class(conn: Connection) -> dict[str, int]:
     """Pending jobs per resource class (what ``gridlab launch`` submits workers for)."""
     stmt = select(jobs.c.resource_class, func.count()).where(jobs.c.state == states.PENDING).group_by(jobs.c.resource_class)

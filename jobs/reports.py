@@ -87,9 +87,10 @@ def attempts(engine: Engine, job_id: int) -> list[Row]:
 
 
 def device_seconds(engine: Engine, grid: str | None = None) -> list[Row]:
-    """Per job: grid, factors, spec, state, resource class and its attempts' device-seconds."""
+    """Per job: grid, factors, spec, state, resource class and its attempts' device-seconds
+    (:func:`db.views.job_device_seconds`; :mod:`db.costs` turns them into GPU-hours)."""
     with scope(engine, write=False) as conn:
-        return queries.device_seconds(conn, grid=grid_id(conn, grid))
+        return views.job_device_seconds(conn, grid=grid_id(conn, grid))
 
 
 def unfinished(engine: Engine, *, resource_class: str | None = None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from db import database, provenance
+from db import costs, database, provenance
 from db.errors import GridlabError
 from db.session import scope
 from harness import inputs, report, terminal
@@ -39,7 +39,7 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     for table in report.factor_tables(reports.factor_states(queue.engine, grid), only=list(by) or None):
         console.print(table)
     hours = report.gpu_hours(reports.device_seconds(queue.engine, grid))
-    if any(hours["spent"].values()):  # machines with GPUs (or cells that asked for them) only
+    if costs.any_spent(hours):  # machines with GPUs (or cells that asked for them) only, as on the Overview page
         console.print(report.gpu_hours_table(hours))
         for table in report.gpu_hours_by_factor(hours, only=list(by) or None):
             console.print(table)

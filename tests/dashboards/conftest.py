@@ -18,6 +18,11 @@ other job has attention rows.
 Generations and judgments: the alpaca/seed-0 dyt and layernorm arms answer 5 prompts;
 the probe's succeeded job judges them: a wins 3, b wins 1, 1 tie (win rate 0.7). dyt
 answers take 2 s for 100 tokens (50 tokens/s), layernorm 4 s (25 tokens/s).
+
+Device seconds: the workers see ABLATION_DEVICES GPUs (the Slurm worker that fails a probe
+job, SLURM_DEVICES), so every ended attempt is charged its wall time (by the database's
+clock, milliseconds here) x those; the running probe job's attempt has not ended and has none.
+The probe's running and pending cells share the shape of its succeeded one (tiny_lm, 200 steps).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ FAIL_HOST = "gpu-node-3"
 ATTENTION_STEPS = (100, 200)
 ATTENTION_LAYERS, ATTENTION_HEADS = 3, 4
 ATTENTION_ARM = {"dataset": "alpaca", "norm": "dyt", "seed": 0}
+ABLATION_DEVICES, SLURM_DEVICES = 1, 2  # GPUs each attempt is charged for (whatever this machine has)
 FAIL_ERROR = "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: CUDA out of memory"
 
 
@@ -96,7 +102,7 @@ def fill(url: str) -> Filled:
 
     ablation = [{"dataset": d, "norm": n, "seed": s} for d in BASE for n in TOKENS_PER_S for s in (0, 1, 2)]
     operator.enqueue(queue.engine, "ablation", [_new_job(f, priority=10) for f in ablation])
-    worker = WorkerInfo(name="w1", host="cpu-box", pid=111)
+    worker = WorkerInfo(name="w1", host="cpu-box", pid=111, devices=ABLATION_DEVICES)
     for _ in ablation:
         claimed = queue.claim(worker)
         f = claimed.job.factors
@@ -118,7 +124,7 @@ def fill(url: str) -> Filled:
     plan = ["succeeded", "failed", "diverged", "running", "cancelled", "pending"]
     operator.enqueue(queue.engine, "probe", [_new_job(f, priority=5 - i, max_attempts=1) for i, f in enumerate(probe)])
     slurm_worker = WorkerInfo(name=f"{FAIL_HOST}:222", host=FAIL_HOST, pid=222, slurm_job_id=SLURM_JOB,
-                              slurm_array_index=7, node=FAIL_HOST)
+                              slurm_array_index=7, node=FAIL_HOST, devices=SLURM_DEVICES)
     for state in plan[:4]:
         if state == "running":  # a worker that died after 3 steps of loss: its lease is long gone
             claimed = Queue(engine, lease_s=0.001).claim(worker)

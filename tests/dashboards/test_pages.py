@@ -69,6 +69,90 @@ def test_overview_counts_progress_heatmap_and_stale_leases(filled, app):
             "Download stale_leases.csv"} <= set(_downloads(at))
 
 
+def _status_hours(url: str, grid: str | None = None) -> dict:
+    """What `gridlab status [--grid GRID]` computes: db.costs over jobs.reports.device_seconds."""
+    from db import costs
+    from db import engine as db_engine
+    from harness import report
+    from jobs import reports
+
+    engine = db_engine.create(url)
+    try:
+        hours = report.gpu_hours(reports.device_seconds(engine, grid))
+    finally:
+        engine.dispose()
+    assert report.gpu_hours is costs.gpu_hours  # one implementation
+    return hours
+
+
+def test_overview_gpu_hours_are_what_gridlab_status_computes(filled, app):
+    from db import costs
+    from tests.dashboards.conftest import ABLATION_DEVICES
+
+    at = app(filled.url)
+    assert any(h.value == "GPU-hours" for h in at.subheader)
+    hours = _status_hours(filled.url)
+    by_grid = _frame_with(at, "grid", "spent", "cells left", "estimate left", "no estimate")
+    assert [tuple(r) for r in by_grid.itertuples(index=False)] == costs.grid_rows(hours)
+    assert list(by_grid["grid"]) == ["ablation", "probe"]
+    spent = by_grid.set_index("grid")
+    assert spent.loc["ablation", "spent"] > 0 and ABLATION_DEVICES == 1
+    # the probe's running and pending cells, at what its succeeded cell (same shape) cost
+    assert spent.loc["probe", "cells left"] == 2 and spent.loc["probe", "no estimate"] == 0
+    probe_rows = {r.id: r for r in _device_rows(filled.url)}
+    succeeded = probe_rows[filled.by_state["succeeded"]].seconds / 3600
+    assert spent.loc["probe", "estimate left"] == pytest.approx(2 * succeeded)
+    assert spent.loc["ablation", "cells left"] == 0 and spent.loc["ablation", "estimate left"] == 0.0
+    by_factor = _frame_with(at, "factor", "value", "GPU-hours")
+    expected = [(f, v, h) for f, values in costs.factor_rows(hours).items() for v, h in values]
+    assert [tuple(r) for r in by_factor.itertuples(index=False)] == expected
+
+    # one grid picked: its rows only, and its factor levels
+    _select(at, "Grid").set_value("ablation").run()
+    hours = _status_hours(filled.url, "ablation")
+    by_grid = _frame_with(at, "grid", "spent", "cells left", "estimate left", "no estimate")
+    assert [tuple(r) for r in by_grid.itertuples(index=False)] == costs.grid_rows(hours)
+    by_factor = _frame_with(at, "factor", "value", "GPU-hours")
+    assert set(by_factor["factor"]) == {"dataset", "norm", "seed"}
+    expected = [(f, v, h) for f, values in costs.factor_rows(hours).items() for v, h in values]
+    assert [tuple(r) for r in by_factor.itertuples(index=False)] == expected
+    dyt = by_factor[(by_factor["factor"] == "norm") & (by_factor["value"] == "dyt")]["GPU-hours"].iloc[0]
+    assert dyt == pytest.approx(sum(r.seconds for r in _device_rows(filled.url)
+                                    if r.grid == "ablation" and r.factors["norm"] == "dyt") / 3600)
+    assert {"Download gpu_hours.csv", "Download gpu_hours_by_factor.csv"} <= set(_downloads(at))
+
+
+def _device_rows(url: str):
+    from db import engine as db_engine
+    from db import views
+    from db.session import scope
+
+    engine = db_engine.create(url)
+    try:
+        with scope(engine, write=False) as conn:
+            return views.job_device_seconds(conn)
+    finally:
+        engine.dispose()
+
+
+def test_overview_without_device_seconds_says_so_in_one_caption(app, tmp_path):
+    from db import engine as db_engine
+    from db import schema
+    from jobs import operator
+    from tests.dashboards.conftest import _new_job
+
+    url = f"sqlite:///{tmp_path / 'cpu.db'}"
+    engine = db_engine.create(url)
+    schema.upgrade(engine)
+    operator.enqueue(engine, "cpu", [_new_job({"seed": s}) for s in (0, 1)])
+    engine.dispose()
+    at = app(url)
+    assert any(h.value == "GPU-hours" for h in at.subheader)
+    said = [c.value for c in at.caption if "device seconds" in c.value]
+    assert len(said) == 1 and said[0].startswith("No device seconds recorded")
+    assert not any("estimate left" in df.columns for df in _frames(at))
+
+
 def test_curves_overlay_coloured_by_a_factor_and_filtered(filled, app):
     at = app(filled.url, "curves.py")
     assert not at.exception
