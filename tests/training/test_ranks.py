@@ -50,6 +50,11 @@ def _enqueue(queue, name: str, ranks_: list[int], steps: int = STEPS) -> None:
     operator.enqueue(queue.engine, name, new_jobs(parse(GRID.format(name=name, steps=steps, ranks=ranks_))))
 
 
+#: The lease these tests run under: 3 heartbeats was too short on a loaded machine (the suite runs in
+#: parallel; one run lost a lease three times), and no test here is about a lease expiring on time.
+LEASE_S = 15.0
+
+
 def _worker(queue, runs: Path, **kw):
     from harness import experiments
     from jobs.worker import Worker
@@ -93,7 +98,7 @@ def db_queue(db_url, tiny_cache):
     torch.set_num_threads(1)
     engine = db_engine.create(db_url)
     schema.upgrade(engine)
-    yield Queue(engine, lease_s=6.0)
+    yield Queue(engine, lease_s=LEASE_S)
     engine.dispose()
 
 
@@ -165,7 +170,7 @@ def _wait_for(check, timeout_s: float, what: str):
 
 def test_a_rank_killed_mid_training_fails_the_attempt_and_both_ranks_resume_from_the_checkpoint(sqlite_queue, tmp_path):
     queue, _ = sqlite_queue
-    queue.lease_s = 6.0
+    queue.lease_s = LEASE_S
     runs = tmp_path / "runs"
     steps = 16
     _enqueue(queue, "straight", [2], steps=steps)
@@ -212,7 +217,7 @@ def test_a_rank_killed_mid_training_fails_the_attempt_and_both_ranks_resume_from
 
 def test_a_worker_asked_to_stop_has_its_ranks_checkpoint_the_same_step_and_hand_the_job_back(sqlite_queue, tmp_path):
     queue, _ = sqlite_queue
-    queue.lease_s = 6.0
+    queue.lease_s = LEASE_S
     runs = tmp_path / "runs"
     steps = 16
     _enqueue(queue, "stopped", [2], steps=steps)
