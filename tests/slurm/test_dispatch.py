@@ -288,16 +288,17 @@ def test_one_array_per_resource_class_each_claiming_its_own_jobs(queue, tmp_path
         cls = small if job.spec_hash in {j.spec_hash for j in jobs if j.spec["i"] % 2} else large
         assert workers[attempt.slurm_job_id] == cls, f"job {job.id} ({cls}) ran on a worker for another class"
     for array, cls in arrays.items():
-        # slurmdbd may still hold the array's pending record (ReqCPUS 0, no start) just after the
-        # jobs are gone: poll until the tasks that ran are recorded; a task that never started
-        # (the class's other worker drained its jobs) keeps ReqCPUS 0 and is left out.
+        # Just after the jobs are gone slurmdbd may still hold the array as one record (ReqCPUS 0,
+        # ReqMem "16?"): poll until the tasks that ran are recorded with their request; a task
+        # that never started (the class's other worker drained its jobs) is left out.
         deadline = time.monotonic() + 30
         while True:
             rows = [line.split("|") for line in subprocess.run(
                 ["sacct", "-j", array, "-X", "-n", "-P", "-o", "ReqCPUS,ReqMem,Start"], capture_output=True,
                 text=True).stdout.split()]
             ran = [r for r in rows if len(r) == 3 and r[2] not in ("Unknown", "None", "")]
-            if ran or time.monotonic() > deadline:
+            # ... and a started task's record may lack its request for a moment (ReqCPUS 0, ReqMem "16?")
+            if (ran and all(r[0] != "0" for r in ran)) or time.monotonic() > deadline:
                 break
             time.sleep(1)
         assert ran and all(r[0] == cls.split(",")[0].split("=")[1] for r in ran), (cls, rows)
