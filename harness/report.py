@@ -25,14 +25,13 @@ from db import costs, states, stats
 # is escaped before it goes into a table: Rich reads "[/bold]" in a cell as markup.
 
 #: Each state's style in the terminal (db.states, as the dashboard's colours are).
-STATE_STYLE = states.TERMINAL_STYLE
 
 
 def counts_table(counts_by_grid: dict[str, dict[str, int]]) -> Table:
     table = Table(title="Jobs by state", title_justify="left")
     table.add_column("grid")
     for s in states.ALL:
-        table.add_column(s, justify="right", style=STATE_STYLE[s])
+        table.add_column(s, justify="right", style=states.TERMINAL_STYLE[s])
     table.add_column("total", justify="right", style="bold")
     for grid, counts in counts_by_grid.items():
         table.add_row(escape(grid), *(str(counts.get(s, 0)) for s in states.ALL), str(sum(counts.values())))
@@ -62,7 +61,7 @@ def factor_tables(rows: list[tuple[dict[str, Any], str]], only: list[str] | None
         table = Table(title=f"By {escape(name)}", title_justify="left")
         table.add_column(escape(name))
         for s in states.ALL:
-            table.add_column(s, justify="right", style=STATE_STYLE[s])
+            table.add_column(s, justify="right", style=states.TERMINAL_STYLE[s])
         for value, counter in values.items():
             table.add_row(escape(value), *(str(counter.get(s, 0) or "") for s in states.ALL))
         tables.append(table)
@@ -377,9 +376,8 @@ def workers_table(counts: dict[tuple[str, str], int]) -> Table:
     return table
 
 
-#: GPU-hours are computed in db.costs (the dashboard's Overview page shows the same figures);
-#: these names stay here for the callers that know them from this module.
-SHAPE, shape_of, gpu_hours = costs.SHAPE, costs.shape_of, costs.gpu_hours
+# GPU-hours are computed in db.costs (the dashboard's Overview page shows the same figures);
+# the tables below only draw them.
 
 
 def gpu_hours_table(hours: dict[str, Any]) -> Table:

@@ -38,7 +38,7 @@ def status(grid: str | None, by: tuple[str, ...], db_url: str | None) -> None:
     console.print(report.counts_table({g: reports.counts(queue.engine, g) for g in grids}))
     for table in report.factor_tables(reports.factor_states(queue.engine, grid), only=list(by) or None):
         console.print(table)
-    hours = report.gpu_hours(reports.device_seconds(queue.engine, grid))
+    hours = costs.gpu_hours(reports.device_seconds(queue.engine, grid))
     if costs.any_spent(hours):  # machines with GPUs (or cells that asked for them) only, as on the Overview page
         console.print(report.gpu_hours_table(hours))
         for table in report.gpu_hours_by_factor(hours, only=list(by) or None):

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from db.errors import GridlabError
+from db.states import TERMINAL_STYLE
 from harness import inputs, report, terminal
 from harness.cli import options
 from jobs import pool, reports, states
@@ -100,4 +101,4 @@ def _update_job_bars(progress: Progress, bars: dict[int, int], running: list) ->
 
 
 def _counts_line(counts: dict[str, int]) -> str:
-    return "  ".join(f"[{report.STATE_STYLE[s]}]{s} {counts[s]}[/]" for s in states.ALL if counts.get(s))
+    return "  ".join(f"[{TERMINAL_STYLE[s]}]{s} {counts[s]}[/]" for s in states.ALL if counts.get(s))

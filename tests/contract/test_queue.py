@@ -461,7 +461,7 @@ def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
     database's clock); a pending cell of the same shape is estimated at what finished ones cost."""
     from dataclasses import replace
 
-    from harness import report
+    from db import costs
 
     two, none = make_jobs(3, steps=10), make_jobs(1, steps=99)
     operator.enqueue(queue.engine, "g", [replace(j, resource_class="gpus=2") for j in two] + [replace(none[0], resource_class="cpus=1")])
@@ -470,7 +470,7 @@ def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
     queue.complete(c.lease)
     (attempt,) = reports.attempts(queue.engine, c.job.id)
     assert attempt.devices == 2 and 0.55 <= attempt.device_seconds <= 0.6 + 2 * 5.0
-    hours = report.gpu_hours(reports.device_seconds(queue.engine, "g"))
+    hours = costs.gpu_hours(reports.device_seconds(queue.engine, "g"))
     assert hours["spent"]["g"] == pytest.approx(attempt.device_seconds / 3600)
     # two more cells of that shape (steps=10; i differs, but i is not part of the shape) and one never seen
     assert hours["pending"]["g"] == 3 and hours["unestimated"]["g"] == 1

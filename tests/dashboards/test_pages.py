@@ -73,15 +73,13 @@ def _status_hours(url: str, grid: str | None = None) -> dict:
     """What `gridlab status [--grid GRID]` computes: db.costs over jobs.reports.device_seconds."""
     from db import costs
     from db import engine as db_engine
-    from harness import report
     from jobs import reports
 
     engine = db_engine.create(url)
     try:
-        hours = report.gpu_hours(reports.device_seconds(engine, grid))
+        hours = costs.gpu_hours(reports.device_seconds(engine, grid))
     finally:
         engine.dispose()
-    assert report.gpu_hours is costs.gpu_hours  # one implementation
     return hours
 
 

@@ -73,4 +73,3 @@ def test_the_terminal_tables_print_the_figures_db_costs_computes():
     grid_line = next(line for line in text.splitlines() if line.strip().startswith("│ g "))
     assert [c.strip() for c in grid_line.split("│")[1:6]] == ["g", "4.50", "3", "4.00", "1"]
     assert "GPU-hours by lr" in text and "3.00" in text
-    assert report.gpu_hours is costs.gpu_hours and report.shape_of is costs.shape_of
