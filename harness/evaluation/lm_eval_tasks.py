@@ -84,7 +84,12 @@ def _quiet():
     progress display: its progress bars (passed ``disable=False`` explicitly, so
     ``TQDM_DISABLE`` does not reach them) and its ``git describe``, which stamps lm-eval's own
     results file with the caller's commit and, outside a checkout, prints git's "fatal: not a
-    git repository". gridlab stores figures, not that file. Warnings and errors still show."""
+    git repository". gridlab stores figures, not that file. Warnings and errors still show.
+
+    Its ``add_env_info`` is skipped too: it runs torch's ``collect_env``, which starts ``pip list``
+    and a dozen other programs on every call (0.35 s a call here, more than a tiny cell's whole
+    evaluation) for a text that lands in the same unused results file; the worker records the
+    environment once, as provenance (jobs/provenance.py)."""
     import tqdm as tqdm_module
     from lm_eval import evaluator
     from lm_eval.api import task
@@ -93,7 +98,8 @@ def _quiet():
     def silent(*args, **kwargs):
         return tqdm_module.tqdm(*args, **{**kwargs, "disable": True})
 
-    patched = [(evaluator, "get_git_commit_hash", lambda: None), (huggingface, "tqdm", silent), (task, "tqdm", silent)]
+    patched = [(evaluator, "get_git_commit_hash", lambda: None), (evaluator, "add_env_info", lambda results: None),
+               (huggingface, "tqdm", silent), (task, "tqdm", silent)]
     originals = [(module, name, getattr(module, name)) for module, name, _ in patched]
     for module, name, value in patched:
         setattr(module, name, value)

@@ -51,3 +51,24 @@ def test_evaluation_prints_nothing_on_the_workers_terminal(tiny, tmp_path, monke
     assert figures
     assert "fatal" not in err and "git" not in err, err
     assert "Running loglikelihood" not in err + out and "it/s" not in err + out, err
+
+
+def test_evaluation_starts_no_program(tiny, monkeypatch):
+    """lm-eval's environment report (torch's collect_env: ``pip list``, ``gcc --version``,
+    ``lscpu`` and more, 0.35 s a call) and its ``git describe`` are skipped: the worker records
+    the environment once, as provenance. The task itself starts nothing."""
+    import subprocess
+
+    started = []
+    real_popen = subprocess.Popen
+
+    class Recording(real_popen):
+        def __init__(self, args, *a, **kw):
+            started.append(args)
+            super().__init__(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    model, tokenizer = tiny()
+    held_out = [formats.alpaca(r) for r in synthetic.records(6, seed=5)]
+    assert lm_eval_tasks.run(model, tokenizer, [lm_eval_tasks.HELDOUT], heldout=held_out, batch_size=4)
+    assert started == []
