@@ -17,6 +17,10 @@ pytestmark = [pytest.mark.e2e, *THIRD_PARTY_WARNINGS]
 
 FIXED = ("steps: 2, batch_size: 4, max_length: 48, synthetic_records: 24, validation_share: 0.2, "
          "eval_every: 2, checkpoint_every: 2, lr: 1.0e-3")
+#: Every part of the evaluation runs on every combination, each on a sliver: one prompt, four
+#: tokens, two reference examples (the defaults, every demo prompt at 64 tokens, made generation
+#: two thirds of this test's time; what the answers say is tests/evaluation's business).
+SMALL_EVAL = "eval_prompt_limit: 1, eval_max_new_tokens: 4, eval_references: 2"
 MODELS = ("tiny-gpt2", "tiny-pythia", "tiny-t5")
 NORMS = ("layernorm", "dyt", "rmsnorm", "none")
 METHODS = (("lora", "frozen"), ("lora", "selective"), ("lora", "full"),
@@ -34,7 +38,7 @@ def test_every_norm_method_and_strategy_trains(run_grid):
     cells[8]["dyt_calibrate"] = True  # a calibrated DyT too
     assert cells[8]["norm"] == "dyt"
     include = "\n".join(f"  - {json.dumps(c)}" for c in cells)
-    queue = run_grid(f"name: combos\nexperiment: sft\nfixed: {{{FIXED}}}\ninclude:\n{include}\n")
+    queue = run_grid(f"name: combos\nexperiment: sft\nfixed: {{{FIXED}, {SMALL_EVAL}}}\ninclude:\n{include}\n")
     jobs = reports.jobs(queue.engine)
     assert len(jobs) == len(cells) == 28
     failed = {j.id: [a.error for a in reports.attempts(queue.engine, j.id)] for j in jobs if j.state != states.SUCCEEDED}
@@ -47,6 +51,7 @@ def test_every_norm_method_and_strategy_trains(run_grid):
         summary = summaries_of(queue, job.id)
         assert 0 < summary["trainable_params"] <= summary["total_params"], job.factors
         assert summary["steps"] == 2 and "val_loss" in summary
+        assert "heldout.word_perplexity" in summary and any(k.startswith("ref.") for k in summary), sorted(summary)
         if job.factors.get("dyt_calibrate"):
             assert any(k.startswith("dyt_alpha/") for k in summary) and any(k.startswith("dyt_fit_mse/") for k in summary)
 
