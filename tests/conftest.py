@@ -158,26 +158,16 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-#: Whether this test process's long-lived heap has been frozen (:func:`pytest_runtest_teardown`).
-_heap_frozen = False
-
-
 @pytest.hookimpl(trylast=True)  # after the test's fixtures are torn down
 def pytest_runtest_teardown(item, nextitem):
-    """Once the training libraries are imported, freeze what is alive (pytest, torch,
-    transformers, peft, lm-eval: some 600,000 objects) out of the cyclic collector's sight, once
-    per test process. transformers' Trainer runs a full collection at every ``train()``; in a
-    process this size each took 0.4 s, more than a tiny cell's training, and the suite trains
-    hundreds of cells in process. Garbage is collected first, and objects made later are
-    collected as before (a frozen object that later dies in a cycle is leaked: the test process
-    is short-lived)."""
-    global _heap_frozen
-    if not _heap_frozen and "transformers" in sys.modules:
-        import gc
+    """A test process that has imported the training libraries freezes its long-lived heap once,
+    as a worker does after its first job (``jobs.worker.freeze_long_lived``): tests train
+    hundreds of cells in process, outside a worker too, and each full collection transformers'
+    Trainer runs walked pytest's and the libraries' objects (0.4 s a cell)."""
+    if "transformers" in sys.modules:
+        from jobs.worker import freeze_long_lived
 
-        gc.collect()
-        gc.freeze()
-        _heap_frozen = True
+        freeze_long_lived()
 
 
 #: Test modules whose tests share state in order (they must run in one process, in file order).

@@ -475,3 +475,21 @@ def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
     # two more cells of that shape (steps=10; i differs, but i is not part of the shape) and one never seen
     assert hours["pending"]["g"] == 3 and hours["unestimated"]["g"] == 1
     assert hours["estimate"]["g"] == pytest.approx(2 * attempt.device_seconds / 3600)
+
+
+def test_a_worker_freezes_what_its_first_job_left_alive_once(queue, tmp_path, monkeypatch):
+    """After its first job a worker freezes the surviving heap (the libraries that job
+    imported), once per process, so later jobs' full collections skip it."""
+    import gc
+
+    from jobs import worker as worker_module
+    from jobs.worker import Worker
+    from tests.support import runners
+
+    frozen_after: list[int] = []
+    worker = Worker(queue, runners.noop, runs_dir=tmp_path, heartbeat_s=5, poll_s=0.01)
+    monkeypatch.setattr(worker_module, "_frozen", False)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen_after.append(worker.stats.claimed))
+    operator.enqueue(queue.engine, "g", make_jobs(3))
+    assert worker.run().claimed == 3
+    assert frozen_after == [1]
