@@ -211,9 +211,14 @@ class Worker:
             self._current = ctx
             lost_before = self.stats.lost
             with runs.captured_output(output, redirect=self.capture_output):
-                log.info("job %d attempt %d (%s) on %s: %s", job.id, lease.attempt, lease.owner, self.info.host,
-                         f"resuming from step {resume[1]} ({resume[0]})" if resume else "starting fresh")
-                self._execute(ctx, writer)
+                try:
+                    log.info("job %d attempt %d (%s) on %s: %s", job.id, lease.attempt, lease.owner, self.info.host,
+                             f"resuming from step {resume[1]} ({resume[0]})" if resume else "starting fresh")
+                    self._execute(ctx, writer)
+                finally:
+                    # Stopped while the attempt's output is still open: a heartbeat that logs (a
+                    # lost lease) as the log file closes would reopen it, and leak it.
+                    beat.stop()
             # "end" only when the outcome was recorded under the lease; a lost lease wrote nothing.
             marker.note("end" if self.stats.lost == lost_before else "lost")
         finally:

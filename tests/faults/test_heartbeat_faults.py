@@ -88,3 +88,37 @@ def test_heartbeat_errors_of_any_kind_are_retried_within_the_lease(engine, tmp_p
     assert sum("heartbeat for job 1 failed" in r.message for r in caplog.records) == 3
     assert [a.outcome for a in reports.attempts(queue.engine, 1)] == [states.OUTCOME_SUCCEEDED]
     invariants.check(engine)
+
+
+def test_a_heartbeat_logging_as_the_attempt_ends_leaves_no_log_file_open(engine, tmp_path, monkeypatch):
+    """A heartbeat that logs (here: every beat fails, every 5 ms) as an attempt's log file closes
+    must not reopen it (logging.FileHandler reopens a closed file on the next record): the
+    heartbeat stops before the attempt's output closes."""
+    import gc
+    import warnings
+
+    queue = Queue(engine, lease_s=60.0)
+    operator.enqueue(queue.engine, "chatty-beat", make_jobs(40))
+
+    def heartbeat(lease):
+        raise OSError(28, "database or disk is full")
+
+    monkeypatch.setattr(queue, "heartbeat", heartbeat)
+    # Each heartbeat record is held 20 ms between the logger handing it to the attempt's file
+    # handler and the handler taking its lock: the window in which the attempt ends and the
+    # file closes under a heartbeat already logging (a loaded machine opens it by descheduling).
+    real_filter = logging.FileHandler.filter
+
+    def late(handler, record):
+        if record.threadName.startswith("heartbeat-"):
+            time.sleep(0.02)
+        return real_filter(handler, record)
+
+    monkeypatch.setattr(logging.FileHandler, "filter", late)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        Worker(queue, runners.noop, runs_dir=tmp_path / "runs", heartbeat_s=0.005, poll_s=0.01).run()
+        gc.collect()
+    assert reports.counts(queue.engine)[states.SUCCEEDED] == 40
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning) and "output.log" in str(w.message)]
+    assert leaked == []
