@@ -147,17 +147,19 @@ def test_scontrol_requeue_resumes_from_checkpoint(queue, tmp_path):
 
 
 def test_time_limit_signal_checkpoints_and_resumes(queue, tmp_path):
-    # --time 1 with a 50 s signal delay: USR2 comes 10-40 s into a start (Slurm checks
-    # signal times about every 30 s), so 40 s of work meets at least one.
-    enqueue(queue, 1, steps=80, delay=0.5)
-    (jid,) = launch(tmp_path, queue, "--time", "1", "--signal-delay", "50")
-    wait_gone([jid], timeout_s=150)
+    # --time 2 with a 50 s signal delay: USR2 is due 70 s into a start, and Slurm may send it
+    # up to 60 s early (sbatch(1), --signal), so it comes 10-70 s in, after the worker is up
+    # (with --time 1 it once came in the first second, before anything could catch it, and
+    # killed the job), and 75 s of work meets at least one.
+    enqueue(queue, 1, steps=150, delay=0.5)
+    (jid,) = launch(tmp_path, queue, "--time", "2", "--signal-delay", "50")
+    wait_gone([jid], timeout_s=300)
     seen = outcomes(queue, 1)
     assert seen[-1] == states.OUTCOME_SUCCEEDED and states.OUTCOME_TIMEOUT in seen, seen
     assert set(seen[:-1]) == {states.OUTCOME_TIMEOUT}
     begun = starts(tmp_path, 1, queue)
     assert begun[0] == 0 and all(later > 0 for later in begun[1:]) and begun == sorted(begun)
-    assert_metrics_once(queue, 1, 80)
+    assert_metrics_once(queue, 1, 150)
 
 
 def test_scancel_is_recorded_cancelled_and_the_job_reclaimed(queue, tmp_path):
