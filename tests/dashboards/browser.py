@@ -95,9 +95,17 @@ def require_chromium() -> str:
     from tests.conftest import IN_CI
 
     if chromium_path() is None and shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, timeout=1200)
+        import fcntl
+
+        # One install at a time: the suite's workers reach their browser tests together, and a
+        # second apt-get meets dpkg's lock and fails (a first run on a new machine skipped so).
+        with open(Path(tempfile.gettempdir()) / "gridlab-tests-chromium-install.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if chromium_path() is None:
+                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+                subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True,
+                               timeout=1200)
     path = chromium_path()
     if path is None:
         reason = f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it"
