@@ -16,8 +16,9 @@ import pytest
 
 from jobs import operator, reports, states
 from tests.support.results import metrics_of
+from tests.training.conftest import THIRD_PARTY_WARNINGS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, *THIRD_PARTY_WARNINGS]  # the uninterrupted run trains in this process
 
 STEPS = 16
 GRID = f"""
