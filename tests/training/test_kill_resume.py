@@ -53,25 +53,17 @@ def _recorded_step(queue) -> int:
     return reports.jobs(queue.engine, grid="killed")[0] and (reports.job(queue.engine, 2).checkpoint_step or 0)
 
 
-def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, tmp_path, rng_seed):
+def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, run_grid, tmp_path, rng_seed):
     from harness.enqueue import new_jobs
     from harness.grid import parse
 
     queue, url = sqlite_queue
-    runs = tmp_path / "runs"
-    for name in ("straight", "killed"):
-        operator.enqueue(queue.engine, name, new_jobs(parse(GRID.format(name=name))))
-
+    runs = tmp_path / "runs"  # run_grid's too
     # Job 1, uninterrupted, in this process (one worker process fewer to start: each imports the
     # training stack); the killed job's curve must match it bit for bit all the same.
-    import torch
-
-    from harness import experiments
-    from jobs.worker import Worker
-
-    torch.set_num_threads(1)
-    Worker(queue, experiments.run, runs_dir=runs, heartbeat_s=HEARTBEAT_S).run(max_jobs=1)
+    run_grid(GRID.format(name="straight"))
     assert reports.jobs(queue.engine, grid="straight")[0].state == states.SUCCEEDED
+    operator.enqueue(queue.engine, "killed", new_jobs(parse(GRID.format(name="killed"))))
 
     # Seeded (GRIDLAB_TEST_SEED), and the seed in every failure, so a failing kill can be replayed.
     rng = random.Random(rng_seed)
