@@ -9,14 +9,17 @@ pretrained here, :mod:`harness.models.pretrained`), and any local directory writ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
-
-import torch
-import transformers
+from typing import TYPE_CHECKING, NamedTuple
 
 from db.errors import GridlabError
 from jobs import states
 from harness.models import families, pretrained, tiny
+
+if TYPE_CHECKING:
+    import transformers
+
+# torch and transformers are imported by `load` and for a local directory's config: a grid's
+# model names are checked (on every `gridlab enqueue`) with the tables below alone.
 
 HUB = {
     "distilgpt2": families.GPT2,
@@ -84,6 +87,9 @@ def load(
     hub names go through
     `from_pretrained`, which uses the Hugging Face cache and needs the hub the first time.
     """
+    import torch
+    import transformers
+
     name = str(name_or_path)
     family = family_of(name)
     if name in tiny.TINY:
@@ -119,6 +125,8 @@ def load(
 def _family_of_dir(path: Path) -> families.Family:
     if not (path / "config.json").is_file():
         raise UnknownModel(f"{path} is a directory but holds no config.json; point at a save_pretrained directory")
+    import transformers
+
     try:
         return families.of_config(transformers.AutoConfig.from_pretrained(path))
     except ValueError as error:

@@ -14,13 +14,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
-import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from typing import TYPE_CHECKING
 
 from harness.data import formats, synthetic, template
 from harness.models import families
+
+if TYPE_CHECKING:
+    import transformers
+    from tokenizers import Tokenizer
+
+# torch, transformers and tokenizers are imported where a model or tokenizer is built: the
+# registry imports this module to know the tiny names, and so does every command that checks a
+# grid's model names or finds the caches (`gridlab enqueue`, `check`, `launch`), which would
+# otherwise pay about 3 s of imports for a dictionary and a path.
 
 # Bump when the recipe below changes, so stale caches are not reused.
 VERSION = 1
@@ -74,6 +80,9 @@ def corpus() -> list[str]:
 
 
 def build_tokenizer() -> transformers.PreTrainedTokenizerFast:
+    import transformers
+    from tokenizers import Tokenizer
+
     # A copy, so that callers may change padding or truncation without touching the cached one.
     tokenizer = Tokenizer.from_str(_trained_tokenizer().to_str())
     return transformers.PreTrainedTokenizerFast(
@@ -83,6 +92,8 @@ def build_tokenizer() -> transformers.PreTrainedTokenizerFast:
 
 @functools.cache
 def _trained_tokenizer() -> Tokenizer:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -97,6 +108,9 @@ def _trained_tokenizer() -> Tokenizer:
 
 
 def build_model(family: families.Family, tokenizer) -> transformers.PreTrainedModel:
+    import torch
+    import transformers
+
     special = {
         "vocab_size": len(tokenizer),
         "pad_token_id": tokenizer.pad_token_id,

@@ -249,3 +249,23 @@ def test_results_of_the_demo_fit_100_columns_and_parse_back_as_csv_tsv_json(db_u
     assert records[0] == {"job": first, "state": "succeeded", "model": "tiny-gpt2", "norm": "layernorm",
                           "dyt_calibrate": False, "activation": "keep", "peft": "lora", "strategy": "frozen",
                           "lr": 0.003, "val_loss": cells[first]["val_loss"]}
+
+
+def test_commands_that_read_grids_and_the_database_import_no_training_stack(tmp_path):
+    """``gridlab enqueue``, ``check`` and ``status`` (and ``launch``, whose readiness check is
+    ``check``'s) know model names and cache paths without torch or transformers: importing
+    them once cost each of these commands about 3 s."""
+    code = (
+        "import sys\nfrom harness.cli import main\n"
+        f"for argv in (['enqueue', {str(cli.REPO / 'grids' / 'demo.yaml')!r}], ['check', {str(cli.REPO / 'grids' / 'demo.yaml')!r}],"
+        " ['status']):\n"
+        "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code in (0, None), (argv, e.code)\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules))\n"
+    )
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=cli.environment(db=f"sqlite:///{tmp_path / 'gridlab.db'}"))
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout, r.stdout[-500:]
