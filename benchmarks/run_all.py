@@ -9,6 +9,7 @@ BENCHMARKS = [
     "benchmarks.queue_lifecycle",
     "benchmarks.enqueue_grid",
     "benchmarks.metrics_ingest",
+    "benchmarks.cli_startup",
 ]
 
 
