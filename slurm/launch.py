@@ -32,7 +32,7 @@ from jobs import reports, resources
 from jobs import workers as worker_jobs
 from jobs.queue import Queue
 from slurm import secrets, snapshot as snapshot_mod
-from slurm.settings import SlurmSettings
+from slurm.settings import SlurmSettings, SlurmSettingsError
 from jobs.worker import WorkerOptions
 from slurm.worker import SlurmWorker
 
@@ -53,8 +53,12 @@ class Launched:
 
 def class_settings(settings: SlurmSettings, resource_class: str) -> SlurmSettings:
     """The Slurm settings of a worker for ``resource_class``: what the class asks for (GPUs as
-    gres, CPUs, memory, time, partition, constraint) over the launch's own settings."""
-    return settings.merged(resources.from_name(resource_class).sbatch())
+    gres, CPUs, memory, time, partition, constraint) over the launch's own settings. Raises
+    SlurmSettingsError where the class's time leaves the checkpoint signal no room."""
+    merged = settings.merged(resources.from_name(resource_class).sbatch())
+    if (problem := merged.timing_problem()) is not None:
+        raise SlurmSettingsError([problem], f"resource class {resource_class}")
+    return merged
 
 
 def for_class(options: WorkerOptions, resource_class: str) -> WorkerOptions:
@@ -223,6 +227,8 @@ class Dispatcher:
         """Up to ``workers`` workers for each resource class with pending jobs (no more than they
         keep busy: one per job, one per K jobs where the class's workers run K cells at once)."""
         pending = reports.pending_by_class(self.queue.engine)
+        for cls in pending:  # every class's settings are checked before the first is submitted
+            class_settings(self.settings, cls)
         return [self.submit(min(workers, resources.workers_for(count, cls)), cls) for cls, count in sorted(pending.items())]
 
 

@@ -152,6 +152,11 @@ def _default(name: str) -> Any:
     return PARAMS[name].default
 
 
+#: Slurm checks signal times on a timer and may send ``--signal`` up to this long before it is
+#: due (sbatch(1)); slurm/cluster/NOTES.md has it measured.
+SIGNAL_EARLY_S = 60
+
+
 @dataclass(frozen=True)
 class SlurmSettings:
     partition: str | None = _default("partition")
@@ -201,6 +206,20 @@ class SlurmSettings:
             params["additional_parameters"] = dict(self.extra)
         return params
 
+    def timing_problem(self) -> str | None:
+        """Why the time limit leaves the checkpoint signal no room, or None. USR2 is due
+        ``signal_delay_s`` before the limit and may come :data:`SIGNAL_EARLY_S` sooner still:
+        at the worker's start, before it can catch it, it kills the worker (seen here with
+        ``--time 1``)."""
+        if self.signal_delay_s + SIGNAL_EARLY_S < self.time * 60:
+            return None
+        fixes = [f"a time of at least {(self.signal_delay_s + SIGNAL_EARLY_S) // 60 + 1} min"]
+        if self.time * 60 > SIGNAL_EARLY_S:
+            fixes.append(f"a signal_delay_s under {self.time * 60 - SIGNAL_EARLY_S}")
+        return (f"signal_delay_s {self.signal_delay_s} with time {self.time} min: Slurm may send USR2 up to "
+                f"{SIGNAL_EARLY_S} s before it is due, that is as the worker starts, and kill it before it can "
+                f"checkpoint; give {' or '.join(fixes)}")
+
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, (), {}, [])}
 
@@ -235,4 +254,7 @@ def from_grid(raw: Any, cli: dict[str, Any] | None = None, *, where: str = "slur
     problems += [f"flag {p}" for p in cli_problems]
     if problems:
         raise SlurmSettingsError(problems, where)
-    return SlurmSettings().merged(base).merged(over)
+    settings = SlurmSettings().merged(base).merged(over)
+    if (problem := settings.timing_problem()) is not None:
+        raise SlurmSettingsError([problem], where)
+    return settings

@@ -95,3 +95,27 @@ def test_settings_are_params_like_an_experiments():
     assert all(getattr(defaults, k) == p.default for k, p in settings.PARAMS.items())
     assert settings.validate({"cpus": 2.0, "mem": "16gb", "setup": "module load x"}) == (
         {"cpus": 2, "mem": "16G", "setup": ("module load x",)}, [])
+
+
+@pytest.mark.parametrize("block, fix", [
+    ({"time": 1}, "give a time of at least 3 min"),  # the default signal_delay_s, 90
+    ({"time": 2}, "give a time of at least 3 min or a signal_delay_s under 60"),
+    ({"time": 2, "signal_delay_s": 60}, "give a time of at least 3 min or a signal_delay_s under 60"),
+])
+def test_a_time_limit_the_checkpoint_signal_cannot_fit_in_is_refused(block, fix):
+    """Slurm may send USR2 up to 60 s before it is due: with time 1 and any delay it came in a
+    worker's first second here and killed it."""
+    with pytest.raises(settings.SlurmSettingsError) as err:
+        settings.from_grid(block)
+    assert "Slurm may send USR2 up to 60 s before it is due" in str(err.value) and fix in str(err.value)
+    assert settings.from_grid({"time": 2, "signal_delay_s": 59}).timing_problem() is None
+
+
+def test_a_resource_class_whose_time_leaves_no_room_for_the_signal_is_refused_before_anything_is_submitted():
+    from jobs import resources
+    from slurm import launch
+
+    cls = resources.Resources(time=1).name()
+    with pytest.raises(settings.SlurmSettingsError, match=r"resource class .*time=1.*at least 3 min"):
+        launch.class_settings(settings.from_grid({"time": 60}), cls)
+    assert launch.class_settings(settings.from_grid({"time": 60}), resources.Resources(time=5).name()).time == 5
