@@ -142,9 +142,11 @@ class Attempt(Base):
     error_type: Mapped[str | None] = mapped_column(String(200))
     #: The step this attempt's curve continues from (its checkpoint's), or None: it started fresh.
     resumed_from_step: Mapped[int | None]
-    #: GPUs the attempt was given (its resource class's, else the worker's visible ones), and
-    #: their seconds: wall time x devices, written when the attempt ends.
+    #: GPUs the attempt was given (its resource class's, else the worker's visible ones), the
+    #: cells its worker shared them between (cells_per_gpu, --cells-per-device; NULL: none), and
+    #: their seconds: wall time x devices / cells_sharing, written when the attempt ends.
     devices: Mapped[int | None]
+    cells_sharing: Mapped[int | None]
     device_seconds: Mapped[float | None]
 
 

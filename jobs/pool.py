@@ -36,7 +36,8 @@ def worker_main(options: WorkerOptions, index: int = 0) -> int:
 
     engine = db_engine.create(options.url)
     queue = Queue(engine, lease_s=options.lease_s)
-    worker = options.worker(queue, WorkerInfo.here(resource_class=options.resource_class))
+    worker = options.worker(queue, WorkerInfo.here(resource_class=options.resource_class,
+                                                   cells_sharing=options.cells_sharing))
     worker.install_signal_handlers()
     try:
         worker.run(max_jobs=options.max_jobs)
@@ -144,7 +145,8 @@ class DeviceShare:
                     with self._lock:
                         if self._stopped:
                             break
-                        (proc,) = start(replace(self.options, max_jobs=1), 1, first_index=index, target=self.target)
+                        (proc,) = start(replace(self.options, max_jobs=1, cells_sharing=self.cells), 1,
+                                        first_index=index, target=self.target)
                         self._alive.append((proc, time.monotonic()))
                     index += 1
                     report.started += 1

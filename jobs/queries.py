@@ -360,7 +360,8 @@ def claim(conn: Connection, *, owner: str, lease_s: float, job_id: int | None = 
 
 _INSERT_ATTEMPT = _Prepared(lambda pg: insert(attempts).values(
     {c: bindparam(c) for c in ("job_id", "number", "worker", "host", "pid", "started_at",
-                               "slurm_job_id", "slurm_array_index", "node", "devices", "provenance_id")}))
+                               "slurm_job_id", "slurm_array_index", "node", "devices", "cells_sharing",
+                               "provenance_id")}))
 
 
 def insert_attempt(
@@ -376,6 +377,7 @@ def insert_attempt(
     slurm_array_index: int | None = None,
     node: str | None = None,
     devices: int | None = None,
+    cells_sharing: int | None = None,
     provenance_id: int | None = None,
 ) -> None:
     _INSERT_ATTEMPT.run(
@@ -383,6 +385,7 @@ def insert_attempt(
         {
             "job_id": job_id, "number": number, "worker": worker, "host": host, "pid": pid,
             "started_at": started_at, "slurm_job_id": slurm_job_id, "devices": devices,
+            "cells_sharing": cells_sharing if cells_sharing and cells_sharing > 1 else None,
             "slurm_array_index": slurm_array_index, "node": node, "provenance_id": provenance_id,
         },
     )
@@ -489,8 +492,10 @@ _END_ATTEMPT = _Prepared(lambda pg: (
 
 
 def _device_seconds():
-    """An ending attempt's device-seconds: its wall time (database clock) x its devices."""
-    return (clock.now() - attempts.c.started_at) * func.coalesce(attempts.c.devices, 0)
+    """An ending attempt's device-seconds: its wall time (database clock) x its devices, over the
+    cells its worker shared them between (each of K cells on one GPU is charged a K-th)."""
+    return ((clock.now() - attempts.c.started_at) * func.coalesce(attempts.c.devices, 0)
+            / func.coalesce(attempts.c.cells_sharing, 1))
 
 
 def end_attempt(conn: Connection, *, job_id: int, number: int, outcome: str, error: str | None,

@@ -42,6 +42,8 @@ class WorkerInfo:
     resource_class: str | None = None
     #: GPUs this worker sees (an attempt of a class that names none is given these)
     devices: int = field(default_factory=lambda: visible_gpus())
+    #: cells this worker's device is shared between (jobs.pool.DeviceShare's K); 1: its own
+    cells_sharing: int = 1
     #: the code, environment and machine this worker runs with (jobs.provenance); None: not recorded
     provenance: provenance_mod.Provenance | None = None
 
@@ -100,6 +102,7 @@ class Queue:
             queries.insert_attempt(
                 conn,
                 devices=resources.devices_of(job.resource_class, visible=worker.devices),
+                cells_sharing=worker.cells_sharing,
                 job_id=job.id,
                 number=job.attempts,
                 worker=worker.name,

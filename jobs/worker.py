@@ -55,6 +55,9 @@ class WorkerOptions:
     env: dict[str, str] = field(default_factory=dict)
     #: claim only jobs of this resource class (jobs.resources); None: any job
     resource_class: str | None = None
+    #: cells the device is shared between (a cell of jobs.pool.DeviceShare: its K); its
+    #: attempts are charged a K-th of their device-seconds
+    cells_sharing: int = 1
     #: an owner-only file with the secrets the URL and ``env`` were written without (the
     #: database password, token-like values), read at start (slurm.secrets); None: none
     secrets_file: str | None = None

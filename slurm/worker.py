@@ -78,8 +78,9 @@ def slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def worker_info(resource_class: str | None = None):
-    """Where this worker runs, with the Slurm job, array index and node when in Slurm."""
+def worker_info(resource_class: str | None = None, cells_sharing: int = 1):
+    """Where this worker runs, with the Slurm job, array index and node when in Slurm (and
+    the cells its device is shared between)."""
     from jobs import provenance
     from jobs.queue import WorkerInfo
 
@@ -87,13 +88,13 @@ def worker_info(resource_class: str | None = None):
     job = slurm_job_id()
     if job is None:
         return WorkerInfo(name=f"local:{host}:{pid}", host=host, pid=pid, resource_class=resource_class,
-                          provenance=provenance.current())
+                          cells_sharing=cells_sharing, provenance=provenance.current())
     node = os.environ.get("SLURMD_NODENAME") or host.split(".")[0]
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     index = os.environ.get("SLURM_ARRAY_TASK_ID")
     return WorkerInfo(name=worker_name(job, restart, node, pid), host=host, pid=pid, slurm_job_id=job,
                       slurm_array_index=int(index) if index else None, node=node, resource_class=resource_class,
-                      provenance=provenance.current())
+                      cells_sharing=cells_sharing, provenance=provenance.current())
 
 
 def open_queue(options: WorkerOptions):
@@ -250,7 +251,7 @@ def cell_main(options: WorkerOptions, index: int) -> None:
                         force=True)
     queue = open_queue(options)
     try:
-        worker = options.worker(queue, worker_info(options.resource_class))
+        worker = options.worker(queue, worker_info(options.resource_class, options.cells_sharing))
         if heard:  # signalled while starting: claim nothing
             return
         worker.run(max_jobs=options.max_jobs)

@@ -103,9 +103,12 @@ def test_cells_sharing_one_device_run_together_until_memory_runs_short(engine, q
         report = pool.share_device(eng_queue, options, k, cell_mib=cell_mib, free_mib=lambda: free, ramp_s=5.0,
                                    poll_s=0.05)
         with scope(engine, write=False) as conn:
-            spans = conn.execute(select(attempts.c.started_at, attempts.c.ended_at, attempts.c.worker)
-                                 .join(jobs, jobs.c.id == attempts.c.job_id)
-                                 .where(jobs.c.spec["tag"].as_string() == grid)).all()
+            rows = conn.execute(select(attempts.c.started_at, attempts.c.ended_at, attempts.c.worker,
+                                       attempts.c.cells_sharing)
+                                .join(jobs, jobs.c.id == attempts.c.job_id)
+                                .where(jobs.c.spec["tag"].as_string() == grid)).all()
+        assert {r.cells_sharing for r in rows} == {k}, "each cell's attempt says how many shared its device"
+        spans = [(r.started_at, r.ended_at, r.worker) for r in rows]
         overlap = max(sum(1 for s2, e2, _ in spans if s2 <= s < e2) for s, _, _ in spans)
         return report, spans, overlap
 

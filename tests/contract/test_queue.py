@@ -477,6 +477,21 @@ def test_device_seconds_per_attempt_and_the_estimate_for_pending_cells(queue):
     assert hours["estimate"]["g"] == pytest.approx(2 * attempt.device_seconds / 3600)
 
 
+def test_a_cell_sharing_its_device_with_others_is_charged_its_share(queue):
+    """Each of K cells a worker runs at once on one GPU (cells_per_gpu, --cells-per-device) is
+    charged wall time x devices / K: K cells sharing a GPU for an hour spend one GPU-hour."""
+    from dataclasses import replace
+
+    (job,) = make_jobs(1, steps=10)
+    operator.enqueue(queue.engine, "g", [replace(job, resource_class="gpus=1")])
+    c = queue.claim(replace(W1, cells_sharing=4))
+    time.sleep(0.4)
+    queue.complete(c.lease)
+    (attempt,) = reports.attempts(queue.engine, c.job.id)
+    assert (attempt.devices, attempt.cells_sharing) == (1, 4)
+    assert 0.09 <= attempt.device_seconds <= (0.4 + 2 * 5.0) / 4
+
+
 def test_a_worker_freezes_what_its_first_job_left_alive_once(queue, tmp_path, monkeypatch):
     """After its first job a worker freezes the surviving heap (the libraries that job
     imported), once per process, so later jobs' full collections skip it."""

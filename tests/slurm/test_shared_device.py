@@ -50,6 +50,10 @@ def test_one_task_runs_two_cells_at_once_each_with_its_own_lease(queue, tmp_path
     assert len({s.worker for s in spans}) == 4, "each cell its own process and lease"
     overlap = max(sum(1 for o in spans if o.started_at <= s.started_at < o.ended_at) for s in spans)
     assert overlap == 2, "two cells ran at once, never more"
+    # Each attempt records the two cells its device was shared between (cells_per_gpu: 2), and is
+    # charged half its wall time x devices (no GPU here: devices is 0, so the share is what is checked).
+    assert [(a.cells_sharing, a.device_seconds <= (a.ended_at - a.started_at) * a.devices / 2 + 0.01)
+            for j in range(1, 5) for a in reports.attempts(queue.engine, j)] == [(2, True)] * 4
     for job_id in range(1, 5):
         assert_metrics_once(queue, job_id, 6)
 
