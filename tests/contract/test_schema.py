@@ -117,3 +117,35 @@ def test_attention_rows_revision_downgrades_and_upgrades_again(db_url):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, Base.metadata) == []
     eng.dispose()
+
+
+def test_cells_sharing_revision_downgrades_and_upgrades_again(db_url):
+    """0010 adds attempts.cells_sharing and nothing else: down to 0009 drops the column and keeps
+    the attempts; up again makes it as the models say, NULL (a device of its own) for old rows."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    eng = db_engine.create(db_url)
+    schema.upgrade(eng)
+    with eng.begin() as conn:
+        conn.execute(text("INSERT INTO grids (name, created_at) VALUES ('kept', 1.0)"))
+        grid_id = conn.execute(text("SELECT id FROM grids")).scalar_one()
+        conn.execute(text("INSERT INTO jobs (grid_id, spec_hash, spec, factors, experiment, state, priority, attempts, "
+                          "max_attempts, backoff_s, created_at, updated_at, resource_class) VALUES (:g, 'h', '{}', '{}', "
+                          "'test', 'running', 0, 1, 3, 0, 1.0, 1.0, 'default')"), {"g": grid_id})
+        job_id = conn.execute(text("SELECT id FROM jobs")).scalar_one()
+        conn.execute(text("INSERT INTO attempts (job_id, number, worker, host, pid, started_at, devices, cells_sharing) "
+                          "VALUES (:j, 1, 'w', 'h', 1, 1.0, 1, 4)"), {"j": job_id})
+    cfg = schema.alembic_config(eng.url.render_as_string(hide_password=False))
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    with eng.connect() as conn:
+        assert "cells_sharing" not in {c["name"] for c in inspect(conn).get_columns("attempts")}
+        assert conn.execute(text("SELECT devices FROM attempts")).scalar_one() == 1
+    assert schema.upgrade(eng) == ("0009", schema.HEAD)
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT cells_sharing FROM attempts")).scalar_one() is None
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, Base.metadata) == []
+    eng.dispose()
