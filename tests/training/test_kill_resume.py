@@ -37,13 +37,13 @@ retry: {{{{max_attempts: 3, backoff_s: 0}}}}  # an expired lease counts as a fai
 #: parallel): a 3 s one by the resuming worker, which then left the job running, and a 3 s and a
 #: 6 s one by the victim before the kill; its heartbeats once stopped for 48 s while it set up
 #: training (attempt.jsonl: beats every 2 s for 25 s, then none until the lease was gone).
-VICTIM_HEARTBEAT_S = HEARTBEAT_S = 25.0
+HEARTBEAT_S = 25.0
 
 
-def _worker(url: str, runs: Path, heartbeat_s: float = HEARTBEAT_S) -> subprocess.Popen:
+def _worker(url: str, runs: Path) -> subprocess.Popen:
     code = (
         "from jobs.pool import worker_main\nfrom jobs.worker import WorkerOptions\n"
-        f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={heartbeat_s},"
+        f"raise SystemExit(worker_main(WorkerOptions(url={url!r}, runs_dir={str(runs)!r}, heartbeat_s={HEARTBEAT_S},"
         " poll_s=0.1, threads_per_worker=1, max_jobs=1)))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -76,12 +76,13 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(sqlite_queue, run
     kill_after = rng.choice([4, 8])
     step_s = sorted(p.value for p in metrics_of(queue, 1, "step_time_s"))[STEPS // 2]
     delay = rng.uniform(0.0, min(0.15, 2 * step_s))
-    victim = _worker(url, runs, VICTIM_HEARTBEAT_S)
+    victim = _worker(url, runs)
     deadline = time.monotonic() + 300
     while _recorded_step(queue) < kill_after:
         assert victim.poll() is None, (
             f"the worker exited before it could be killed (GRIDLAB_TEST_SEED={rng_seed}): "
-            + "; ".join(e.reason or "" for e in reports.events(queue.engine, 2)))
+            + "; ".join(e.reason or "" for e in reports.events(queue.engine, 2))
+            + "; a lost lease leaves no event: see the attempt's attempt.jsonl and output.log under " + str(runs))
         assert time.monotonic() < deadline
         time.sleep(0.01)
     time.sleep(delay)
