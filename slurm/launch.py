@@ -61,6 +61,13 @@ def class_settings(settings: SlurmSettings, resource_class: str) -> SlurmSetting
     return merged
 
 
+def check_classes(settings: SlurmSettings, resource_classes) -> None:
+    """Every class's settings checked (:func:`class_settings`) before anything of a launch is
+    written or submitted."""
+    for resource_class in resource_classes:
+        class_settings(settings, resource_class)
+
+
 def for_class(options: WorkerOptions, resource_class: str) -> WorkerOptions:
     return replace(options, resource_class=resource_class)
 
@@ -227,8 +234,7 @@ class Dispatcher:
         """Up to ``workers`` workers for each resource class with pending jobs (no more than they
         keep busy: one per job, one per K jobs where the class's workers run K cells at once)."""
         pending = reports.pending_by_class(self.queue.engine)
-        for cls in pending:  # every class's settings are checked before the first is submitted
-            class_settings(self.settings, cls)
+        check_classes(self.settings, pending)  # before the first class is submitted
         return [self.submit(min(workers, resources.workers_for(count, cls)), cls) for cls, count in sorted(pending.items())]
 
 

@@ -106,6 +106,7 @@ def launch(grid_file, executor, workers, slurm_flags, env_pairs, runner, runs_di
     if reports.unfinished(queue.engine) == 0 or not reports.pending_by_class(queue.engine):
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
+    launch_mod.check_classes(slurm_settings, reports.pending_by_class(queue.engine))  # before the code is pinned
     if not skip_check:
         _require_ready(queue, grid_file)
     if executor == "slurm":

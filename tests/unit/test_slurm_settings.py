@@ -119,3 +119,23 @@ def test_a_resource_class_whose_time_leaves_no_room_for_the_signal_is_refused_be
     with pytest.raises(settings.SlurmSettingsError, match=r"resource class .*time=1.*at least 3 min"):
         launch.class_settings(settings.from_grid({"time": 60}), cls)
     assert launch.class_settings(settings.from_grid({"time": 60}), resources.Resources(time=5).name()).time == 5
+
+
+def test_a_launch_refused_for_a_class_time_writes_nothing(tmp_path):
+    """`gridlab launch` checks every pending class's time before it pins the code or submits:
+    a class with ``time: 1`` is one line, exit 2, and the runs folder stays empty."""
+    from dataclasses import replace
+
+    from db import engine as db_engine, schema
+    from jobs import operator, resources
+    from tests.support import cli
+    from tests.support.grids import make_jobs
+
+    url = f"sqlite:///{tmp_path / 'gridlab.db'}"
+    eng = db_engine.create(url)
+    schema.upgrade(eng)
+    operator.enqueue(eng, "g", [replace(j, resource_class=resources.Resources(time=1).name()) for j in make_jobs(1)])
+    eng.dispose()
+    r = cli.invoke(["launch", "--db", url, "--runs-dir", str(tmp_path / "runs"), "--skip-check"], cwd=tmp_path)
+    cli.assert_one_line_error(r, "resource class", "at least 3 min")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
