@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ class JobContext:
         checkpoints.seal(path, step=step, attempt=self.attempt, identity=self.identity)
         self.metrics.fence()
         final = checkpoints.adopt(path, self.run_dir, step=step, attempt=self.attempt)
+        began = time.time()
         try:
             retry_through_outage(lambda: self.queue.set_checkpoint(self.lease, str(final), step),
                                  what=f"job {self.lease.job_id} checkpoint record")
@@ -116,7 +118,7 @@ class JobContext:
             shutil.rmtree(final, ignore_errors=True)  # ours alone (the attempt's own name): not recorded, not kept
             raise
         if self.marker is not None:
-            self.marker.note("checkpoint", step=step)
+            self.marker.note("checkpoint", t=began, step=step)
         self.metrics.fence()
         checkpoints.prune(self.run_dir, keep=final, keep_step=step, attempt=self.attempt)
         return final

@@ -69,13 +69,14 @@ def retry_through_outage(write: Callable[[], T], *, patience_s: float = OUTAGE_P
 
 class MetricsWriter:
     def __init__(self, engine: Engine, lease: Lease, *, flush_every: int = 2000, flush_interval_s: float = 5.0,
-                 lost: threading.Event | None = None, on_write: Callable[[str], None] | None = None) -> None:
+                 lost: threading.Event | None = None, on_write: Callable[..., None] | None = None) -> None:
         self.engine = engine
         self.lease = lease
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
         self.lost = lost if lost is not None else threading.Event()
-        self.on_write = on_write  # told of every confirmed fenced write (the attempt's marker)
+        # Told of every confirmed fenced write, with the wall clock when it began (runs.Marker.note).
+        self.on_write = on_write
         self._buffer: list[tuple[int, int, str, int, float | None, float]] = []
         self._attention: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
@@ -168,6 +169,7 @@ class MetricsWriter:
                 self._inflight = (self._batch + 1, self._buffer, self._attention)
                 self._buffer, self._attention = [], []
             batch, rows, attention = self._inflight
+            began = time.time()
             outcome = self._store(batch, rows, attention)
             self._inflight = None
             if outcome == queries.LEASE_GONE:
@@ -179,7 +181,7 @@ class MetricsWriter:
             self.written += len(rows)
             self._last_flush = time.monotonic()
             if self.on_write is not None:
-                self.on_write("metrics")
+                self.on_write("metrics", t=began)
 
     def _store(self, batch: int, rows: list, attention: list) -> str:
         def store(keep_first: bool) -> str:
@@ -212,9 +214,10 @@ class MetricsWriter:
                 self.lost.set()
                 raise
 
+        began = time.time()
         retry_through_outage(write, what=f"job {self.lease.job_id} summary")
         if self.on_write is not None:
-            self.on_write("summary")
+            self.on_write("summary", t=began)
 
 
 

@@ -133,15 +133,24 @@ def _redirected(path: Path) -> Iterator[None]:
 
 class Marker:
     """Attempt k's record outside the database: one JSON line per event (``start``, each
-    confirmed fenced ``write``, ``end``) with the process and the wall clock. The fault suite
-    reads these to see a double run the database cannot show (a zombie writes no events)."""
+    confirmed fenced write, ``end``) with the process and the wall clock. The fault suite
+    reads these to see a double run the database cannot show (a zombie writes no events).
+
+    A confirmed write's ``t`` is when that write *began*, passed in by its caller: a lower
+    bound of its commit. The note itself comes after the commit, and a process stopped in
+    between (SIGSTOP, a swapped-out machine) would otherwise stamp a write made under the lease
+    with the time it woke, after its successor started. ``start`` is stamped after the claim
+    committed, an upper bound. So a fenced run always shows attempt k's last ``t`` before
+    attempt k+1's ``start``; a write that began after it and was still confirmed is a real
+    double run."""
 
     def __init__(self, path: Path, *, attempt: int, owner: str) -> None:
         self.path = path
         self.base = {"attempt": attempt, "owner": owner, "pid": os.getpid()}
 
-    def note(self, event: str, **extra: Any) -> None:
-        line = json.dumps({**self.base, "event": event, "t": time.time(), **extra})
+    def note(self, event: str, *, t: float | None = None, **extra: Any) -> None:
+        """Append ``event``; ``t``: when the write it confirms began (``time.time()``), or now."""
+        line = json.dumps({**self.base, "event": event, "t": time.time() if t is None else t, **extra})
         try:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")

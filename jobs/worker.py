@@ -186,6 +186,7 @@ class Worker:
         job, lease = claimed.job, claimed.lease
         log.info("job %d attempt %d claimed by %s", job.id, lease.attempt, lease.owner)
         lost = threading.Event()
+        self._outcome_began: float | None = None
         beat = _Heartbeat(self.queue, lease, self.heartbeat_s, lost)
         beat.start()
         try:
@@ -223,7 +224,10 @@ class Worker:
                     # lost lease) as the log file closes would reopen it, and leak it.
                     beat.stop()
             # "end" only when the outcome was recorded under the lease; a lost lease wrote nothing.
-            marker.note("end" if self.stats.lost == lost_before else "lost")
+            if self.stats.lost == lost_before:
+                marker.note("end", t=self._outcome_began)
+            else:
+                marker.note("lost")
         finally:
             beat.stop()
             self._current = None
@@ -295,6 +299,7 @@ class Worker:
 
     def _record(self, write: Callable[[], object]) -> object:
         """Record an outcome; retry through a database outage, give up if the lease is gone."""
+        self._outcome_began = time.time()  # the "end" marker's time (runs.Marker)
         try:
             return retry_through_outage(write, what="recording an outcome")
         except LeaseLost as exc:
@@ -349,7 +354,7 @@ class _Heartbeat(threading.Thread):
         last_ok = time.monotonic()  # the claim just extended the lease
         wait = self.interval
         while not self._done.wait(wait):
-            started = time.monotonic()
+            started, began = time.monotonic(), time.time()
             try:
                 self.queue.heartbeat(self.lease)
             except LeaseLost as exc:
@@ -371,7 +376,7 @@ class _Heartbeat(threading.Thread):
                 continue
             last_ok, wait = started, self.interval
             if self.marker is not None:
-                self.marker.note("beat")
+                self.marker.note("beat", t=began)
 
     def stop(self) -> None:
         self._done.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
 import time
 
@@ -147,6 +148,44 @@ def test_stale_lease_is_reclaimed_and_old_owner_is_fenced(engine):
     queue.complete(c2.lease)
     outcomes = [a.outcome for a in reports.attempts(queue.engine, c.job.id)]
     assert outcomes == ["lease_expired", "succeeded"]
+
+
+def test_the_marker_stamps_a_confirmed_write_with_when_it_began_not_when_it_was_noted(engine, queue, tmp_path):
+    """A worker stopped between a write's commit and its marker note (SIGSTOP, a swapped-out
+    node) must not stamp that write, made under the lease, with the time it woke: the fault
+    suite would see a double run that did not happen. Each note's time is at most its write's
+    commit, however late the note comes."""
+    from sqlalchemy import event
+
+    from jobs import runs
+
+    commits: list[float] = []
+
+    def committed(conn):
+        commits.append(time.time())
+
+    operator.enqueue(queue.engine, "g", make_jobs(1))
+    c = queue.claim(W1)
+    marker = runs.Marker(tmp_path / runs.MARKER, attempt=c.lease.attempt, owner=c.lease.owner)
+    woke: list[float] = []
+
+    def paused_then_noted(what, **kw):
+        time.sleep(0.2)
+        woke.append(time.time())
+        marker.note(what, **kw)
+
+    writer = MetricsWriter(engine, c.lease, on_write=paused_then_noted)
+    event.listen(engine, "commit", committed)
+    try:
+        for what, write in (("metrics", lambda: (writer.log(1, {"loss": 1.0}), writer.flush())),
+                            ("summary", lambda: writer.summary({"val_loss": 1.0}))):
+            commits.clear()
+            write()
+            last = json.loads(marker.path.read_text().splitlines()[-1])
+            assert last["event"] == what
+            assert commits and last["t"] <= commits[-1] < woke[-1], (what, last["t"], commits, woke)
+    finally:
+        event.remove(engine, "commit", committed)
 
 
 def test_heartbeat_keeps_a_lease_alive(engine):

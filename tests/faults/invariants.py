@@ -56,14 +56,14 @@ def check(engine, *, expect_all: str | None = states.SUCCEEDED) -> dict[str, int
 
 
 #: Marker events that are confirmed writes under the lease (or the attempt's end, written after
-#: its outcome was recorded).
+#: its outcome was recorded), each stamped with when its write began (jobs.runs.Marker).
 ACTIVITY = ("start", "beat", "metrics", "summary", "checkpoint", "end")
 
 
 def check_markers(runs_dir) -> dict[str, int]:
     """The double-run check the database cannot make (a zombie writes no events): from each
     attempt's marker file (jobs.runs.Marker, written outside the database), attempt k's last
-    confirmed write must come before attempt k+1 started. Overlapping live attempts fail."""
+    confirmed write must have begun before attempt k+1 started. Overlapping live attempts fail."""
     from jobs import runs
 
     markers = runs.read_markers(runs_dir)
