@@ -36,7 +36,12 @@ retry: {{{{max_attempts: 3, backoff_s: 0}}}}  # an expired lease counts as a fai
 #: kill. Shorter leases were lost on the loaded machine of a full run (the suite runs in
 #: parallel): a 3 s one by the resuming worker, which then left the job running, and a 3 s and a
 #: 6 s one by the victim before the kill; its heartbeats once stopped for 48 s while it set up
-#: training (attempt.jsonl: beats every 2 s for 25 s, then none until the lease was gone).
+#: training (attempt.jsonl: beats every 2 s for 25 s, then none until the lease was gone). Likely:
+#: the heartbeat is a thread, and the main thread holds the GIL through long C calls while it sets
+#: up: loading torch's extension (``from torch._C import *``) and full ``gc.collect()`` passes
+#: (accelerate's at the start of ``train()``). Unloaded, the longest stall of a thread beside a
+#: worker's first job is 0.3 s; with six CPU hogs at nice 0 beside the worker at nice 5, 3.2 s
+#: (benchmarks/heartbeat_stalls.py, BENCHMARKS.md). A full run's load is heavier still.
 HEARTBEAT_S = 25.0
 
 
