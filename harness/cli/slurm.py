@@ -103,10 +103,11 @@ def launch(grid_file, executor, workers, slurm_flags, env_pairs, runner, runs_di
                                             snapshot=snapshot.planned(runs_dir) if pin else None), nl=False)
         return
     queue = options.open_queue(db_url)
-    if reports.unfinished(queue.engine) == 0 or not reports.pending_by_class(queue.engine):
+    pending = reports.pending_by_class(queue.engine)
+    if not pending:
         console.print("Nothing to run: no pending jobs. Enqueue a grid first (`gridlab enqueue GRID.yaml`).")
         return
-    launch_mod.check_classes(slurm_settings, reports.pending_by_class(queue.engine))  # before the code is pinned
+    launch_mod.check_classes(slurm_settings, pending)  # before the code is pinned
     if not skip_check:
         _require_ready(queue, grid_file)
     if executor == "slurm":
